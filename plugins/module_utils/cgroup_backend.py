@@ -1,0 +1,338 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Backends of cgroup_limit: systemd drop-ins and raw cgroupfs (v1 and v2).
+
+No AnsibleModule import: a backend gets a `host` object with run(argv),
+read(path), write_atomic(path, text), and check_mode; the module passes a thin
+adapter around AnsibleModule, tests pass a fake or a real host on a scratch tree.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import glob
+import os
+
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
+    DROPIN_NAME, MANAGED_HEADER, cgroup_relpath, controllers_needed, display_limits,
+    expected_files, parse_systemctl_show, render_dropin, reset_value, same_value,
+)
+
+
+class BackendError(Exception):
+    pass
+
+
+class Plan(object):
+    """One validated target: what the user asked, resolved on this host."""
+
+    def __init__(self, index, kind, name, uid, state, limits, parent):
+        self.index, self.kind, self.name, self.uid = index, kind, name, uid
+        self.state, self.limits = state, limits
+        self.relpath = cgroup_relpath(kind, name, uid, parent)
+        self.unit = "user-%d.slice" % uid if kind == "user" else (name if kind == "slice" else None)
+
+    @property
+    def label(self):
+        return "%s:%s" % (self.kind, self.name)
+
+    def result(self):
+        return {"target": self.label, "kind": self.kind, "name": self.name, "uid": self.uid,
+                "state": self.state, "changed": False, "warnings": []}
+
+
+def _lines(props):
+    return dict(line.split("=", 1) for line in props if "=" in line)
+
+
+# --------------------------------------------------------------------------- systemd
+
+class SystemdBackend(object):
+    name = "systemd"
+
+    def __init__(self, host, layout, unit_dir="/etc/systemd/system", cgroup_root="/sys/fs/cgroup"):
+        self.host, self.layout, self.unit_dir, self.cgroup_root = host, layout, unit_dir, cgroup_root
+        self.version = "v1" if "memory" in layout["v1"] else "v2"
+
+    def dropin_path(self, unit):
+        return os.path.join(self.unit_dir, unit + ".d", DROPIN_NAME)
+
+    def managed_dropins(self):
+        found = {}
+        for path in glob.glob(os.path.join(self.unit_dir, "*.slice.d", DROPIN_NAME)):
+            text = self.host.read(path) or ""
+            if text.startswith(MANAGED_HEADER):
+                found[os.path.basename(os.path.dirname(path))[:-2]] = path
+        return found
+
+    def apply(self, plans, exclusive):
+        results, diffs, changes = [], [], []
+        for plan in plans:
+            res = plan.result()
+            res.update(unit=plan.unit, path=self.dropin_path(plan.unit), cgroup_parent=plan.unit)
+            current = self.host.read(res["path"])
+            if plan.state == "present":
+                wanted, warnings = render_dropin(plan.limits, self.version)
+                res["warnings"].extend(warnings)
+                res["after"] = display_limits(plan.limits)
+            else:
+                wanted = None
+                res["after"] = {}
+            res["before"] = _lines((current or "").splitlines()[1:]) if current else {}
+            if current != wanted:
+                res["changed"] = True
+                changes.append((res["path"], wanted))
+                diffs.append({"before_header": res["path"], "after_header": res["path"],
+                              "before": current or "", "after": wanted or ""})
+            results.append(res)
+        removed = []
+        if exclusive:
+            listed = set(p.unit for p in plans)
+            for unit, path in sorted(self.managed_dropins().items()):
+                if unit not in listed:
+                    removed.append({"target": unit, "unit": unit, "path": path})
+                    changes.append((path, None))
+                    diffs.append({"before_header": path, "after_header": path,
+                                  "before": self.host.read(path) or "", "after": ""})
+        reloaded = False
+        if changes and not self.host.check_mode:
+            for path, text in changes:
+                if text is None:
+                    self.host.remove(path)
+                else:
+                    self.host.write_atomic(path, text)
+            self.host.run(["systemctl", "daemon-reload"])
+            reloaded = True
+        self.verify(plans, results)
+        return {"targets": results, "removed": removed, "diff": diffs, "daemon_reload": reloaded,
+                "changed": bool(changes)}
+
+    def verify(self, plans, results):
+        """Read what the kernel enforces now for every active unit (one systemctl call)."""
+        if not plans:
+            return
+        argv = ["systemctl", "show", "-p", "Id", "-p", "ActiveState", "-p", "ControlGroup"] + [p.unit for p in plans]
+        shown = dict((u.get("Id"), u) for u in parse_systemctl_show(self.host.run(argv)))
+        for plan, res in zip(plans, results):
+            unit = shown.get(plan.unit, {})
+            res["active"] = unit.get("ActiveState") == "active"
+            cgroup = unit.get("ControlGroup") or ""
+            res["verified"] = {}
+            if not res["active"] or not cgroup or plan.state != "present":
+                continue
+            files, _w = expected_files(plan.limits, self.version_of, devnum=self.host.devnum)
+            for ctrl, fname, want in files:
+                live = self.host.read(os.path.join(self.controller_root(ctrl), cgroup.lstrip("/"), fname))
+                res["verified"][fname] = (live or "").strip()
+                if not self.host.check_mode and not same_value(fname, want, live):
+                    res["warnings"].append("%s of %s reads %r, expected %r" % (fname, plan.unit, (live or "").strip(), want))
+
+    def version_of(self, controller):
+        if controller in self.layout["v1"]:
+            return "v1"
+        if self.layout["v2_root"] and controller in self.layout["v2_controllers"]:
+            return "v2"
+        return None
+
+    def controller_root(self, controller):
+        if controller in self.layout["v1"]:
+            return self.layout["v1"][controller]
+        return self.layout["v2_root"] or self.cgroup_root
+
+
+# --------------------------------------------------------------------------- cgroupfs
+
+class CgroupfsBackend(object):
+    name = "cgroupfs"
+
+    def __init__(self, host, layout, parent="fairshare"):
+        self.host, self.layout, self.parent = host, layout, parent.strip("/")
+
+    def version_of(self, controller):
+        if controller in self.layout["v1"]:
+            return "v1"
+        if self.layout["v2_root"] and controller in self.layout["v2_controllers"]:
+            return "v2"
+        return None
+
+    def root_of(self, controller):
+        if self.version_of(controller) == "v1":
+            return self.layout["v1"][controller]
+        return self.layout["v2_root"]
+
+    def dir_of(self, controller, relpath):
+        return os.path.join(self.root_of(controller), relpath)
+
+    def read_value(self, path):
+        text = self.host.read(path)
+        return None if text is None else text.strip()
+
+    def apply(self, plans, exclusive):
+        results, diffs, writes, removals = [], [], [], []
+        for plan in plans:
+            res = plan.result()
+            res.update(path=plan.relpath, cgroup_parent="/" + plan.relpath)
+            files, warnings = expected_files(plan.limits, self.version_of, devnum=self.host.devnum) \
+                if plan.state == "present" else ([], [])
+            res["warnings"].extend(warnings)
+            before, after, todo = {}, {}, []
+            for ctrl, fname, want in files:
+                live = self.read_value(os.path.join(self.dir_of(ctrl, plan.relpath), fname))
+                before[fname] = live
+                after[fname] = want
+                if not same_value(fname, want, live):
+                    todo.append((ctrl, fname, want))
+            if plan.state == "present":
+                todo.extend(self._resets(plan, files, before, after))
+                res["after"] = display_limits(plan.limits)
+            else:
+                dirs = self._existing_dirs(plan.relpath)
+                if dirs:
+                    removals.append((plan.relpath, dirs))
+                    res["changed"] = True
+                    before["exists"] = True
+                    after["exists"] = False
+                res["after"] = {}
+            res["before"] = before
+            if todo:
+                res["changed"] = True
+                writes.append((plan, todo))
+            if res["changed"]:
+                diffs.append({"before_header": "/" + plan.relpath, "after_header": "/" + plan.relpath,
+                              "before": _render(before), "after": _render(after)})
+            results.append(res)
+        removed = []
+        if exclusive:
+            keep = set()
+            for plan in plans:
+                if plan.state == "present":
+                    parts = plan.relpath.split("/")
+                    keep.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+            stale = self._managed_children()
+            if not keep:  # nothing wanted: the managed parent goes too
+                stale = [self.parent] if self._existing_dirs(self.parent) else []
+            for relpath in stale:
+                if relpath not in keep and not any(relpath.startswith(r + "/") for r, _d in removals):
+                    dirs = self._existing_dirs(relpath)
+                    removals.append((relpath, dirs))
+                    removed.append({"target": relpath, "path": relpath})
+                    diffs.append({"before_header": "/" + relpath, "after_header": "/" + relpath,
+                                  "before": "exists: true\n", "after": "exists: false\n"})
+        if not self.host.check_mode:
+            for plan, todo in writes:
+                self._write(plan, todo)
+            for relpath, dirs in removals:
+                self._remove(dirs)
+        for plan, res in zip(plans, results):
+            if plan.state == "present":
+                files, _w = expected_files(plan.limits, self.version_of, devnum=self.host.devnum)
+                res["verified"] = dict((f, self.read_value(os.path.join(self.dir_of(c, plan.relpath), f)))
+                                       for c, f, _v in files)
+                if not self.host.check_mode:
+                    for c, f, v in files:
+                        if not same_value(f, v, res["verified"][f]):
+                            raise BackendError("%s: wrote %r to %s but the kernel reads back %r"
+                                               % (plan.label, v, f, res["verified"][f]))
+            else:
+                res["verified"] = {}
+        return {"targets": results, "removed": removed, "diff": diffs,
+                "changed": bool(writes or removals), "parent": self.parent}
+
+    def _resets(self, plan, files, before, after):
+        """Scalar limits we set earlier that the target no longer asks for go back to no limit."""
+        wanted = set(f for _c, f, _v in files)
+        todo = []
+        for ctrl in ("cpu", "memory", "pids"):
+            version = self.version_of(ctrl)
+            if version is None:
+                continue
+            cdir = self.dir_of(ctrl, plan.relpath)
+            for fname in _SCALAR_FILES[version].get(ctrl, []):
+                if fname in wanted:
+                    continue
+                live = self.read_value(os.path.join(cdir, fname))
+                reset = reset_value(fname, version)
+                if live is not None and reset is not None and not same_value(fname, reset, live):
+                    before[fname], after[fname] = live, reset
+                    todo.append((ctrl, fname, reset))
+        return todo
+
+    def _ensure_dir(self, ctrl, relpath):
+        """mkdir -p under the controller root: v2 enables +ctrl in each ancestor's
+        subtree_control; v1 cpuset copies mems then cpus from the parent."""
+        root = self.root_of(ctrl)
+        version = self.version_of(ctrl)
+        current = root
+        for part in relpath.split("/"):
+            if version == "v2":
+                control = os.path.join(current, "cgroup.subtree_control")
+                enabled = (self.host.read(control) or "").split()
+                if ctrl not in enabled:
+                    self.host.write_kernel(control, "+" + ctrl)
+            child = os.path.join(current, part)
+            if not os.path.isdir(child):
+                self.host.mkdir(child)
+            if version == "v1" and ctrl == "cpuset":
+                for fname in ("cpuset.mems", "cpuset.cpus"):
+                    if not self.read_value(os.path.join(child, fname)):
+                        self.host.write_kernel(os.path.join(child, fname), self.read_value(os.path.join(current, fname)))
+            current = child
+        return current
+
+    def _write(self, plan, todo):
+        for ctrl in controllers_needed(todo):
+            self._ensure_dir(ctrl, plan.relpath)
+        for ctrl, fname, value in todo:
+            try:
+                self.host.write_kernel(os.path.join(self.dir_of(ctrl, plan.relpath), fname), value)
+            except (IOError, OSError) as exc:
+                raise BackendError("%s: writing %r to %s failed: %s" % (plan.label, value, fname, exc))
+
+    def _controller_roots(self):
+        roots = []
+        for ctrl in ("cpu", "cpuset", "memory", "pids", "io", "blkio"):
+            if self.version_of(ctrl):
+                root = self.root_of(ctrl)
+                if root not in roots:
+                    roots.append(root)
+        return roots
+
+    def _existing_dirs(self, relpath):
+        return [os.path.join(r, relpath) for r in self._controller_roots() if os.path.isdir(os.path.join(r, relpath))]
+
+    def _managed_children(self):
+        found = set()
+        for root in self._controller_roots():
+            base = os.path.join(root, self.parent)
+            for dirpath, dirnames, _files in os.walk(base):
+                for d in dirnames:
+                    found.add(os.path.relpath(os.path.join(dirpath, d), root))
+        return sorted(found, key=lambda p: p.count("/"))
+
+    def _remove(self, dirs):
+        """Move the processes out (to the hierarchy root) and rmdir, deepest first."""
+        for top in dirs:
+            root = next(r for r in self._controller_roots() if top.startswith(r + "/"))
+            tree = [dp for dp, _dn, _fn in os.walk(top)]
+            for path in sorted(tree, key=lambda p: -p.count("/")):
+                for pid in (self.host.read(os.path.join(path, "cgroup.procs")) or "").split():
+                    try:
+                        self.host.write_kernel(os.path.join(root, "cgroup.procs"), pid)
+                    except (IOError, OSError) as exc:
+                        if exc.errno != errno.ESRCH:
+                            raise
+                self.host.rmdir(path)
+
+
+_SCALAR_FILES = {
+    "v2": {"cpu": ["cpu.weight", "cpu.max"], "memory": ["memory.max", "memory.high", "memory.low", "memory.min"],
+           "pids": ["pids.max"]},
+    "v1": {"cpu": ["cpu.shares", "cpu.cfs_quota_us"], "memory": ["memory.limit_in_bytes"], "pids": ["pids.max"]},
+}
+
+
+def _render(values):
+    return "".join("%s: %s\n" % (k, v) for k, v in sorted(values.items()))

@@ -1,0 +1,415 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cgroup model of cgroup_limit: targets, limits, drop-ins and cgroupfs files.
+
+Pure Python, no AnsibleModule import. The module feeds it its options and what it
+read from the host; this file says what the host should look like. What each
+setting is called in systemd and in which cgroupfs file it lands, per cgroup
+version, is data (SYSTEMD_PROPERTIES, CGROUP_FILES), not if/else chains.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.fairshare.resources.plugins.module_utils.units import (
+    UNLIMITED, UnitError, check_minimum, cpu_quota_us, cpu_to_percent, expand_cpulist,
+    format_size, page_round, parse_cpu, parse_cpulist, parse_int, parse_percent_of, parse_size,
+)
+
+MANAGED_HEADER = "# managed by fairshare.resources: changes here are overwritten"
+DROPIN_NAME = "50-fairshare.conf"
+DEFAULT_PARENT = "fairshare"
+CPU_PERIOD_US = 100000
+V1_UNLIMITED_MEMORY = "9223372036854771712"
+
+LIMIT_FIELDS = ["cpu_weight", "cpu_max", "cpuset_cpus", "cpuset_mems", "memory_max", "memory_high",
+                "memory_swap_max", "memory_min", "memory_low", "pids_max", "io_weight", "io_max"]
+MEMORY_FIELDS = ["memory_max", "memory_high", "memory_swap_max", "memory_min", "memory_low"]
+IO_KEYS = ["rbps", "wbps", "riops", "wiops"]
+# Slices that hold the system itself: refused unless force (never throttle them by accident).
+PROTECTED_SLICES = ("-.slice", "system.slice", "init.scope", "machine.slice")
+_SLICE_RE = re.compile(r"^[A-Za-z0-9:_.\\-]+\.slice$")
+_PATH_PART_RE = re.compile(r"^[A-Za-z0-9_.@:-]+$")
+_DEVNUM_RE = re.compile(r"^\d+:\d+$")
+
+# systemd property per field and cgroup version; None: that version can't enforce it.
+SYSTEMD_PROPERTIES = {
+    "v2": {"cpu_weight": "CPUWeight", "cpu_max": "CPUQuota", "cpuset_cpus": "AllowedCPUs",
+           "cpuset_mems": "AllowedMemoryNodes", "memory_max": "MemoryMax", "memory_high": "MemoryHigh",
+           "memory_swap_max": "MemorySwapMax", "memory_min": "MemoryMin", "memory_low": "MemoryLow",
+           "pids_max": "TasksMax", "io_weight": "IOWeight",
+           "rbps": "IOReadBandwidthMax", "wbps": "IOWriteBandwidthMax",
+           "riops": "IOReadIOPSMax", "wiops": "IOWriteIOPSMax"},
+    "v1": {"cpu_weight": "CPUShares", "cpu_max": "CPUQuota", "cpuset_cpus": None, "cpuset_mems": None,
+           "memory_max": "MemoryLimit", "memory_high": None, "memory_swap_max": None, "memory_min": None,
+           "memory_low": None, "pids_max": "TasksMax", "io_weight": "BlockIOWeight",
+           "rbps": "BlockIOReadBandwidth", "wbps": "BlockIOWriteBandwidth", "riops": None, "wiops": None},
+}
+
+# cgroupfs (controller, file) per field and version; None: not enforceable there.
+CGROUP_FILES = {
+    "v2": {"cpu_weight": ("cpu", "cpu.weight"), "cpu_max": ("cpu", "cpu.max"),
+           "cpuset_mems": ("cpuset", "cpuset.mems"), "cpuset_cpus": ("cpuset", "cpuset.cpus"),
+           "memory_max": ("memory", "memory.max"), "memory_high": ("memory", "memory.high"),
+           "memory_swap_max": ("memory", "memory.swap.max"), "memory_min": ("memory", "memory.min"),
+           "memory_low": ("memory", "memory.low"), "pids_max": ("pids", "pids.max"),
+           "io_weight": ("io", "io.weight"), "io_max": ("io", "io.max")},
+    "v1": {"cpu_weight": ("cpu", "cpu.shares"), "cpu_max": ("cpu", "cpu.cfs_quota_us"),
+           "cpuset_mems": ("cpuset", "cpuset.mems"), "cpuset_cpus": ("cpuset", "cpuset.cpus"),
+           "memory_max": ("memory", "memory.limit_in_bytes"), "memory_high": None,
+           "memory_swap_max": None, "memory_min": None, "memory_low": None,
+           "pids_max": ("pids", "pids.max"), "io_weight": ("blkio", "blkio.weight"),
+           "rbps": ("blkio", "blkio.throttle.read_bps_device"), "wbps": ("blkio", "blkio.throttle.write_bps_device"),
+           "riops": ("blkio", "blkio.throttle.read_iops_device"), "wiops": ("blkio", "blkio.throttle.write_iops_device")},
+}
+
+
+def weight_to_shares(weight):
+    """cgroup v2 weight (1..10000, default 100) -> v1 cpu.shares (default 1024), as systemd maps it."""
+    return max(2, min(262144, weight * 1024 // 100))
+
+
+def weight_to_blkio(weight):
+    """io weight 1..10000 (default 100) -> blkio.weight 10..1000 (default 500), as systemd maps it."""
+    return max(10, min(1000, weight * 500 // 100))
+
+
+# --------------------------------------------------------------------------- targets
+
+def parse_target(entry, where):
+    """A limits entry -> (kind, value): ('user', name|uid) | ('slice', name) | ('path', rel)."""
+    given = [k for k in ("user", "slice", "path") if entry.get(k) not in (None, "")]
+    if len(given) != 1:
+        raise UnitError("%s: give exactly one of user, slice or path (got %s)" % (where, ", ".join(given) or "none"))
+    kind = given[0]
+    value = entry[kind]
+    if kind == "slice":
+        value = str(value)
+        if not _SLICE_RE.match(value):
+            raise UnitError("%s.slice: %r is not a slice unit name; use a name ending in .slice like research.slice" % (where, value))
+    elif kind == "path":
+        value = str(value).strip("/")
+        parts = value.split("/")
+        if not value or any(p in ("", ".", "..") or not _PATH_PART_RE.match(p) for p in parts):
+            raise UnitError("%s.path: %r is not a relative cgroup path; use names of letters, digits, _ . - @ : "
+                            "joined by / like workers/w1/crs1" % (where, entry[kind]))
+    else:
+        value = str(value)
+    return kind, value
+
+
+def check_protected(kind, name, uid, force, where):
+    """Root and the system's own slices are refused unless force: true."""
+    if force:
+        return
+    if kind == "user" and uid == 0:
+        raise UnitError("%s.user: %r is root; root is never limited unless force: true" % (where, name))
+    if kind == "slice" and (name in PROTECTED_SLICES or name.startswith("system-") or name == "user-0.slice"):
+        raise UnitError("%s.slice: %r holds the system itself; it is limited only with force: true" % (where, name))
+
+
+def systemd_unit(kind, name, uid=None):
+    if kind == "user":
+        return "user-%d.slice" % uid
+    if kind == "slice":
+        return name
+    return None
+
+
+def cgroup_relpath(kind, name, uid=None, parent=DEFAULT_PARENT):
+    """Where a target lives under the managed parent in cgroupfs."""
+    if kind == "user":
+        leaf = "user-%d" % uid
+    elif kind == "slice":
+        leaf = name[:-len(".slice")]
+    else:
+        leaf = name
+    return "%s/%s" % (parent.strip("/"), leaf)
+
+
+# --------------------------------------------------------------------------- limits
+
+def normalize_limits(entry, where, force=False):
+    """One target's options -> canonical values (bytes, CPUs, ints, 'max').
+
+    Raises UnitError naming '<where>.<field>' for anything not allowed.
+    """
+    out = {}
+
+    def path(field):
+        return "%s.%s" % (where, field)
+
+    if entry.get("cpu_weight") is not None:
+        out["cpu_weight"] = parse_int(path("cpu_weight"), entry["cpu_weight"], 1, 10000)
+    if entry.get("cpu_max") is not None:
+        out["cpu_max"] = parse_cpu(path("cpu_max"), entry["cpu_max"])
+    for field in ("cpuset_cpus", "cpuset_mems"):
+        if entry.get(field) not in (None, ""):
+            out[field] = parse_cpulist(path(field), entry[field])
+    if entry.get("memory_max") is not None:
+        out["memory_max"] = page_round(parse_size(path("memory_max"), entry["memory_max"]))
+        check_minimum("memory_max", out["memory_max"], force, path("memory_max"))
+    for field in ("memory_high", "memory_swap_max", "memory_min", "memory_low"):
+        if entry.get(field) is not None:
+            base = out.get("memory_max") if field != "memory_swap_max" else None
+            out[field] = page_round(parse_percent_of(path(field), entry[field], base))
+    if entry.get("pids_max") is not None:
+        out["pids_max"] = parse_int(path("pids_max"), entry["pids_max"], 1, 4194304, allow_unlimited=True)
+        check_minimum("pids_max", out["pids_max"], force, path("pids_max"))
+    if entry.get("io_weight") is not None:
+        out["io_weight"] = parse_int(path("io_weight"), entry["io_weight"], 1, 10000)
+    if entry.get("io_max"):
+        rules = []
+        for i, rule in enumerate(entry["io_max"]):
+            rwhere = "%s.io_max[%d]" % (where, i)
+            if not rule.get("device"):
+                raise UnitError("%s.device: a block device path like /dev/vda or MAJ:MIN is required" % rwhere)
+            norm = {"device": str(rule["device"])}
+            for key in IO_KEYS:
+                if rule.get(key) is not None:
+                    parser = parse_size if key.endswith("bps") else (
+                        lambda f, v: parse_int(f, v, 1, 1 << 40, allow_unlimited=True))
+                    norm[key] = parser("%s.%s" % (rwhere, key), rule[key])
+            if len(norm) == 1:
+                raise UnitError("%s: give at least one of %s" % (rwhere, ", ".join(IO_KEYS)))
+            rules.append(norm)
+        out["io_max"] = rules
+    _check_order(out, where)
+    return out
+
+
+def _check_order(limits, where):
+    mx = limits.get("memory_max")
+    for field in ("memory_high", "memory_low", "memory_min"):
+        val = limits.get(field)
+        if val is None or mx is None or mx == UNLIMITED or val == UNLIMITED:
+            continue
+        if val > mx:
+            raise UnitError("%s.%s: %s is above memory_max %s" % (where, field, format_size(val), format_size(mx)))
+    lo, mn = limits.get("memory_low"), limits.get("memory_min")
+    if lo not in (None, UNLIMITED) and mn not in (None, UNLIMITED) and mn > lo:
+        raise UnitError("%s.memory_min: %s is above memory_low %s" % (where, format_size(mn), format_size(lo)))
+
+
+def display_limits(limits):
+    """Canonical values -> the human form used in results and diffs."""
+    shown = {}
+    for field, value in limits.items():
+        if field in MEMORY_FIELDS:
+            shown[field] = format_size(value)
+        elif field == "cpu_max":
+            shown[field] = "max" if value == UNLIMITED else cpu_to_percent(value)
+        elif field == "io_max":
+            shown[field] = [dict((k, format_size(v) if k.endswith("bps") else v) for k, v in r.items()) for r in value]
+        else:
+            shown[field] = value
+    return shown
+
+
+# --------------------------------------------------------------------------- systemd
+
+def _systemd_value(field, value):
+    if value == UNLIMITED:
+        return "" if field == "cpu_max" else "infinity"
+    if field in MEMORY_FIELDS or field in ("rbps", "wbps"):
+        return str(value)
+    if field == "cpu_max":
+        return cpu_to_percent(value)
+    return str(value)
+
+
+def render_dropin(limits, version):
+    """Canonical limits -> (drop-in text, warnings) for a slice on cgroup `version` ('v1'/'v2')."""
+    props = SYSTEMD_PROPERTIES[version]
+    lines = [MANAGED_HEADER, "[Slice]"]
+    warnings = []
+    for field in LIMIT_FIELDS:
+        if field not in limits:
+            continue
+        value = limits[field]
+        if field == "io_max":
+            for rule in value:
+                for key in IO_KEYS:
+                    if key not in rule:
+                        continue
+                    prop = props[key]
+                    if prop is None:
+                        warnings.append("io_max %s on %s: cgroup %s with systemd cannot enforce it; not applied"
+                                        % (key, rule["device"], version))
+                        continue
+                    lines.append("%s=%s %s" % (prop, rule["device"], _systemd_value(key, rule[key])))
+            continue
+        prop = props[field]
+        if prop is None:
+            warnings.append("%s: cgroup %s with systemd cannot enforce it; not applied" % (field, version))
+            continue
+        if field == "cpu_weight" and version == "v1":
+            lines.append("%s=%d" % (prop, weight_to_shares(value)))
+        elif field == "io_weight" and version == "v1":
+            lines.append("%s=%d" % (prop, weight_to_blkio(value)))
+        else:
+            lines.append("%s=%s" % (prop, _systemd_value(field, value)))
+    return "\n".join(lines) + "\n", warnings
+
+
+def runtime_properties(dropin_text):
+    """The Key=Value lines of a drop-in, as `systemctl set-property` arguments."""
+    return [line for line in dropin_text.splitlines()
+            if line and not line.startswith("#") and not line.startswith("[")]
+
+
+def reset_properties(version):
+    """set-property arguments that return a slice to the defaults (state: absent)."""
+    if version == "v2":
+        return ["CPUWeight=", "CPUQuota=", "AllowedCPUs=", "AllowedMemoryNodes=", "MemoryMax=infinity",
+                "MemoryHigh=infinity", "MemorySwapMax=infinity", "MemoryMin=0", "MemoryLow=0",
+                "TasksMax=infinity", "IOWeight=", "IOReadBandwidthMax=", "IOWriteBandwidthMax=",
+                "IOReadIOPSMax=", "IOWriteIOPSMax="]
+    return ["CPUShares=", "CPUQuota=", "MemoryLimit=infinity", "TasksMax=infinity", "BlockIOWeight=",
+            "BlockIOReadBandwidth=", "BlockIOWriteBandwidth="]
+
+
+def parse_systemctl_show(text):
+    """`systemctl show -p A -p B u1 u2` output -> list of dicts, one per unit, in order."""
+    units, current = [], {}
+    for line in text.splitlines():
+        if not line.strip():
+            if current:
+                units.append(current)
+                current = {}
+            continue
+        key, _, value = line.partition("=")
+        current[key] = value
+    if current:
+        units.append(current)
+    return units
+
+
+# --------------------------------------------------------------------------- cgroupfs files
+
+def expected_files(limits, version_of, devnum=lambda d: d):
+    """Canonical limits -> ([(controller, file, value)], warnings).
+
+    version_of(controller) says where a controller lives on this host ('v1', 'v2',
+    or None when it isn't there). devnum(device) turns a device into MAJ:MIN.
+    Files come in the order they must be written (cpuset.mems before cpuset.cpus,
+    cfs_period_us before cfs_quota_us).
+    """
+    files, warnings = [], []
+
+    def place(field):
+        for version in ("v2", "v1"):
+            spec = CGROUP_FILES[version].get(field)
+            if spec and version_of(spec[0]) == version:
+                return version, spec
+        ctrl = (CGROUP_FILES["v2"].get(field) or CGROUP_FILES["v1"].get(field) or ("?",))[0]
+        where = version_of(ctrl)
+        if where is None:
+            warnings.append("%s: the %s controller is not available on this host; not applied" % (field, ctrl))
+        else:
+            warnings.append("%s: cgroup %s cannot enforce it; not applied" % (field, where))
+        return None, None
+
+    for field in ["cpu_weight", "cpu_max", "cpuset_mems", "cpuset_cpus"] + MEMORY_FIELDS + ["pids_max", "io_weight"]:
+        if field not in limits:
+            continue
+        version, spec = place(field)
+        if not spec:
+            continue
+        value = limits[field]
+        ctrl, fname = spec
+        if field == "cpu_weight":
+            text = str(value) if version == "v2" else str(weight_to_shares(value))
+        elif field == "cpu_max":
+            if version == "v2":
+                text = "max %d" % CPU_PERIOD_US if value == UNLIMITED else "%d %d" % (cpu_quota_us(value), CPU_PERIOD_US)
+            else:
+                files.append((ctrl, "cpu.cfs_period_us", str(CPU_PERIOD_US)))
+                text = "-1" if value == UNLIMITED else str(cpu_quota_us(value))
+        elif field in MEMORY_FIELDS:
+            text = ("max" if version == "v2" else "-1") if value == UNLIMITED else str(value)
+        elif field == "pids_max":
+            text = str(value)
+        elif field == "io_weight":
+            text = ("default %d" % value) if version == "v2" else str(weight_to_blkio(value))
+        else:
+            text = str(value)
+        files.append((ctrl, fname, text))
+    for rule in limits.get("io_max", []):
+        dev = devnum(rule["device"])
+        if version_of("io") == "v2":
+            parts = ["%s=%s" % (k, rule[k]) for k in IO_KEYS if k in rule]
+            files.append(("io", "io.max", "%s %s" % (dev, " ".join(parts))))
+        elif version_of("blkio") == "v1":
+            for key in IO_KEYS:
+                if key in rule:
+                    ctrl, fname = CGROUP_FILES["v1"][key]
+                    files.append((ctrl, fname, "%s %s" % (dev, 0 if rule[key] == UNLIMITED else rule[key])))
+        else:
+            warnings.append("io_max: no io/blkio controller on this host; not applied")
+    return files, warnings
+
+
+def same_value(fname, wanted, live):
+    """Does the live text of a cgroupfs file already say what `wanted` says?"""
+    if live is None:
+        return False
+    live = live.strip()
+    if fname in ("cpuset.cpus", "cpuset.mems"):
+        return expand_cpulist(wanted) == expand_cpulist(live)
+    if fname == "io.max":
+        dev, _, rest = wanted.partition(" ")
+        want = dict(p.split("=") for p in rest.split())
+        for line in live.splitlines():
+            ldev, _, lrest = line.partition(" ")
+            if ldev == dev:
+                have = dict(p.split("=") for p in lrest.split())
+                return all(have.get(k) == v for k, v in want.items())
+        return all(v == "max" for v in want.values())
+    if fname.startswith("blkio.throttle."):
+        dev, _, val = wanted.partition(" ")
+        for line in live.splitlines():
+            ldev, _, lval = line.partition(" ")
+            if ldev == dev:
+                return lval.strip() == val
+        return val == "0"
+    if fname == "io.weight":
+        return live.splitlines()[0].split()[-1] == wanted.split()[-1] if live else False
+    if fname in ("memory.limit_in_bytes", "memory.soft_limit_in_bytes", "memory.memsw.limit_in_bytes"):
+        norm = lambda v: "-1" if v in (V1_UNLIMITED_MEMORY, "-1") else v  # noqa: E731
+        return norm(live) == norm(wanted)
+    if fname == "cpu.max":
+        return live.split() == wanted.split()
+    return live == wanted
+
+
+def reset_value(fname, version):
+    """What a file says with no limit (used to undo our limits on a cgroup we keep)."""
+    table = {"cpu.weight": "100", "cpu.shares": "1024", "cpu.max": "max %d" % CPU_PERIOD_US,
+             "cpu.cfs_quota_us": "-1", "memory.max": "max", "memory.high": "max", "memory.swap.max": "max",
+             "memory.min": "0", "memory.low": "0", "memory.limit_in_bytes": "-1", "pids.max": "max",
+             "io.weight": "default 100", "blkio.weight": "500"}
+    return table.get(fname)
+
+
+def controllers_needed(files):
+    seen = []
+    for ctrl, _f, _v in files:
+        if ctrl not in seen:
+            seen.append(ctrl)
+    return seen
+
+
+def devnum_of(device, stat_fn):
+    """'/dev/vda' or '254:0' -> '254:0'. stat_fn is os.stat (injectable for tests)."""
+    if _DEVNUM_RE.match(device):
+        return device
+    import stat as _stat
+    st = stat_fn(device)
+    if not _stat.S_ISBLK(st.st_mode):
+        raise UnitError("io_max.device: %r is not a block device; use /dev/<disk> or MAJ:MIN" % device)
+    return "%d:%d" % (st.st_rdev >> 8 & 0xfff, (st.st_rdev & 0xff) | (st.st_rdev >> 12 & 0xfff00))

@@ -1,0 +1,91 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one seam between fairshare.resources logic and the host.
+
+Host wraps whatever `module` it is given (an AnsibleModule in production,
+anything with run_command/atomic_move/check_mode in tests) without importing
+AnsibleModule. Every command goes through run() as an argument list with
+LANG=C; every file through read()/write_atomic(); kernel files through
+write_kernel().
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import tempfile
+
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import devnum_of
+
+
+class CommandError(Exception):
+    def __init__(self, argv, rc, out, err):
+        Exception.__init__(self, "%s failed (rc=%s): %s" % (" ".join(argv), rc, (err or out).strip()))
+        self.argv, self.rc, self.out, self.err = argv, rc, out, err
+
+
+class Host(object):
+    def __init__(self, module):
+        self.module = module
+        self.check_mode = bool(getattr(module, "check_mode", False))
+        self.commands = []
+
+    def run(self, argv, check=True, data=None):
+        self.commands.append(list(argv))
+        rc, out, err = self.module.run_command(argv, data=data, environ_update={"LANG": "C", "LC_ALL": "C"})
+        if check and rc != 0:
+            raise CommandError(argv, rc, out, err)
+        return out if check else (rc, out, err)
+
+    @staticmethod
+    def read(path):
+        try:
+            with open(path) as fh:
+                return fh.read()
+        except (IOError, OSError):
+            return None
+
+    def write_atomic(self, path, text, mode=0o644):
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        fd, tmp = tempfile.mkstemp(prefix=".fairshare-", dir=directory)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.chmod(tmp, mode)
+            self.module.atomic_move(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @staticmethod
+    def remove(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            return
+        directory = os.path.dirname(path)
+        try:
+            os.rmdir(directory)  # only when empty: other drop-ins stay
+        except OSError:
+            pass
+
+    @staticmethod
+    def write_kernel(path, value):
+        with open(path, "w") as fh:
+            fh.write(str(value))
+
+    @staticmethod
+    def mkdir(path):
+        os.mkdir(path)
+
+    @staticmethod
+    def rmdir(path):
+        os.rmdir(path)
+
+    @staticmethod
+    def devnum(device):
+        return devnum_of(device, os.stat)

@@ -1,0 +1,368 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: cgroup_limit
+short_description: Per-user CPU, memory, pids, cpuset and I/O limits with cgroups
+version_added: "0.1.0"
+description:
+  - Applies CPU, memory, pids, cpuset and I/O limits to a B(list) of targets in one call
+    (users, slices or nested cgroup paths), on systemd hosts with cgroup v2 or v1 and on
+    hosts without systemd.
+  - With systemd, writes a drop-in C(/etc/systemd/system/<unit>.d/50-fairshare.conf) for each
+    target (for a user C(user-<UID>.slice), so limits exist before the first login), runs
+    one C(systemctl daemon-reload) per call, then reads the live cgroupfs values back.
+  - Without systemd, manages a parent cgroup (default C(fairshare)) with one child per target
+    in every hierarchy that a limit needs (cgroup v1 or v2), and reads every value back.
+  - All input is validated before anything changes. Root and the system's own slices are
+    refused unless O(force=true). Everything written carries a C(managed by fairshare.resources)
+    marker; O(exclusive=true) removes managed objects of targets not listed, and nothing else.
+author:
+  - fairshare.resources contributors
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+options:
+  limits:
+    description:
+      - The targets and their limits. Give exactly one of O(limits[].user), O(limits[].slice)
+        or O(limits[].path) per entry.
+      - With O(state=present) the limits listed are the whole set for that target: a limit
+        left out is returned to "no limit".
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      user:
+        description: A user name or UID; the target is C(user-<UID>.slice) (systemd) or C(<parent>/user-<UID>) (cgroupfs).
+        type: str
+      slice:
+        description: A slice unit such as C(research.slice) (cgroupfs backend - C(<parent>/research)).
+        type: str
+      path:
+        description:
+          - A nested cgroup path below the managed parent such as C(workers/w1/crs1); always
+            handled in cgroupfs. Its RV(targets[].cgroup_parent) is what a container engine
+            with the cgroupfs driver takes as C(cgroup_parent).
+        type: str
+      state:
+        description: Overrides the top-level O(state) for this target.
+        type: str
+        choices: [present, absent]
+      cpu_weight:
+        description: Relative CPU weight, 1 to 10000 (default 100). cgroup v1 gets the equivalent C(cpu.shares).
+        type: int
+      cpu_max:
+        description: CPU ceiling as a percentage of one CPU (C(150%)) or a number of CPUs (C(1.5)), or C(max).
+        type: str
+      cpuset_cpus:
+        description: CPUs the target may run on, in the kernel list format (C(0-3,6)).
+        type: str
+      cpuset_mems:
+        description: Memory nodes the target may use (C(0)).
+        type: str
+      memory_max:
+        description:
+          - Hard memory limit (C(512M), C(8G), bytes, C(max)). Past it the kernel reclaims, then OOM-kills.
+          - Below 64M is refused unless O(force=true).
+        type: str
+      memory_high:
+        description: Memory throttling threshold; a size, C(max), or a percentage of O(limits[].memory_max) like C(90%). cgroup v2 only.
+        type: str
+      memory_swap_max:
+        description: Swap limit (cgroup v2 only).
+        type: str
+      memory_min:
+        description: Protected memory (cgroup v2 only).
+        type: str
+      memory_low:
+        description: Best-effort protected memory (cgroup v2 only).
+        type: str
+      pids_max:
+        description: Most tasks (processes and threads) at once, or C(max). Below 32 is refused unless O(force=true).
+        type: str
+      io_weight:
+        description: Relative I/O weight, 1 to 10000 (default 100).
+        type: int
+      io_max:
+        description: Per-device I/O ceilings (cgroup v2 C(io.max), v1 C(blkio.throttle.*)).
+        type: list
+        elements: dict
+        suboptions:
+          device:
+            description: A block device path (C(/dev/vda)) or C(MAJ:MIN).
+            type: str
+            required: true
+          rbps:
+            description: Read bytes per second (C(10M)) or C(max).
+            type: str
+          wbps:
+            description: Write bytes per second or C(max).
+            type: str
+          riops:
+            description: Read operations per second or C(max).
+            type: str
+          wiops:
+            description: Write operations per second or C(max).
+            type: str
+  state:
+    description: Whether the listed targets have these limits (V(present)) or none of ours (V(absent)).
+    type: str
+    choices: [present, absent]
+    default: present
+  backend:
+    description:
+      - V(auto) picks V(systemd) when systemd is PID 1, else V(cgroupfs).
+    type: str
+    choices: [auto, systemd, cgroupfs]
+    default: auto
+  parent:
+    description: The managed parent cgroup of the cgroupfs backend and of O(limits[].path) targets.
+    type: str
+    default: fairshare
+  exclusive:
+    description: Remove our drop-ins or cgroups of targets not listed (nothing that is not ours).
+    type: bool
+    default: false
+  force:
+    description: Allow limits on root and system slices, and limits below the safe minimums.
+    type: bool
+    default: false
+notes:
+  - Settings the running cgroup version cannot enforce (for example O(limits[].memory_high) on
+    cgroup v1) are reported in RV(targets[].warnings), never dropped silently.
+  - On hosts without systemd a login does not join the user's cgroup by itself; put sessions
+    in C(/sys/fs/cgroup/<controller>/<parent>/user-<UID>) with a PAM session hook.
+seealso:
+  - name: systemd.resource-control
+    description: The systemd settings this module writes.
+    link: https://www.freedesktop.org/software/systemd/man/systemd.resource-control.html
+"""
+
+EXAMPLES = r"""
+- name: Give two users CPU, memory and pids limits (one call for all users)
+  fairshare.resources.cgroup_limit:
+    limits:
+      - user: alice
+        cpu_weight: 100
+        cpu_max: 200%
+        memory_max: 8G
+        memory_high: 90%
+        pids_max: 4096
+      - user: bob
+        cpu_max: 1.5
+        memory_max: 4G
+        io_max:
+          - device: /dev/sda
+            wbps: 50M
+
+- name: Nested cgroups for container workloads (seed 003); use cgroup_parent with docker
+  fairshare.resources.cgroup_limit:
+    backend: cgroupfs
+    limits:
+      - path: workers/w1/crs1
+        cpuset_cpus: "0-1"
+        cpuset_mems: "0"
+        memory_max: 2G
+  register: workers
+
+- name: Keep only the users listed, remove our limits from everybody else
+  fairshare.resources.cgroup_limit:
+    exclusive: true
+    limits:
+      - user: alice
+        memory_max: 8G
+"""
+
+RETURN = r"""
+backend:
+  description: The backend used.
+  returned: always
+  type: str
+  sample: systemd
+cgroup_version:
+  description: The cgroup layout of the host (v2, v1, hybrid).
+  returned: always
+  type: str
+  sample: v2
+daemon_reload:
+  description: Whether systemd was reloaded (systemd backend).
+  returned: always
+  type: bool
+  sample: true
+targets:
+  description: One entry per target, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    target:
+      description: C(kind:name) of the target.
+      type: str
+      sample: user:alice
+    uid:
+      description: The user's UID (user targets).
+      type: int
+      sample: 1000
+    unit:
+      description: The systemd unit (systemd backend).
+      type: str
+      sample: user-1000.slice
+    path:
+      description: The drop-in file (systemd) or the cgroup path below each hierarchy (cgroupfs).
+      type: str
+      sample: /etc/systemd/system/user-1000.slice.d/50-fairshare.conf
+    changed:
+      description: Whether this target changed.
+      type: bool
+    before:
+      description: Our settings before (drop-in properties or cgroupfs file values).
+      type: dict
+    after:
+      description: The limits as applied, in human units.
+      type: dict
+      sample: {memory_max: 8G, cpu_max: 200%}
+    verified:
+      description: What the kernel shows now, file by file (empty while a user slice is inactive).
+      type: dict
+      sample: {memory.max: "8589934592", cpu.max: "200000 100000"}
+    active:
+      description: Whether the unit is active (systemd backend).
+      type: bool
+    cgroup_parent:
+      description: The value a container engine takes as cgroup_parent for this target.
+      type: str
+      sample: /fairshare/workers/w1/crs1
+    warnings:
+      description: Settings this host cannot enforce, and read-back mismatches.
+      type: list
+      elements: str
+removed:
+  description: Managed objects removed because of O(exclusive).
+  returned: always
+  type: list
+  elements: dict
+"""
+
+import os
+import pwd
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
+    BackendError, CgroupfsBackend, Plan, SystemdBackend,
+)
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
+    check_protected, normalize_limits, parse_target,
+)
+from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+
+IO_SPEC = dict(device=dict(type="str", required=True), rbps=dict(type="str"), wbps=dict(type="str"),
+               riops=dict(type="str"), wiops=dict(type="str"))
+LIMIT_SPEC = dict(
+    user=dict(type="str"), slice=dict(type="str"), path=dict(type="str"),
+    state=dict(type="str", choices=["present", "absent"]),
+    cpu_weight=dict(type="int"), cpu_max=dict(type="str"), cpuset_cpus=dict(type="str"), cpuset_mems=dict(type="str"),
+    memory_max=dict(type="str"), memory_high=dict(type="str"), memory_swap_max=dict(type="str"),
+    memory_min=dict(type="str"), memory_low=dict(type="str"), pids_max=dict(type="str"),
+    io_weight=dict(type="int"), io_max=dict(type="list", elements="dict", options=IO_SPEC),
+)
+
+
+def resolve_user(value, where):
+    try:
+        entry = pwd.getpwuid(int(value)) if value.isdigit() else pwd.getpwnam(value)
+    except (KeyError, ValueError):
+        raise UnitError("%s.user: %r is not a user on this host (not in the passwd database)" % (where, value))
+    return entry.pw_name, entry.pw_uid
+
+
+def build_plans(params, devnum):
+    """Validate every entry before anything changes; return Plans."""
+    plans, seen = [], {}
+    for index, entry in enumerate(params["limits"]):
+        where = "limits[%d]" % index
+        kind, name = parse_target(entry, where)
+        uid = None
+        if kind == "user":
+            name, uid = resolve_user(name, where)
+        check_protected(kind, name, uid, params["force"], where)
+        state = entry.get("state") or params["state"]
+        limits = normalize_limits(entry, where, params["force"]) if state == "present" else {}
+        for rule in limits.get("io_max", []):
+            devnum(rule["device"])  # the device must exist now, not at apply time
+        plan = Plan(index, kind, name, uid, state, limits, params["parent"])
+        key = plan.unit or plan.relpath
+        if key in seen:
+            raise UnitError("%s: %s is the same target as limits[%d]" % (where, plan.label, seen[key]))
+        seen[key] = index
+        plans.append(plan)
+    return plans
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            limits=dict(type="list", elements="dict", default=[], options=LIMIT_SPEC),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            backend=dict(type="str", choices=["auto", "systemd", "cgroupfs"], default="auto"),
+            parent=dict(type="str", default="fairshare"),
+            exclusive=dict(type="bool", default=False),
+            force=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    host = Host(module)
+    try:
+        plans = build_plans(module.params, host.devnum)
+    except (UnitError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+    layout = read_cgroup_layout()
+    init = init_system()
+    backend_name = module.params["backend"]
+    if backend_name == "auto":
+        backend_name = "systemd" if init == "systemd" else "cgroupfs"
+    if backend_name == "systemd" and init != "systemd":
+        module.fail_json(msg="backend: 'systemd' was asked for, but PID 1 is %r; use backend: cgroupfs or auto" % init)
+    result = dict(changed=False, backend=backend_name, cgroup_version=layout["version"], init_system=init,
+                  daemon_reload=False, targets=[], removed=[])
+    try:
+        cgfs = CgroupfsBackend(host, layout, module.params["parent"])
+        if backend_name == "systemd":
+            unit_plans = [p for p in plans if p.kind != "path"]
+            path_plans = [p for p in plans if p.kind == "path"]
+            out = SystemdBackend(host, layout).apply(unit_plans, module.params["exclusive"])
+            if path_plans or module.params["exclusive"]:
+                extra = cgfs.apply(path_plans, module.params["exclusive"] and bool(path_plans))
+                by_index = dict((p.index, r) for p, r in zip(unit_plans, out["targets"]))
+                by_index.update((p.index, r) for p, r in zip(path_plans, extra["targets"]))
+                out["targets"] = [by_index[i] for i in sorted(by_index)]
+                out["removed"] += extra["removed"]
+                out["diff"] += extra["diff"]
+                out["changed"] = out["changed"] or extra["changed"]
+        else:
+            out = cgfs.apply(plans, module.params["exclusive"])
+    except (BackendError, CommandError, UnitError, OSError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    diff = out.pop("diff")
+    result.update(out)
+    for res in result["targets"]:
+        for warning in res["warnings"]:
+            module.warn("%s: %s" % (res["target"], warning))
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""Throw-away Debian guests for the fairshare.resources test bed.
+
+Subcommands:
+  build                 build (or reuse the cached) Debian bookworm image
+  start NAME [--cgroup v1|v2] [--port N]
+                        boot a guest from a fresh qcow2 overlay, wait for ssh,
+                        print its connection facts as JSON
+  stop NAME             power it off; kill it by its PID if it does not stop
+  ssh NAME -- CMD...    run a command in the guest as root
+  reboot NAME           reboot the guest and wait for ssh again
+
+Everything of a run lives in $FAIRSHARE_RUN_DIR (default ~/.cache/fairshare/run)
+/NAME: overlay.qcow2, the per-run ssh key, console.log, qemu.pid, facts.json.
+The image is cached under ~/.cache/fairshare/images/<key>/, the key being a hash
+of the suite, the mirror and the package list.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+SUITE = "bookworm"
+PACKAGES = [
+    "systemd-sysv", "systemd", "dbus", "libpam-systemd", "linux-image-amd64",
+    "initramfs-tools", "zstd", "kmod", "openssh-server", "python3", "quota",
+    "xfsprogs", "btrfs-progs", "e2fsprogs", "iproute2", "nftables", "iperf3",
+    "sudo", "udev", "procps", "util-linux", "coreutils", "passwd", "login",
+]
+# A per-run ssh key reaches the guest on the kernel command line: this unit
+# copies it into root's authorized_keys before sshd starts.
+KEY_UNIT = """[Unit]
+Description=fairshare test bed: root ssh key from the kernel command line
+Before=ssh.service
+ConditionKernelCommandLine=fairshare.sshkey
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/fairshare-sshkey
+
+[Install]
+WantedBy=multi-user.target
+"""
+KEY_SCRIPT = """#!/bin/sh
+set -e
+for word in $(cat /proc/cmdline); do
+  case "$word" in fairshare.sshkey=*) key="${word#fairshare.sshkey=}";; esac
+done
+[ -n "$key" ] || exit 0
+install -d -m 0700 /root/.ssh
+echo "$key" | base64 -d > /root/.ssh/authorized_keys
+chmod 0600 /root/.ssh/authorized_keys
+"""
+NETWORK = """[Match]
+Name=en* eth*
+
+[Network]
+DHCP=yes
+"""
+
+CACHE = os.path.expanduser(os.environ.get("FAIRSHARE_CACHE", "~/.cache/fairshare"))
+RUN_DIR = os.path.expanduser(os.environ.get("FAIRSHARE_RUN_DIR", os.path.join(CACHE, "run")))
+
+
+def log(msg):
+    print("fsguest: %s" % msg, file=sys.stderr, flush=True)
+
+
+def mirror():
+    """The Debian mirror this machine's apt already uses."""
+    for path in ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"]:
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    line = line.strip()
+                    if line.startswith("URIs:"):
+                        return line.split()[1]
+                    if line.startswith("deb ") and "security" not in line:
+                        return [w for w in line.split() if "://" in w][0]
+        except OSError:
+            continue
+    return "http://deb.debian.org/debian"
+
+
+def image_dir():
+    key = hashlib.sha256(json.dumps([SUITE, mirror(), sorted(PACKAGES), KEY_UNIT, KEY_SCRIPT, NETWORK, 2]).encode()).hexdigest()[:16]
+    return os.path.join(CACHE, "images", "%s-%s" % (SUITE, key))
+
+
+def run(cmd, **kw):
+    log("$ " + " ".join(cmd))
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def build(_args=None):
+    out = image_dir()
+    if os.path.exists(os.path.join(out, "done")):
+        log("image cached at %s" % out)
+        return out
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    rootfs = os.path.join(tmp, "rootfs")
+    start = time.time()
+    run(["mmdebstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES),
+         "--components=main", SUITE, rootfs, mirror()],
+        stdout=subprocess.DEVNULL)
+
+    def put(rel, text, mode=0o644):
+        path = os.path.join(rootfs, rel.lstrip("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
+            fh.write(text)
+        os.chmod(path, mode)
+
+    put("/etc/systemd/system/fairshare-sshkey.service", KEY_UNIT)
+    put("/usr/local/sbin/fairshare-sshkey", KEY_SCRIPT, 0o755)
+    put("/etc/systemd/network/10-dhcp.network", NETWORK)
+    put("/etc/fstab", "/dev/vda / ext4 defaults,errors=remount-ro 0 1\n")
+    put("/etc/hostname", "fairshare-guest\n")
+    put("/etc/hosts", "127.0.0.1 localhost\n127.0.1.1 fairshare-guest\n")
+    wants = os.path.join(rootfs, "etc/systemd/system/multi-user.target.wants")
+    os.makedirs(wants, exist_ok=True)
+    for unit, target in [("fairshare-sshkey.service", "/etc/systemd/system/fairshare-sshkey.service"),
+                         ("systemd-networkd.service", "/lib/systemd/system/systemd-networkd.service")]:
+        link = os.path.join(wants, unit)
+        if not os.path.lexists(link):
+            os.symlink(target, link)
+    os.symlink("/dev/null", os.path.join(rootfs, "etc/systemd/system/systemd-networkd-wait-online.service"))
+    boot = os.path.join(rootfs, "boot")
+    kernel = sorted(f for f in os.listdir(boot) if f.startswith("vmlinuz-"))[-1]
+    initrd = sorted(f for f in os.listdir(boot) if f.startswith("initrd.img-"))[-1]
+    shutil.copy(os.path.join(boot, kernel), os.path.join(tmp, "vmlinuz"))
+    shutil.copy(os.path.join(boot, initrd), os.path.join(tmp, "initrd.img"))
+    run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", rootfs, os.path.join(tmp, "rootfs.img"), "4G"])
+    shutil.rmtree(rootfs)
+    with open(os.path.join(tmp, "done"), "w") as fh:
+        fh.write("built in %.0f s\n" % (time.time() - start))
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
+    log("image built in %.0f s at %s" % (time.time() - start, out))
+    return out
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def guest_dir(name):
+    return os.path.join(RUN_DIR, name)
+
+
+def ssh_base(facts):
+    return ["ssh", "-i", facts["key"], "-p", str(facts["port"]), "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
+            "-o", "BatchMode=yes", "root@127.0.0.1"]
+
+
+def load(name):
+    with open(os.path.join(guest_dir(name), "facts.json")) as fh:
+        return json.load(fh)
+
+
+def wait_ssh(facts, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not alive(facts):
+            raise SystemExit("fsguest: qemu of %s died; console log: %s" % (facts["name"], facts["console"]))
+        rc = subprocess.run(ssh_base(facts) + ["true"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+        if rc == 0:
+            return
+        time.sleep(2)
+    raise SystemExit("fsguest: no ssh to %s after %d s; console log: %s" % (facts["name"], timeout, facts["console"]))
+
+
+def pid_of(facts):
+    try:
+        with open(facts["pidfile"]) as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def alive(facts):
+    pid = pid_of(facts)
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kvm_boots():
+    """TCG unless asked: /dev/kvm here is a nested device that hangs stock kernels (testbed.md)."""
+    return os.environ.get("FAIRSHARE_ACCEL", "tcg") == "kvm" and os.path.exists("/dev/kvm")
+
+
+def start(args):
+    img = build()
+    gdir = guest_dir(args.name)
+    if os.path.exists(gdir):
+        try:
+            stop(argparse.Namespace(name=args.name))
+        except SystemExit:
+            pass
+        shutil.rmtree(gdir, ignore_errors=True)
+    os.makedirs(gdir)
+    key = os.path.join(gdir, "id_ed25519")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fairshare-" + args.name, "-f", key], check=True)
+    with open(key + ".pub", "rb") as fh:
+        import base64
+        pub = base64.b64encode(fh.read().strip()).decode()
+    overlay = os.path.join(gdir, "overlay.qcow2")
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", os.path.join(img, "rootfs.img"), "-F", "raw", overlay])
+    # A second blank disk for filesystem tests (quota images etc.).
+    run(["qemu-img", "create", "-q", "-f", "qcow2", os.path.join(gdir, "data.qcow2"), "2G"])
+    port = args.port or free_port()
+    append = "root=/dev/vda rw console=ttyS0 fairshare.sshkey=%s" % pub
+    if args.cgroup == "v1":
+        append += " systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=0"
+    facts = {"name": args.name, "port": port, "key": key, "cgroup": args.cgroup,
+             "console": os.path.join(gdir, "console.log"), "pidfile": os.path.join(gdir, "qemu.pid"),
+             "dir": gdir}
+    accel = ["-accel", "kvm", "-cpu", "host"] if kvm_boots() else ["-accel", "tcg,thread=multi,tb-size=256", "-cpu", "max"]
+    cmd = ["qemu-system-x86_64", "-name", "fairshare-" + args.name, "-m", str(args.memory), "-smp", "2"] + accel + [
+        "-kernel", os.path.join(img, "vmlinuz"), "-initrd", os.path.join(img, "initrd.img"), "-append", append,
+        "-drive", "file=%s,if=virtio,format=qcow2" % overlay,
+        "-drive", "file=%s,if=virtio,format=qcow2" % os.path.join(gdir, "data.qcow2"),
+        "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22" % port, "-device", "virtio-net-pci,netdev=n0",
+        "-display", "none", "-serial", "file:" + facts["console"], "-monitor", "none",
+        "-daemonize", "-pidfile", facts["pidfile"]]
+    with open(os.path.join(gdir, "facts.json"), "w") as fh:
+        json.dump(facts, fh)
+    t0 = time.time()
+    log("$ " + " ".join(cmd))
+    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ssh(facts, args.timeout)
+    facts["boot_seconds"] = round(time.time() - t0, 1)
+    with open(os.path.join(gdir, "facts.json"), "w") as fh:
+        json.dump(facts, fh)
+    log("%s up in %.1f s (ssh 127.0.0.1:%d, console %s)" % (args.name, facts["boot_seconds"], port, facts["console"]))
+    print(json.dumps(facts))
+
+
+def stop(args):
+    gdir = guest_dir(args.name)
+    if not os.path.exists(os.path.join(gdir, "facts.json")):
+        log("%s: nothing to stop" % args.name)
+        return
+    facts = load(args.name)
+    if alive(facts):
+        subprocess.run(ssh_base(facts) + ["systemctl", "poweroff"], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, check=False)
+        deadline = time.time() + 20
+        while alive(facts) and time.time() < deadline:
+            time.sleep(1)
+    pid = pid_of(facts)
+    if pid and alive(facts):
+        log("%s: killing qemu pid %d" % (args.name, pid))
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(1)
+    for f in ["overlay.qcow2", "data.qcow2"]:
+        try:
+            os.unlink(os.path.join(gdir, f))
+        except OSError:
+            pass
+    log("%s stopped (console log kept at %s)" % (args.name, facts["console"]))
+
+
+def ssh(args):
+    facts = load(args.name)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    sys.exit(subprocess.run(ssh_base(facts) + cmd).returncode)
+
+
+def reboot(args):
+    facts = load(args.name)
+    subprocess.run(ssh_base(facts) + ["systemctl", "reboot"], stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    time.sleep(5)
+    wait_ssh(facts, args.timeout)
+    log("%s rebooted" % args.name)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="action", required=True)
+    sub.add_parser("build").set_defaults(func=build)
+    s = sub.add_parser("start")
+    s.add_argument("name")
+    s.add_argument("--cgroup", choices=["v1", "v2"], default="v2")
+    s.add_argument("--port", type=int, default=0)
+    s.add_argument("--memory", type=int, default=1024)
+    s.add_argument("--timeout", type=int, default=240)
+    s.set_defaults(func=start)
+    s = sub.add_parser("stop")
+    s.add_argument("name")
+    s.set_defaults(func=stop)
+    s = sub.add_parser("ssh")
+    s.add_argument("name")
+    s.add_argument("cmd", nargs=argparse.REMAINDER)
+    s.set_defaults(func=ssh)
+    s = sub.add_parser("reboot")
+    s.add_argument("name")
+    s.add_argument("--timeout", type=int, default=240)
+    s.set_defaults(func=reboot)
+    args = p.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
