@@ -16,7 +16,7 @@ import re
 
 UNLIMITED = "max"
 _UNLIMITED_WORDS = ("max", "infinity", "unlimited")
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)(i?B?)?$")
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)(I?B?)?$")
 _SIZE_FACTORS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 _CPU_PERCENT_RE = re.compile(r"^(\d+(?:\.\d+)?)%$")
 _NUMBER_RE = re.compile(r"^\d+(?:\.\d+)?$")

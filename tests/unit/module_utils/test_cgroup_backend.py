@@ -1,0 +1,137 @@
+"""Backends against a scratch directory tree standing in for cgroupfs and /etc."""
+import os
+
+import pytest
+
+from ansible_collections.fairshare.resources.plugins.module_utils import cgroup_backend as b
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import MANAGED_HEADER, normalize_limits
+from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
+
+
+class FakeModule(object):
+    def __init__(self, check_mode=False, outputs=None):
+        self.check_mode = check_mode
+        self.outputs = outputs or {}
+        self.calls = []
+
+    def run_command(self, argv, data=None, environ_update=None):
+        self.calls.append(argv)
+        return 0, self.outputs.get(argv[1], ""), ""
+
+    @staticmethod
+    def atomic_move(src, dst):
+        os.rename(src, dst)
+
+
+class FakeKernel(Host):
+    """Directories act as cgroups: mkdir makes the files a kernel would show."""
+
+    def mkdir(self, path):
+        os.mkdir(path)
+        for name in ("cgroup.procs", "cgroup.subtree_control", "cpuset.cpus", "cpuset.mems"):
+            open(os.path.join(path, name), "w").close()
+
+    def rmdir(self, path):
+        # a cgroup directory holds only kernel files; a real rmdir fails on child cgroups
+        for name in os.listdir(path):
+            os.unlink(os.path.join(path, name))
+        os.rmdir(path)
+
+
+def v1_layout(root):
+    layout = {"version": "v1", "v2_root": None, "v2_controllers": [], "v1": {}}
+    for ctrl in ("cpu", "memory", "pids", "cpuset"):
+        os.makedirs(os.path.join(root, ctrl))
+        layout["v1"][ctrl] = os.path.join(root, ctrl)
+    with open(os.path.join(root, "cpuset", "cpuset.cpus"), "w") as fh:
+        fh.write("0-1\n")
+    with open(os.path.join(root, "cpuset", "cpuset.mems"), "w") as fh:
+        fh.write("0\n")
+    return layout
+
+
+def plan(i, kind, name, limits, uid=None, state="present"):
+    return b.Plan(i, kind, name, uid, state, normalize_limits(limits, "limits[%d]" % i, force=True) if limits else {},
+                  "fairshare")
+
+
+def test_cgroupfs_v1_creates_writes_and_is_idempotent(tmp_path):
+    layout = v1_layout(str(tmp_path))
+    host = FakeKernel(FakeModule())
+    plans = [plan(0, "user", "a", {"memory_max": "100M", "cpu_max": "50%", "cpuset_cpus": "1"}, uid=2000)]
+    out = b.CgroupfsBackend(host, layout).apply(plans, False)
+    assert out["changed"] and out["targets"][0]["changed"]
+    mem = tmp_path / "memory" / "fairshare" / "user-2000" / "memory.limit_in_bytes"
+    assert mem.read_text() == str(100 << 20)
+    cs = tmp_path / "cpuset" / "fairshare"
+    assert (cs / "cpuset.mems").read_text() == "0" and (cs / "cpuset.cpus").read_text() == "0-1"
+    assert (cs / "user-2000" / "cpuset.cpus").read_text() == "1"
+    assert out["targets"][0]["verified"]["cpu.cfs_quota_us"] == "50000"
+    again = b.CgroupfsBackend(host, layout).apply(plans, False)
+    assert not again["changed"] and again["diff"] == []
+
+
+def test_cgroupfs_check_mode_changes_nothing(tmp_path):
+    layout = v1_layout(str(tmp_path))
+    host = FakeKernel(FakeModule(check_mode=True))
+    out = b.CgroupfsBackend(host, layout).apply([plan(0, "user", "a", {"memory_max": "100M"}, uid=2000)], False)
+    assert out["changed"] and out["diff"]
+    assert not (tmp_path / "memory" / "fairshare").exists()
+
+
+def test_cgroupfs_dropped_limit_is_reset_and_exclusive_removes(tmp_path):
+    layout = v1_layout(str(tmp_path))
+    host = FakeKernel(FakeModule())
+    backend = b.CgroupfsBackend(host, layout)
+    backend.apply([plan(0, "user", "a", {"memory_max": "100M", "pids_max": 100}, uid=2000),
+                   plan(1, "path", "w/x", {"pids_max": 50})], False)
+    out = backend.apply([plan(0, "user", "a", {"memory_max": "100M"}, uid=2000)], True)
+    assert (tmp_path / "pids" / "fairshare" / "user-2000" / "pids.max").read_text() == "max"
+    assert [r["target"] for r in out["removed"]] == ["fairshare/w"]
+    assert not (tmp_path / "pids" / "fairshare" / "w").exists()
+    assert (tmp_path / "memory" / "fairshare" / "user-2000").exists()
+
+
+def test_systemd_backend_writes_dropin_reload_once_and_exclusive(tmp_path):
+    units = tmp_path / "units"
+    stale = units / "user-3000.slice.d"
+    stale.mkdir(parents=True)
+    (stale / "50-fairshare.conf").write_text(MANAGED_HEADER + "\n[Slice]\nMemoryMax=1\n")
+    foreign = units / "user-3001.slice.d"
+    foreign.mkdir()
+    (foreign / "50-fairshare.conf").write_text("[Slice]\nMemoryMax=1\n")
+    module = FakeModule(outputs={"show": "Id=user-1000.slice\nActiveState=inactive\nControlGroup=\n\n"
+                                         "Id=user-1001.slice\nActiveState=inactive\nControlGroup=\n"})
+    layout = {"version": "v2", "v2_root": str(tmp_path), "v2_controllers": ["cpu", "memory", "pids"], "v1": {}}
+    backend = b.SystemdBackend(Host(module), layout, unit_dir=str(units))
+    plans = [plan(0, "user", "a", {"memory_max": "1G"}, uid=1000), plan(1, "user", "b", {"pids_max": 100}, uid=1001)]
+    out = backend.apply(plans, True)
+    assert out["changed"] and out["daemon_reload"]
+    assert [c for c in module.calls if c[1] == "daemon-reload"] == [["systemctl", "daemon-reload"]]
+    assert "MemoryMax=1073741824" in (units / "user-1000.slice.d" / "50-fairshare.conf").read_text()
+    assert not stale.exists()  # ours, not listed: removed
+    assert (foreign / "50-fairshare.conf").exists()  # not ours: left alone
+    module.calls = []
+    again = backend.apply(plans, True)
+    assert not again["changed"] and not [c for c in module.calls if c[1] == "daemon-reload"]
+
+
+def test_systemd_backend_absent_and_check_mode(tmp_path):
+    units = tmp_path / "units"
+    layout = {"version": "v2", "v2_root": str(tmp_path), "v2_controllers": ["memory"], "v1": {}}
+    Host(FakeModule())
+    b.SystemdBackend(Host(FakeModule()), layout, unit_dir=str(units)).apply(
+        [plan(0, "user", "a", {"memory_max": "1G"}, uid=1000)], False)
+    dropin = units / "user-1000.slice.d" / "50-fairshare.conf"
+    check = b.SystemdBackend(Host(FakeModule(check_mode=True)), layout, unit_dir=str(units)).apply(
+        [plan(0, "user", "a", None, uid=1000, state="absent")], False)
+    assert check["changed"] and dropin.exists()
+    b.SystemdBackend(Host(FakeModule()), layout, unit_dir=str(units)).apply(
+        [plan(0, "user", "a", None, uid=1000, state="absent")], False)
+    assert not dropin.exists() and not dropin.parent.exists()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_systemd_version_from_layout(version):
+    layout = {"version": version, "v2_root": "/x", "v2_controllers": [], "v1": {"memory": "/m"} if version == "v1" else {}}
+    assert b.SystemdBackend(None, layout).version == version

@@ -1,0 +1,162 @@
+import os
+
+import pytest
+
+from ansible_collections.fairshare.resources.plugins.module_utils import cgroup_model as m
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UNLIMITED, UnitError
+
+
+def test_normalize_limits_canonical_values():
+    lim = m.normalize_limits({"cpu_weight": 200, "cpu_max": "150%", "memory_max": "1G", "memory_high": "90%",
+                              "pids_max": "max", "cpuset_cpus": "0-1", "io_max": [{"device": "8:0", "wbps": "10M"}]},
+                             "limits[0]")
+    assert lim["cpu_max"] == 1.5 and lim["memory_max"] == 1 << 30
+    assert lim["memory_high"] == (1 << 30) * 9 // 10 // 4096 * 4096
+    assert lim["pids_max"] == UNLIMITED
+    assert lim["io_max"] == [{"device": "8:0", "wbps": 10 << 20}]
+
+
+@pytest.mark.parametrize("entry,fragment", [
+    ({"memory_max": "12 GB"}, "limits[3].memory_max: '12 GB'"),
+    ({"memory_max": "20"}, "limits[3].memory_max"),
+    ({"pids_max": "8"}, "limits[3].pids_max"),
+    ({"memory_max": "1G", "memory_high": "2G"}, "limits[3].memory_high: 2G is above memory_max 1G"),
+    ({"cpu_weight": 0}, "limits[3].cpu_weight"),
+    ({"io_max": [{"device": "8:0"}]}, "limits[3].io_max[0]: give at least one"),
+    ({"io_max": [{"wbps": "1M"}]}, "limits[3].io_max[0].device"),
+    ({"memory_low": "2G", "memory_min": "3G"}, "limits[3].memory_min"),
+])
+def test_normalize_limits_errors(entry, fragment):
+    with pytest.raises(UnitError) as err:
+        m.normalize_limits(entry, "limits[3]")
+    assert fragment in str(err.value)
+
+
+def test_force_allows_below_minimum():
+    assert m.normalize_limits({"memory_max": "20M", "pids_max": 8}, "x", force=True)["pids_max"] == 8
+
+
+@pytest.mark.parametrize("entry,expected", [
+    ({"user": "alice"}, ("user", "alice")), ({"slice": "research.slice"}, ("slice", "research.slice")),
+    ({"path": "/workers/w1/crs1/"}, ("path", "workers/w1/crs1")),
+])
+def test_parse_target(entry, expected):
+    assert m.parse_target(entry, "limits[0]") == expected
+
+
+@pytest.mark.parametrize("entry", [{}, {"user": "a", "slice": "b.slice"}, {"slice": "research"},
+                                   {"path": "../etc"}, {"path": "a//b"}, {"path": "a b"}])
+def test_parse_target_errors(entry):
+    with pytest.raises(UnitError):
+        m.parse_target(entry, "limits[0]")
+
+
+@pytest.mark.parametrize("kind,name,uid", [("user", "root", 0), ("slice", "system.slice", None),
+                                            ("slice", "-.slice", None), ("slice", "system-getty.slice", None)])
+def test_protected_targets_need_force(kind, name, uid):
+    with pytest.raises(UnitError) as err:
+        m.check_protected(kind, name, uid, False, "limits[0]")
+    assert "force: true" in str(err.value)
+    m.check_protected(kind, name, uid, True, "limits[0]")
+
+
+def test_user_slice_is_not_protected():
+    m.check_protected("slice", "user.slice", None, False, "limits[0]")
+
+
+def test_render_dropin_v2():
+    lim = m.normalize_limits({"cpu_weight": 100, "cpu_max": "200%", "memory_max": "8G", "memory_high": "90%",
+                              "pids_max": 4096, "cpuset_cpus": "0-3", "io_weight": 50,
+                              "io_max": [{"device": "/dev/vda", "wbps": "10M", "riops": 100}]}, "x")
+    text, warnings = m.render_dropin(lim, "v2")
+    assert warnings == []
+    assert text.splitlines()[:2] == [m.MANAGED_HEADER, "[Slice]"]
+    assert "CPUQuota=200%" in text and "MemoryMax=8589934592" in text and "TasksMax=4096" in text
+    assert "AllowedCPUs=0-3" in text and "IOWeight=50" in text
+    assert "IOWriteBandwidthMax=/dev/vda 10485760" in text and "IOReadIOPSMax=/dev/vda 100" in text
+
+
+def test_render_dropin_v1_maps_and_warns():
+    lim = m.normalize_limits({"cpu_weight": 200, "memory_max": "1G", "memory_high": "90%", "cpuset_cpus": "0",
+                              "io_max": [{"device": "/dev/vda", "wbps": "1M", "wiops": 5}]}, "x")
+    text, warnings = m.render_dropin(lim, "v1")
+    assert "CPUShares=2048" in text and "MemoryLimit=1073741824" in text
+    assert "BlockIOWriteBandwidth=/dev/vda 1048576" in text
+    assert "MemoryHigh" not in text and "AllowedCPUs" not in text
+    joined = " ".join(warnings)
+    assert "memory_high" in joined and "cpuset_cpus" in joined and "wiops" in joined
+
+
+def test_render_unlimited_values():
+    text, _ = m.render_dropin({"memory_max": UNLIMITED, "pids_max": UNLIMITED}, "v2")
+    assert "MemoryMax=infinity" in text and "TasksMax=infinity" in text
+
+
+def test_expected_files_v1_hybrid_order_and_values():
+    lim = m.normalize_limits({"cpu_weight": 100, "cpu_max": "20%", "cpuset_cpus": "0", "cpuset_mems": "0",
+                              "memory_max": "50M", "pids_max": 40, "io_max": [{"device": "7:0", "wbps": "1M"}]},
+                             "x", force=True)
+    files, warnings = m.expected_files(lim, lambda c: "v1")
+    names = [f for _c, f, _v in files]
+    assert names.index("cpuset.mems") < names.index("cpuset.cpus")
+    assert names.index("cpu.cfs_period_us") < names.index("cpu.cfs_quota_us")
+    assert ("cpu", "cpu.cfs_quota_us", "20000") in files and ("cpu", "cpu.shares", "1024") in files
+    assert ("memory", "memory.limit_in_bytes", str(50 << 20)) in files
+    assert ("blkio", "blkio.throttle.write_bps_device", "7:0 1048576") in files
+    assert warnings == []
+
+
+def test_expected_files_v2():
+    lim = m.normalize_limits({"cpu_max": "max", "memory_max": "1G", "io_weight": 300,
+                              "io_max": [{"device": "8:0", "rbps": "1M", "wiops": "max"}]}, "x")
+    files, _ = m.expected_files(lim, lambda c: "v2")
+    assert ("cpu", "cpu.max", "max 100000") in files and ("io", "io.weight", "default 300") in files
+    assert ("io", "io.max", "8:0 rbps=1048576 wiops=max") in files
+
+
+def test_expected_files_warn_for_missing_controller():
+    files, warnings = m.expected_files({"memory_high": 1 << 20, "pids_max": 100}, lambda c: None if c == "pids" else "v1")
+    assert files == []
+    assert any("memory_high: cgroup v1 cannot enforce" in w for w in warnings)
+    assert any("pids controller is not available" in w for w in warnings)
+
+
+@pytest.mark.parametrize("fname,wanted,live,same", [
+    ("cpuset.cpus", "0,1", "0-1\n", True), ("cpuset.cpus", "0", "0-1", False),
+    ("memory.limit_in_bytes", "-1", "9223372036854771712\n", True),
+    ("memory.max", "1073741824", "max", False), ("cpu.max", "20000 100000", "20000 100000\n", True),
+    ("io.max", "8:0 wbps=1048576", "8:0 rbps=max wbps=1048576 riops=max wiops=max\n", True),
+    ("io.max", "8:0 wbps=1048576", "", False), ("io.max", "8:0 wbps=max", "", True),
+    ("blkio.throttle.write_bps_device", "7:0 1048576", "7:0 1048576\n", True),
+    ("blkio.throttle.write_bps_device", "7:0 1048576", "", False),
+    ("io.weight", "default 100", "default 100\n", True), ("pids.max", "40", None, False),
+])
+def test_same_value(fname, wanted, live, same):
+    assert m.same_value(fname, wanted, live) is same
+
+
+def test_parse_systemctl_show_blocks():
+    text = "Id=user-1000.slice\nActiveState=active\nControlGroup=/user.slice/user-1000.slice\n\nId=user-1001.slice\nActiveState=inactive\nControlGroup=\n"
+    units = m.parse_systemctl_show(text)
+    assert [u["Id"] for u in units] == ["user-1000.slice", "user-1001.slice"]
+    assert units[1]["ControlGroup"] == ""
+
+
+def test_weight_mappings():
+    assert m.weight_to_shares(100) == 1024 and m.weight_to_shares(1) == 10 and m.weight_to_shares(10000) == 102400
+    assert m.weight_to_blkio(100) == 500 and m.weight_to_blkio(1) == 10 and m.weight_to_blkio(10000) == 1000
+
+
+def test_devnum_of(tmp_path):
+    assert m.devnum_of("8:16", os.stat) == "8:16"
+    with pytest.raises(UnitError):
+        m.devnum_of(str(tmp_path), os.stat)
+    if os.path.exists("/dev/loop0"):
+        st = os.stat("/dev/loop0")
+        assert m.devnum_of("/dev/loop0", os.stat) == "%d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
+
+
+def test_relpaths():
+    assert m.cgroup_relpath("user", "alice", 1000) == "fairshare/user-1000"
+    assert m.cgroup_relpath("slice", "research.slice") == "fairshare/research"
+    assert m.cgroup_relpath("path", "workers/w1", parent="/fs/") == "fs/workers/w1"

@@ -1,0 +1,74 @@
+import os
+
+import pytest
+
+from ansible_collections.fairshare.resources.plugins.module_utils import platform as p
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
+
+
+@pytest.mark.parametrize("name,family", [
+    ("debian", "Debian"), ("ubuntu", "Debian"), ("rocky", "RedHat"), ("almalinux", "RedHat"), ("rhel", "RedHat"),
+    ("fedora", "RedHat"), ("arch", "Archlinux"), ("opensuse-leap", "Suse"), ("opensuse-tumbleweed", "Suse"),
+    ("sles", "Suse"), ("alpine", None),
+])
+def test_family_from_os_release_fixtures(name, family):
+    with open(os.path.join(FIXTURES, "os-release", name)) as fh:
+        osr = p.parse_os_release(fh.read())
+    assert p.distro_family(osr) == family
+
+
+def test_family_data_is_complete():
+    keys = set(p.FAMILIES["Debian"])
+    for family, data in p.FAMILIES.items():
+        assert set(data) == keys, family
+    assert p.FAMILIES["Archlinux"]["quota_packages"] == ["quota-tools"]
+
+
+def test_parse_os_release_quotes_and_comments():
+    osr = p.parse_os_release('# c\nNAME="Rocky Linux"\nID_LIKE="rhel centos fedora"\nBAD LINE\n')
+    assert osr == {"NAME": "Rocky Linux", "ID_LIKE": "rhel centos fedora"}
+
+
+# Lines from /proc/self/mountinfo of real hosts.
+HYBRID_THIS_HOST = """\
+30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw
+33 30 0:29 / /sys/fs/cgroup/cpu rw,nosuid,nodev,noexec,relatime - cgroup cgroup rw,cpu
+34 30 0:30 / /sys/fs/cgroup/cpuacct rw,nosuid,nodev,noexec,relatime - cgroup cgroup rw,cpuacct
+35 30 0:31 / /sys/fs/cgroup/cpuset rw,nosuid,nodev,noexec,relatime - cgroup cgroup rw,cpuset
+36 30 0:32 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime - cgroup cgroup rw,memory
+37 30 0:33 / /sys/fs/cgroup/pids rw,nosuid,nodev,noexec,relatime - cgroup cgroup rw,pids
+38 30 0:34 / /sys/fs/cgroup/blkio rw,nosuid,nodev,noexec,relatime - cgroup cgroup rw,blkio
+39 30 0:35 / /sys/fs/cgroup/systemd rw,nosuid,nodev,noexec,relatime - cgroup cgroup rw,xattr,name=systemd
+"""
+PURE_V2 = "28 22 0:25 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n"
+SYSTEMD_V1 = """\
+25 22 0:23 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:4 - tmpfs tmpfs ro,mode=755
+29 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
+30 25 0:28 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+"""
+
+
+def test_layout_hybrid_this_host():
+    layout = p.parse_cgroup_layout(HYBRID_THIS_HOST, "hugetlb")
+    assert layout["version"] == "hybrid"
+    assert layout["v1"]["cpu"] == "/sys/fs/cgroup/cpu" and layout["v1"]["cpuacct"] == "/sys/fs/cgroup/cpuacct"
+    assert "systemd" not in layout["v1"] and "name=systemd" not in layout["v1"]
+    assert p.controller_home(layout, "memory") == ("v1", "/sys/fs/cgroup/memory")
+    assert p.controller_home(layout, "hugetlb") == ("v2", "/sys/fs/cgroup/unified")
+    assert p.controller_home(layout, "io") == (None, None)
+
+
+def test_layout_pure_v2_and_joined_v1():
+    layout = p.parse_cgroup_layout(PURE_V2, "cpuset cpu io memory pids")
+    assert layout["version"] == "v2" and p.controller_home(layout, "io") == ("v2", "/sys/fs/cgroup")
+    layout = p.parse_cgroup_layout(SYSTEMD_V1)
+    assert layout["version"] == "v1"
+    assert layout["v1"]["cpu"] == layout["v1"]["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
+    assert p.parse_cgroup_layout("")["version"] == "none"
+
+
+def test_read_layout_of_this_machine():
+    layout = p.read_cgroup_layout()
+    assert layout["version"] in ("v1", "v2", "hybrid")
