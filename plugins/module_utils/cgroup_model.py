@@ -282,7 +282,7 @@ def parse_systemctl_show(text):
                 units.append(current)
                 current = {}
             continue
-        key, _, value = line.partition("=")
+        key, dummy, value = line.partition("=")
         current[key] = value
     if current:
         units.append(current)
@@ -362,29 +362,32 @@ def same_value(fname, wanted, live):
     if fname in ("cpuset.cpus", "cpuset.mems"):
         return expand_cpulist(wanted) == expand_cpulist(live)
     if fname == "io.max":
-        dev, _, rest = wanted.partition(" ")
+        dev, dummy, rest = wanted.partition(" ")
         want = dict(p.split("=") for p in rest.split())
         for line in live.splitlines():
-            ldev, _, lrest = line.partition(" ")
+            ldev, dummy, lrest = line.partition(" ")
             if ldev == dev:
                 have = dict(p.split("=") for p in lrest.split())
                 return all(have.get(k) == v for k, v in want.items())
         return all(v == "max" for v in want.values())
     if fname.startswith("blkio.throttle."):
-        dev, _, val = wanted.partition(" ")
+        dev, dummy, val = wanted.partition(" ")
         for line in live.splitlines():
-            ldev, _, lval = line.partition(" ")
+            ldev, dummy, lval = line.partition(" ")
             if ldev == dev:
                 return lval.strip() == val
         return val == "0"
     if fname == "io.weight":
         return live.splitlines()[0].split()[-1] == wanted.split()[-1] if live else False
     if fname in ("memory.limit_in_bytes", "memory.soft_limit_in_bytes", "memory.memsw.limit_in_bytes"):
-        norm = lambda v: "-1" if v in (V1_UNLIMITED_MEMORY, "-1") else v  # noqa: E731
-        return norm(live) == norm(wanted)
+        return _v1_memory(live) == _v1_memory(wanted)
     if fname == "cpu.max":
         return live.split() == wanted.split()
     return live == wanted
+
+
+def _v1_memory(value):
+    return "-1" if value in (V1_UNLIMITED_MEMORY, "-1") else value
 
 
 def reset_value(fname, version):
@@ -398,7 +401,7 @@ def reset_value(fname, version):
 
 def controllers_needed(files):
     seen = []
-    for ctrl, _f, _v in files:
+    for ctrl, dummy_f, dummy_v in files:
         if ctrl not in seen:
             seen.append(ctrl)
     return seen

@@ -129,8 +129,8 @@ def parse_int(field, value, minimum, maximum, allow_unlimited=False):
     except ValueError:
         raise UnitError("%s: %r is not a whole number%s" % (field, value, " or max" if allow_unlimited else ""))
     if number < minimum or number > maximum:
-        raise UnitError("%s: %r is out of range; allowed %d to %d%s" % (field, value, minimum, maximum,
-                                                                         " or max" if allow_unlimited else ""))
+        raise UnitError("%s: %r is out of range; allowed %d to %d%s"
+                        % (field, value, minimum, maximum, " or max" if allow_unlimited else ""))
     return number
 
 

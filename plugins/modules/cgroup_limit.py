@@ -25,18 +25,20 @@ description:
     refused unless O(force=true). Everything written carries a C(managed by fairshare.resources)
     marker; O(exclusive=true) removes managed objects of targets not listed, and nothing else.
 author:
-  - fairshare.resources contributors
+  - fairshare.resources contributors (@fairshare)
 attributes:
   check_mode:
     support: full
+    description: Reads everything and reports what would change; writes nothing.
   diff_mode:
     support: full
+    description: Drop-in text or cgroupfs values before and after, per target.
 options:
   limits:
     description:
       - The targets and their limits. Give exactly one of O(limits[].user), O(limits[].slice)
         or O(limits[].path) per entry.
-      - With O(state=present) the limits listed are the whole set for that target: a limit
+      - With O(state=present) the limits listed are the whole set for that target; a limit
         left out is returned to "no limit".
     type: list
     elements: dict
@@ -253,7 +255,6 @@ removed:
   elements: dict
 """
 
-import os
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule

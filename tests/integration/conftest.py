@@ -22,7 +22,7 @@ def run_module(name, args, check=False, diff=False):
         argv.append("--check")
     if diff:
         argv.append("--diff")
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("localhost | ")][-1]
     result = json.loads(line.split("=> ", 1)[1])
     result["_status"] = line.split(" => ")[0].split("| ")[1]

@@ -44,7 +44,7 @@ def in_cgroup(ctrls, uid, code, timeout=60):
     procs = " ".join(cg(c, uid, "cgroup.procs") for c in ctrls)
     script = 'for f in %s; do echo $$ > "$f"; done; exec setpriv --reuid=%d --regid=%d --clear-groups %s -c "$1"' % (
         procs, uid, uid, PYTHON)
-    proc = subprocess.run(["sh", "-c", script, "sh", code], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(["sh", "-c", script, "sh", code], capture_output=True, text=True, timeout=timeout, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -97,7 +97,7 @@ def test_blkio_throttle_holds_direct_writes(limited):
     uid = limited.pw_uid
     with tempfile.NamedTemporaryFile(dir="/var/tmp") as backing:
         backing.truncate(64 << 20)
-        loop = subprocess.run(["losetup", "-f", "--show", backing.name], capture_output=True, text=True)
+        loop = subprocess.run(["losetup", "-f", "--show", backing.name], capture_output=True, text=True, check=False)
         if loop.returncode != 0:
             pytest.skip("no loop device: %s" % loop.stderr)
         dev = loop.stdout.strip()

@@ -51,8 +51,11 @@ def test_parse_target_errors(entry):
         m.parse_target(entry, "limits[0]")
 
 
-@pytest.mark.parametrize("kind,name,uid", [("user", "root", 0), ("slice", "system.slice", None),
-                                            ("slice", "-.slice", None), ("slice", "system-getty.slice", None)])
+PROTECTED = [("user", "root", 0), ("slice", "system.slice", None), ("slice", "-.slice", None),
+             ("slice", "system-getty.slice", None)]
+
+
+@pytest.mark.parametrize("kind,name,uid", PROTECTED)
 def test_protected_targets_need_force(kind, name, uid):
     with pytest.raises(UnitError) as err:
         m.check_protected(kind, name, uid, False, "limits[0]")
@@ -88,7 +91,7 @@ def test_render_dropin_v1_maps_and_warns():
 
 
 def test_render_unlimited_values():
-    text, _ = m.render_dropin({"memory_max": UNLIMITED, "pids_max": UNLIMITED}, "v2")
+    text, dummy = m.render_dropin({"memory_max": UNLIMITED, "pids_max": UNLIMITED}, "v2")
     assert "MemoryMax=infinity" in text and "TasksMax=infinity" in text
 
 
@@ -109,7 +112,7 @@ def test_expected_files_v1_hybrid_order_and_values():
 def test_expected_files_v2():
     lim = m.normalize_limits({"cpu_max": "max", "memory_max": "1G", "io_weight": 300,
                               "io_max": [{"device": "8:0", "rbps": "1M", "wiops": "max"}]}, "x")
-    files, _ = m.expected_files(lim, lambda c: "v2")
+    files, dummy = m.expected_files(lim, lambda c: "v2")
     assert ("cpu", "cpu.max", "max 100000") in files and ("io", "io.weight", "default 300") in files
     assert ("io", "io.max", "8:0 rbps=1048576 wiops=max") in files
 

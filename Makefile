@@ -1,0 +1,93 @@
+# fairshare.resources: one Makefile for setup, demo and every test layer.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+BIN := $(VENV)/bin
+PY := python3
+# Debian packages the tests and the test bed need (testbed.md).
+APT_PACKAGES := qemu-system-x86 qemu-utils ipxe-qemu mmdebstrap e2fsprogs openssh-client iproute2 \
+	nftables iperf3 btrfs-progs quota xfsprogs util-linux
+TREE := $(ROOT)/build/ansible_collections/fairshare/resources
+SANITY_TREE := $(ROOT)/build/sanity/ansible_collections/fairshare/resources
+export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/build
+export ANSIBLE_HOST_KEY_CHECKING := False
+export ANSIBLE_LOCALHOST_WARNING := False
+export ANSIBLE_INTERPRETER_PYTHON := auto_silent
+export PATH := $(BIN):$(PATH)
+ARTIFACTS := $(ROOT)/artifacts
+# The pip that the pinned ansible-core's ansible-test bootstraps into its sanity venvs.
+ANSIBLE_TEST_PIP := 24.2
+
+.PHONY: help setup apt venv tree demo demo-clean unit integration sanity lint build doc test molecule \
+	molecule-host molecule-default molecule-cgroup_v1 molecule-containers image clean
+
+help:
+	@echo "make demo        set up, then apply sample limits to two demo users on this host"
+	@echo "make test        set up, then unit + sanity + lint + build + host tests + molecule host and default"
+	@echo "make molecule    every molecule scenario (default, cgroup_v1, host, containers)"
+
+setup: apt venv tree
+
+apt:
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; fi
+
+$(BIN)/ansible: requirements.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(BIN)/ansible
+
+# The collection seen as ansible_collections/fairshare/resources (a link to this checkout).
+tree:
+	@mkdir -p $(dir $(TREE))
+	@ln -sfn ../../.. $(TREE)
+
+demo: setup
+	$(BIN)/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python playbooks/demo.yml
+
+demo-clean: setup
+	$(BIN)/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python playbooks/demo.yml -e demo_state=absent
+
+unit: venv tree
+	$(BIN)/pytest -q tests/unit
+
+integration: setup
+	$(BIN)/pytest -v -s tests/integration
+
+# ansible-test sanity in its managed venvs: tests/sanity/get_pip_shim.py stands in for the
+# get-pip download this network can't reach (README, "Sanity").
+sanity: venv
+	@rm -rf $(dir $(SANITY_TREE)) && mkdir -p $(SANITY_TREE)
+	git ls-files -co --exclude-standard | grep -v -E '^(molecule|testbed|benchmarks)/' | tar -cf - -T - | tar -xf - -C $(SANITY_TREE)
+	cd $(SANITY_TREE) && git init -q && git add -A
+	@mkdir -p $(HOME)/.ansible/test/cache
+	sed -e "s|@CERT@|$${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}|" -e "s|@FIND_LINKS@|$${PIP_FIND_LINKS:-}|" \
+	  tests/sanity/get_pip_shim.py > $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(ANSIBLE_TEST_PIP)).py
+	cd $(SANITY_TREE) && $(BIN)/ansible-test sanity --python 3.11 --local --color no
+
+lint: venv tree
+	$(BIN)/ansible-lint --profile production
+
+build: venv tree
+	@rm -rf build/dist && mkdir -p build/dist
+	$(BIN)/ansible-galaxy collection build --force --output-path build/dist .
+	$(BIN)/ansible-galaxy collection install --force -p build/dist/installed build/dist/fairshare-resources-*.tar.gz
+	ANSIBLE_COLLECTIONS_PATH=build/dist/installed $(BIN)/ansible-doc fairshare.resources.cgroup_limit | head -5
+
+image: setup
+	$(PY) testbed/fsguest.py build
+
+molecule-%: setup
+	@mkdir -p $(ARTIFACTS)
+	cd $(ROOT) && $(BIN)/molecule test -s $* 2>&1 | tee $(ARTIFACTS)/molecule-$*.log
+
+molecule: molecule-host molecule-default molecule-cgroup_v1 molecule-containers
+
+test: unit sanity lint build integration molecule-host molecule-default
+	@echo "make test: all layers passed"
+
+clean:
+	rm -rf build .pytest_cache
