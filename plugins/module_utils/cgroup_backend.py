@@ -20,6 +20,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
     DROPIN_NAME, MANAGED_HEADER, cgroup_relpath, controllers_needed, display_limits,
     expected_files, parse_systemctl_show, render_dropin, reset_value, same_value,
 )
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import controller_home
 
 
 class BackendError(Exception):
@@ -131,11 +132,7 @@ class SystemdBackend(object):
                     res["warnings"].append("%s of %s reads %r, expected %r" % (fname, plan.unit, (live or "").strip(), want))
 
     def version_of(self, controller):
-        if controller in self.layout["v1"]:
-            return "v1"
-        if self.layout["v2_root"] and controller in self.layout["v2_controllers"]:
-            return "v2"
-        return None
+        return controller_home(self.layout, controller)[0]
 
     def controller_root(self, controller):
         if controller in self.layout["v1"]:
@@ -152,11 +149,7 @@ class CgroupfsBackend(object):
         self.host, self.layout, self.parent = host, layout, parent.strip("/")
 
     def version_of(self, controller):
-        if controller in self.layout["v1"]:
-            return "v1"
-        if self.layout["v2_root"] and controller in self.layout["v2_controllers"]:
-            return "v2"
-        return None
+        return controller_home(self.layout, controller)[0]
 
     def root_of(self, controller):
         if self.version_of(controller) == "v1":
