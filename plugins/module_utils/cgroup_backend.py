@@ -27,6 +27,18 @@ class BackendError(Exception):
     pass
 
 
+class _Layout(object):
+    """Where each controller of the host's cgroup layout lives (platform.controller_home)."""
+
+    layout = None
+
+    def version_of(self, controller):
+        return controller_home(self.layout, controller)[0]
+
+    def root_of(self, controller):
+        return controller_home(self.layout, controller)[1]
+
+
 class Plan(object):
     """One validated target: what the user asked, resolved on this host."""
 
@@ -51,11 +63,11 @@ def _lines(props):
 
 # --------------------------------------------------------------------------- systemd
 
-class SystemdBackend(object):
+class SystemdBackend(_Layout):
     name = "systemd"
 
-    def __init__(self, host, layout, unit_dir="/etc/systemd/system", cgroup_root="/sys/fs/cgroup"):
-        self.host, self.layout, self.unit_dir, self.cgroup_root = host, layout, unit_dir, cgroup_root
+    def __init__(self, host, layout, unit_dir="/etc/systemd/system"):
+        self.host, self.layout, self.unit_dir = host, layout, unit_dir
         self.version = "v1" if "memory" in layout["v1"] else "v2"
 
     def dropin_path(self, unit):
@@ -126,35 +138,19 @@ class SystemdBackend(object):
                 continue
             files, _w = expected_files(plan.limits, self.version_of, devnum=self.host.devnum)
             for ctrl, fname, want in files:
-                live = self.host.read(os.path.join(self.controller_root(ctrl), cgroup.lstrip("/"), fname))
+                live = self.host.read(os.path.join(self.root_of(ctrl), cgroup.lstrip("/"), fname))
                 res["verified"][fname] = (live or "").strip()
                 if not self.host.check_mode and not same_value(fname, want, live):
                     res["warnings"].append("%s of %s reads %r, expected %r" % (fname, plan.unit, (live or "").strip(), want))
 
-    def version_of(self, controller):
-        return controller_home(self.layout, controller)[0]
-
-    def controller_root(self, controller):
-        if controller in self.layout["v1"]:
-            return self.layout["v1"][controller]
-        return self.layout["v2_root"] or self.cgroup_root
-
 
 # --------------------------------------------------------------------------- cgroupfs
 
-class CgroupfsBackend(object):
+class CgroupfsBackend(_Layout):
     name = "cgroupfs"
 
     def __init__(self, host, layout, parent="fairshare"):
         self.host, self.layout, self.parent = host, layout, parent.strip("/")
-
-    def version_of(self, controller):
-        return controller_home(self.layout, controller)[0]
-
-    def root_of(self, controller):
-        if self.version_of(controller) == "v1":
-            return self.layout["v1"][controller]
-        return self.layout["v2_root"]
 
     def dir_of(self, controller, relpath):
         return os.path.join(self.root_of(controller), relpath)
@@ -164,13 +160,14 @@ class CgroupfsBackend(object):
         return None if text is None else text.strip()
 
     def apply(self, plans, exclusive):
-        results, diffs, writes, removals = [], [], [], []
+        results, planned, diffs, writes, removals = [], [], [], [], []
         for plan in plans:
             res = plan.result()
             res.update(path=plan.relpath, cgroup_parent="/" + plan.relpath)
             files, warnings = expected_files(plan.limits, self.version_of, devnum=self.host.devnum) \
                 if plan.state == "present" else ([], [])
             res["warnings"].extend(warnings)
+            planned.append(files)
             before, after, todo = {}, {}, []
             for ctrl, fname, want in files:
                 live = self.read_value(os.path.join(self.dir_of(ctrl, plan.relpath), fname))
@@ -219,9 +216,8 @@ class CgroupfsBackend(object):
                 self._write(plan, todo)
             for relpath, dirs in removals:
                 self._remove(dirs)
-        for plan, res in zip(plans, results):
+        for plan, res, files in zip(plans, results, planned):
             if plan.state == "present":
-                files, _w = expected_files(plan.limits, self.version_of, devnum=self.host.devnum)
                 res["verified"] = dict((f, self.read_value(os.path.join(self.dir_of(c, plan.relpath), f)))
                                        for c, f, _v in files)
                 if not self.host.check_mode:
