@@ -19,7 +19,8 @@ ARTIFACTS := $(ROOT)/artifacts
 # The pip that the pinned ansible-core's ansible-test bootstraps into its sanity venvs.
 ANSIBLE_TEST_PIP := 24.2
 
-.PHONY: help setup apt venv tree demo demo-clean unit integration sanity lint build doc test molecule image clean
+.PHONY: help setup apt venv tree demo demo-clean unit integration sanity lint build doc test molecule image clean \
+	containers-setup molecule-containers
 
 help:
 	@echo "make demo        set up, then apply sample limits to two demo users on this host"
@@ -80,11 +81,25 @@ image: setup
 	$(PY) testbed/fsguest.py build
 
 SCENARIOS := host default cgroup_v1
+# The containers scenario needs podman (with runc), molecule's podman driver and the
+# containers.podman collection (from the `ansible` package, kept apart in build/ext).
+containers-setup: setup
+	@dpkg -s podman runc >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc >/dev/null
+	@$(BIN)/pip show -q molecule-plugins >/dev/null 2>&1 || $(BIN)/pip install -q -r requirements-containers.txt
+	@test -d build/ext/ansible_collections/containers/podman || \
+	  $(BIN)/pip install -q --no-deps --target build/ext -r requirements-containers-collections.txt
+	$(PY) testbed/fsguest.py container-image
+
+molecule-containers: containers-setup
+	@mkdir -p $(ARTIFACTS)
+	CONTAINERS_CONF=$(ROOT)/molecule/containers/containers.conf \
+	  $(BIN)/molecule test -s containers --platform-name fs-debian12 2>&1 | tee $(ARTIFACTS)/molecule-containers.log
+
 $(addprefix molecule-,$(SCENARIOS)): molecule-%: setup
 	@mkdir -p $(ARTIFACTS)
 	$(BIN)/molecule test -s $* 2>&1 | tee $(ARTIFACTS)/molecule-$*.log
 
-molecule: molecule-host molecule-default molecule-cgroup_v1
+molecule: molecule-host molecule-default molecule-cgroup_v1 molecule-containers
 
 test: unit sanity lint build integration molecule-host molecule-default
 	@echo "make test: all layers passed"

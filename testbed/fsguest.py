@@ -9,6 +9,8 @@ Subcommands:
   stop NAME             power it off; kill it by its PID if it does not stop
   ssh NAME -- CMD...    run a command in the guest as root
   reboot NAME           reboot the guest and wait for ssh again
+  container-image       build (or reuse) the Debian container image of the
+                        containers scenario and `podman import` it
 
 Everything of a run lives in $FAIRSHARE_RUN_DIR (default ~/.cache/fairshare/run)
 /NAME: overlay.qcow2, the per-run ssh key, console.log, qemu.pid, facts.json.
@@ -146,6 +148,32 @@ def build(_args=None):
     os.rename(tmp, out)
     log("image built in %.0f s at %s" % (time.time() - start, out))
     return out
+
+
+CONTAINER_PACKAGES = ["python3", "util-linux", "passwd", "procps", "sudo"]
+CONTAINER_IMAGE = "localhost/fairshare-debian:bookworm"
+
+
+def container_image(_args=None):
+    """mmdebstrap a minimal bookworm into a tarball (cached) and import it into podman."""
+    key = hashlib.sha256(json.dumps([SUITE, mirror(), sorted(CONTAINER_PACKAGES)]).encode()).hexdigest()[:16]
+    tarball = os.path.join(CACHE, "images", "container-%s-%s.tar" % (SUITE, key))
+    if not os.path.exists(tarball):
+        os.makedirs(os.path.dirname(tarball), exist_ok=True)
+        start = time.time()
+        run(["mmdebstrap", "--variant=minbase", "--format=tar", "--include=" + ",".join(CONTAINER_PACKAGES), SUITE,
+             tarball + ".tmp", mirror()], stdout=subprocess.DEVNULL)
+        os.rename(tarball + ".tmp", tarball)
+        log("container rootfs built in %.0f s" % (time.time() - start))
+    label = "fairshare.key=" + key
+    have = subprocess.run(["podman", "image", "inspect", "--format", "{{index .Labels \"fairshare.key\"}}",
+                           CONTAINER_IMAGE], capture_output=True, text=True, check=False)
+    if have.returncode == 0 and have.stdout.strip() == key:
+        log("container image %s is current" % CONTAINER_IMAGE)
+        return
+    run(["podman", "import", "--change", 'CMD ["sleep", "infinity"]', "--change", "LABEL " + label,
+         tarball, CONTAINER_IMAGE], stdout=subprocess.DEVNULL)
+    log("imported %s" % CONTAINER_IMAGE)
 
 
 def free_port():
@@ -297,6 +325,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", required=True)
     sub.add_parser("build").set_defaults(func=build)
+    sub.add_parser("container-image").set_defaults(func=container_image)
     s = sub.add_parser("start")
     s.add_argument("name")
     s.add_argument("--cgroup", choices=["v1", "v2"], default="v2")
