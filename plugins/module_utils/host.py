@@ -61,6 +61,10 @@ class Host(object):
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
+    def backup(self, path):
+        """A dated copy beside the file (AnsibleModule.backup_local); returns its path."""
+        return self.module.backup_local(path) if os.path.exists(path) else None
+
     @staticmethod
     def remove(path):
         try:

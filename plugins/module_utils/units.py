@@ -188,3 +188,29 @@ def check_minimum(field, value, force, where=None):
         shown = format_size(minimum) if field.startswith("memory") else str(minimum)
         raise UnitError("%s: %r is below the safe minimum %s (such a limit can lock a user out of their own login); "
                         "raise it or set force: true" % (where or field, format_size(value) if field.startswith("memory") else value, shown))
+
+
+_DURATION_RE = re.compile(r"^(\d+)\s*(s|m|h|d|w)?$")
+_DURATION_FACTORS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_grace(field, value):
+    """'7d', '12h', '30m', 3600 -> seconds, limited to what quota tools read back exactly.
+
+    repquota shows a grace period as HH:MM up to 48 hours and as whole days above,
+    so only whole minutes up to 48h and whole days above that can be kept idempotent.
+    """
+    text = str(value).strip().lower()
+    match = _DURATION_RE.match(text)
+    if isinstance(value, bool) or not match:
+        raise UnitError("%s: %r is not a duration; use a number with s, m, h, d or w, like 7d or 12h" % (field, value))
+    seconds = int(match.group(1)) * _DURATION_FACTORS[match.group(2)]
+    if seconds <= 0:
+        raise UnitError("%s: %r must be more than 0" % (field, value))
+    if seconds <= 48 * 3600:
+        if seconds % 60:
+            raise UnitError("%s: %r is not whole minutes; quota tools keep grace periods in minutes" % (field, value))
+    elif seconds % 86400:
+        raise UnitError("%s: %r is over 48h and not whole days; quota tools keep such grace periods in days"
+                        % (field, value))
+    return seconds
