@@ -17,16 +17,16 @@ import shlex
 # os-release ID / ID_LIKE words -> family, and what each family calls things.
 FAMILIES = {
     "Debian": {"ids": ["debian", "ubuntu", "linuxmint", "raspbian", "pop"],
-               "quota_packages": ["quota"], "pam_session": "/etc/pam.d/common-session",
+               "quota_packages": ["quota", "xfsprogs"], "pam_session": "/etc/pam.d/common-session",
                "sudo_group": "sudo"},
     "RedHat": {"ids": ["rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn"],
-               "quota_packages": ["quota"], "pam_session": "/etc/pam.d/system-auth",
+               "quota_packages": ["quota", "xfsprogs"], "pam_session": "/etc/pam.d/system-auth",
                "sudo_group": "wheel"},
     "Archlinux": {"ids": ["arch", "manjaro", "endeavouros"],
-                  "quota_packages": ["quota-tools"], "pam_session": "/etc/pam.d/system-login",
+                  "quota_packages": ["quota-tools", "xfsprogs"], "pam_session": "/etc/pam.d/system-login",
                   "sudo_group": "wheel"},
     "Suse": {"ids": ["opensuse", "opensuse-leap", "opensuse-tumbleweed", "sles", "suse", "sled"],
-             "quota_packages": ["quota"], "pam_session": "/etc/pam.d/common-session",
+             "quota_packages": ["quota", "xfsprogs"], "pam_session": "/etc/pam.d/common-session",
              "sudo_group": "wheel"},
 }
 

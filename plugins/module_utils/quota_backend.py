@@ -14,10 +14,9 @@ __metaclass__ = type
 import json
 import os
 
-from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import (
     LIMIT_KEYS, MOUNT_OPTIONS, TYPE_FLAG, fstab_add_option, has_option, parse_btrfs_qgroups, parse_lsattr_project,
-    parse_project_files, parse_quotaon_state, parse_repquota, parse_subvolume_id, parse_tune2fs_features,
+    parse_project_files, parse_repquota, parse_subvolume_id, parse_tune2fs_features,
     parse_xfs_state, render_project_files,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.units import format_size
@@ -131,12 +130,11 @@ class QuotaToolsBackend(_Backend):
     """ext4 and XFS through quotaon/quotacheck/setquota/repquota (and xfs_quota for XFS specifics)."""
 
     def enforced(self):
-        if self.mount["fstype"] == "xfs":
-            state = parse_xfs_state(self.host.run(["xfs_quota", "-x", "-c", "state -" + XFS_LETTER[self.qtype], self.mp]))
-            self.xfs_state = state
-            return state["accounting"] and state["enforcement"]
-        rc, out, err = self.host.run(["quotaon", "-p", TYPE_FLAG[self.qtype], self.mp], check=False)
-        return parse_quotaon_state(out).get(self.qtype, False)
+        # xfs_quota reads accounting and enforcement apart, also on ext4 (-f: foreign
+        # filesystem); `quotaon -p` says "on" for ext4 accounting without enforcement.
+        self.state = parse_xfs_state(self.host.run(["xfs_quota", "-f", "-x", "-c", "state -" + XFS_LETTER[self.qtype],
+                                                    self.mp]))
+        return self.state["accounting"] and self.state["enforcement"]
 
     def check_enable(self):
         """What enabling needs, checked before anything changes (errors name the fix)."""
@@ -153,7 +151,7 @@ class QuotaToolsBackend(_Backend):
         flag = TYPE_FLAG[self.qtype]
         if self.mount["fstype"] == "xfs":
             self.add_fstab_option(option)
-            if not self.xfs_state["accounting"]:
+            if not self.state["accounting"]:
                 # XFS turns accounting on only at mount time.
                 self.reboot_required = True
                 self.warnings.append("XFS %s quota accounting starts at the next mount of %s with %s (%s): "
@@ -163,12 +161,16 @@ class QuotaToolsBackend(_Backend):
             self.act("xfs_quota enable -%s %s" % (XFS_LETTER[self.qtype], self.mp),
                      ["xfs_quota", "-x", "-c", "enable -" + XFS_LETTER[self.qtype], self.mp])
             return
+        # ext4: the mount option makes it last (systemd's fstab generator runs quotaon at
+        # boot for such mounts); a filesystem without the quota feature also needs the
+        # option live and quota files made by quotacheck before quotaon.
         self.add_fstab_option(option)
         feature = "project" if self.qtype == "project" else "quota"
         if feature not in self.ext4_features:
             if not has_option(self.mount["options"], option):
                 self.act("remount %s with %s" % (self.mp, option), ["mount", "-o", "remount," + option, self.mp])
-            self.act("quotacheck %s" % self.mp, ["quotacheck", "-c", "-m", flag, self.mp])
+            if not self.state["accounting"]:
+                self.act("quotacheck %s" % self.mp, ["quotacheck", "-c", "-m", flag, self.mp])
         self.act("quotaon %s %s" % (flag, self.mp), ["quotaon", flag, self.mp])
 
     def check_paths(self, entries):
@@ -201,7 +203,7 @@ class QuotaToolsBackend(_Backend):
 
     def set_limits(self, changes):
         lines = "".join("%d %d %d %d %d\n" % (entry["key"], lim["block_soft"] // 1024, lim["block_hard"] // 1024,
-                                               lim["inode_soft"], lim["inode_hard"]) for entry, lim in changes)
+                                              lim["inode_soft"], lim["inode_hard"]) for entry, lim in changes)
         self.act("setquota %d %s limits on %s" % (len(changes), self.qtype, self.mp),
                  ["setquota", "-b", TYPE_FLAG[self.qtype], self.mp], data=lines)
 

@@ -54,15 +54,15 @@ def normalize_entry(entry, where, qtype, fstype):
             continue
         field = "%s.%s" % (where, key)
         if key.startswith("block"):
-            parsed = parse_size(field, value)
+            parsed = 0 if str(value).strip().lower() == "none" else parse_size(field, value)
         else:
             parsed = _parse_count(field, value)
         limits[key] = 0 if parsed == UNLIMITED else parsed
     for kind in ("block", "inode"):
         soft, hard = limits[kind + "_soft"], limits[kind + "_hard"]
         if soft and hard and soft > hard:
-            raise UnitError("%s.%s_soft: %s is above %s_hard %s" % (where, kind, entry.get(kind + "_soft"), kind,
-                                                                   entry.get(kind + "_hard")))
+            raise UnitError("%s.%s_soft: %s is above %s_hard %s"
+                            % (where, kind, entry.get(kind + "_soft"), kind, entry.get(kind + "_hard")))
     for key in ("block_soft", "block_hard"):
         if limits[key] % 1024:
             raise UnitError("%s.%s: %r is not a whole number of KiB (quota limits are kept in 1K blocks)"
@@ -116,7 +116,8 @@ def find_mount(mountinfo, path):
 
 
 def has_option(options, wanted):
-    return any(opt in options for opt in MOUNT_ALIASES.get(wanted, (wanted,)))
+    names = set(opt.split("=", 1)[0] for opt in options)
+    return any(alias in names for alias in MOUNT_ALIASES.get(wanted, (wanted,)))
 
 
 def fstab_add_option(fstab, mountpoint, option):
@@ -177,16 +178,6 @@ def parse_repquota(text):
         entries[ident] = {"block_used": nums[0] * 1024, "block_soft": nums[1] * 1024, "block_hard": nums[2] * 1024,
                           "inode_used": nums[4], "inode_soft": nums[5], "inode_hard": nums[6]}
     return entries, grace
-
-
-def parse_quotaon_state(text):
-    """`quotaon -p MOUNT` -> {'user': True, 'group': False, 'project': True}."""
-    state = {}
-    for line in text.splitlines():
-        match = re.match(r"^(user|group|project) quota on .* is (on|off)", line.strip())
-        if match:
-            state[match.group(1)] = match.group(2) == "on"
-    return state
 
 
 def parse_xfs_state(text):

@@ -220,8 +220,8 @@ def resolve(params, host):
     with open("/proc/self/mountinfo") as fh:
         mount = find_mount(fh.read(), path)
     if mount["fstype"] not in SUPPORTED_FS:
-        raise UnitError("path: %r is on %s (%s); disk_quota manages %s" % (params["path"], mount["fstype"],
-                                                                          mount["mountpoint"], ", ".join(SUPPORTED_FS)))
+        raise UnitError("path: %r is on %s (%s); disk_quota manages %s"
+                        % (params["path"], mount["fstype"], mount["mountpoint"], ", ".join(SUPPORTED_FS)))
     qtype = params["type"]
     if mount["fstype"] == "btrfs" and qtype != "project":
         raise UnitError("type: %r quotas don't exist on btrfs (%s); btrfs limits subvolumes: use type: project "
@@ -241,7 +241,8 @@ def resolve(params, host):
         seen.add(entry["name"])
         entries.append(entry)
     if qtype == "project" and mount["fstype"] != "btrfs":
-        allocate_project_ids(entries, known_project_ids(host), [])
+        known = known_project_ids(host)
+        allocate_project_ids(entries, known, known.values())
     for entry in entries:
         entry["key"] = None if mount["fstype"] == "btrfs" else entry["id"]
     grace = {}

@@ -13,17 +13,27 @@ ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
 PYTHON = os.path.realpath(sys.executable)
 
 
-def run_module(name, args, check=False, diff=False):
-    """`ansible localhost -m fairshare.resources.NAME` -> (result dict)."""
+def run_module(name, args, check=False, diff=False, guest=None):
+    """`ansible HOST -m fairshare.resources.NAME` -> (result dict).
+
+    HOST is this machine (connection local) or, with guest=facts of testbed/fsguest.py,
+    that guest over ssh.
+    """
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_LOCALHOST_WARNING="False",
-               ANSIBLE_PYTHON_INTERPRETER=PYTHON, ANSIBLE_NOCOLOR="1")
-    argv = [ANSIBLE, "localhost", "-c", "local", "-o", "-m", "fairshare.resources." + name, "-a", json.dumps(args)]
+               ANSIBLE_PYTHON_INTERPRETER=PYTHON, ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="False",
+               ANSIBLE_DEPRECATION_WARNINGS="False")
+    if guest:
+        env["ANSIBLE_PYTHON_INTERPRETER"] = "/usr/bin/python3"
+        target = ["all", "-i", "127.0.0.1:%d," % guest["port"], "-u", "root", "--private-key", guest["key"]]
+    else:
+        target = ["localhost", "-c", "local"]
+    argv = [ANSIBLE] + target + ["-o", "-m", "fairshare.resources." + name, "-a", json.dumps(args)]
     if check:
         argv.append("--check")
     if diff:
         argv.append("--diff")
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("localhost | ")][-1]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    line = [ln for ln in proc.stdout.splitlines() if " | " in ln and " => {" in ln][-1]
     result = json.loads(line.split("=> ", 1)[1])
     result["_status"] = line.split(" => ")[0].split("| ")[1]
     return result
@@ -40,3 +50,30 @@ def test_user():
         yield pwd.getpwnam(name)
     finally:
         subprocess.run(["userdel", name], check=False)
+
+
+@pytest.fixture(scope="session")
+def guest():
+    """A throw-away systemd guest (testbed/fsguest.py), stopped by PID if need be at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    tool = os.path.join(ROOT, "testbed", "fsguest.py")
+    name = "itest%d" % os.getpid()
+    out = subprocess.run([sys.executable, tool, "start", name], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        subprocess.run([sys.executable, tool, "stop", name], check=False)
+        pytest.fail("guest did not boot: %s" % out.stderr[-2000:])
+    facts = json.loads(out.stdout.strip().splitlines()[-1])
+
+    def ssh(command, check=True):
+        proc = subprocess.run([sys.executable, tool, "ssh", name, "--", command], capture_output=True, text=True,
+                              timeout=600, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError("guest command failed (%d): %s\n%s" % (proc.returncode, command, proc.stderr))
+        return proc
+    facts["ssh"] = ssh
+    facts["name"] = name
+    try:
+        yield facts
+    finally:
+        subprocess.run([sys.executable, tool, "stop", name], check=False)

@@ -22,7 +22,7 @@ def test_family_data_is_complete():
     keys = set(p.FAMILIES["Debian"])
     for family, data in p.FAMILIES.items():
         assert set(data) == keys, family
-    assert p.FAMILIES["Archlinux"]["quota_packages"] == ["quota-tools"]
+    assert p.FAMILIES["Archlinux"]["quota_packages"] == ["quota-tools", "xfsprogs"]
 
 
 def test_parse_os_release_quotes_and_comments():

@@ -1,0 +1,139 @@
+"""disk_quota on ext4 and XFS, in a throw-away systemd guest (this host's kernel has no
+ext4/XFS quota support). Loop images are made inside the guest.
+
+Proof by effect: a normal user writing past the hard limit gets EDQUOT at the limit;
+below the soft limit writes succeed; the grace period reads back as set; lifting the
+limit lets writes through; no file is lost. XFS project limits answer ENOSPC (the XFS
+way: a project looks like a full filesystem) and stop root too.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, run_module
+
+GUEST_TOOL = os.path.join(ROOT, "testbed", "fsguest.py")
+WRITER = "fsq"
+
+
+@pytest.fixture(scope="module")
+def fs(guest):
+    guest["ssh"]("useradd -m %s && "
+                 "truncate -s 300M /ext4.img && mkfs.ext4 -q /ext4.img && mkdir -p /mnt/ext4 && "
+                 "echo '/ext4.img /mnt/ext4 ext4 loop 0 2' >> /etc/fstab && mount /mnt/ext4 && "
+                 "truncate -s 300M /prj.img && mkfs.ext4 -q -O quota,project -E quotatype=prjquota /prj.img && "
+                 "mkdir -p /mnt/prj && mount -o loop /prj.img /mnt/prj && mkdir /mnt/prj/team && "
+                 "truncate -s 300M /xfs.img && mkfs.xfs -q /xfs.img && mkdir -p /mnt/xfs && "
+                 "mount -o loop,uquota,pquota /xfs.img /mnt/xfs && mkdir /mnt/xfs/team && "
+                 "install -d -o %s /mnt/ext4/w /mnt/xfs/w" % (WRITER, WRITER))
+    return guest
+
+
+def dd(guest, path, mib, user=WRITER):
+    """Write up to mib MiB with direct syncs as user; -> (bytes in the file, error text)."""
+    as_user = "" if user == "root" else "runuser -u %s -- " % user
+    cmd = "%sdd if=/dev/zero of=%s bs=64k count=%d conv=fsync status=none; stat -c %%s %s" % (as_user, path, mib * 16, path)
+    out = guest["ssh"](cmd, check=False)
+    return int(out.stdout.strip().splitlines()[-1]), out.stderr.strip()
+
+
+def quota(guest, check=False, **args):
+    return run_module("disk_quota", args, check=check, guest=guest)
+
+
+USER_ARGS = dict(type="user", enable=True, block_grace="2d", inode_grace="12h",
+                 quotas=[{"name": WRITER, "block_soft": "10M", "block_hard": "20M", "inode_hard": 50}])
+
+
+@pytest.mark.parametrize("mnt", ["/mnt/ext4", "/mnt/xfs"])
+def test_user_quota_by_effect(fs, mnt):
+    check = quota(fs, check=True, path=mnt, **USER_ARGS)
+    assert check["changed"]
+    assert "%s" % check["quotas"][0]["before"]["block_hard"] == "None"
+    first = quota(fs, path=mnt, **USER_ARGS)
+    assert first["changed"] and first["enforced"], first
+    assert set(first["quotas"][0]["before"].values()) == {None}  # check mode set nothing
+    assert first["quotas"][0]["verified"] == {"block_soft": "10M", "block_hard": "20M", "inode_soft": None,
+                                              "inode_hard": 50}
+    assert first["grace"] == {"block": 172800, "inode": 43200}
+    again = quota(fs, path=mnt, **USER_ARGS)
+    assert again["changed"] is False
+    below, err = dd(fs, mnt + "/w/small", 5)
+    assert below == 5 << 20 and not err  # under the soft limit: allowed
+    size, err = dd(fs, mnt + "/w/big", 30)
+    print("%s: user with hard limit 20M (5 MiB already used) got %d bytes more, then %r (actions %s)"
+          % (mnt, size, err, json.dumps(first["actions"])))
+    assert "Disk quota exceeded" in err
+    assert (15 << 20) - (64 << 10) <= size <= 15 << 20
+    lifted = quota(fs, path=mnt, type="user", quotas=[{"name": WRITER, "state": "absent"}])
+    assert lifted["changed"] and lifted["quotas"][0]["verified"]["block_hard"] is None
+    size2, err = dd(fs, mnt + "/w/after", 30)
+    assert size2 == 30 << 20 and not err
+    kept = fs["ssh"]("stat -c %%s %s/w/small %s/w/big" % (mnt, mnt)).stdout.split()
+    assert [int(k) for k in kept] == [5 << 20, size]  # quotas never delete a file
+
+
+@pytest.mark.parametrize("mnt,user,error", [("/mnt/prj", WRITER, "Disk quota exceeded"),
+                                            ("/mnt/xfs", "root", "No space left on device")])
+def test_project_quota_by_effect(fs, mnt, user, error):
+    fs["ssh"]("chmod 1777 %s/team" % mnt)
+    args = dict(path=mnt, type="project", enable=True,
+                quotas=[{"name": "team" + mnt.replace("/", "-"), "paths": [mnt + "/team"], "block_hard": "8M"}])
+    first = quota(fs, **args)
+    assert first["changed"] and first["quotas"][0]["verified"]["block_hard"] == "8M", first
+    assert quota(fs, **args)["changed"] is False
+    projid = fs["ssh"]("cat /etc/projid /etc/projects").stdout
+    assert "team%s:%d" % (mnt.replace("/", "-"), first["quotas"][0]["id"]) in projid
+    size, err = dd(fs, mnt + "/team/f", 30, user=user)
+    print("%s: project limited to 8M, %s wrote %d bytes, then %r" % (mnt, user, size, err))
+    assert error in err and (8 << 20) - (64 << 10) <= size <= 8 << 20
+
+
+def test_xfs_enable_needs_a_mount_and_says_so(fs):
+    fs["ssh"]("truncate -s 300M /xfs2.img && mkfs.xfs -q /xfs2.img && mkdir -p /mnt/xfs2 && "
+              "echo '/xfs2.img /mnt/xfs2 xfs loop 0 2' >> /etc/fstab && mount /mnt/xfs2 && install -d -o %s /mnt/xfs2/w"
+              % WRITER)
+    args = dict(path="/mnt/xfs2", enable=True, quotas=[{"name": WRITER, "block_hard": "4M"}])
+    first = quota(fs, **args)
+    print("/mnt/xfs2 without quota accounting: reboot_required=%s actions=%s" % (first["reboot_required"], first["actions"]))
+    assert first["changed"] and first["reboot_required"] and not first["enforced"]
+    assert "uquota" in fs["ssh"]("grep /mnt/xfs2 /etc/fstab").stdout
+    fs["ssh"]("umount /mnt/xfs2 && mount /mnt/xfs2")
+    second = quota(fs, **args)
+    assert second["enforced"] and not second["reboot_required"] and second["quotas"][0]["verified"]["block_hard"] == "4M"
+    size, err = dd(fs, "/mnt/xfs2/w/f", 10)
+    assert "Disk quota exceeded" in err and size == 4 << 20
+
+
+def test_bad_input_in_the_guest_changes_nothing(fs):
+    before = fs["ssh"]("repquota -v -n -u /mnt/xfs; cat /etc/fstab").stdout
+    for args, fragment in [
+        (dict(path="/mnt/xfs", quotas=[{"name": "nosuchuser", "block_hard": "1G"}]), "'nosuchuser' is not a user"),
+        (dict(path="/mnt/xfs", block_grace="8d1h", quotas=[]), "block_grace: '8d1h'"),
+        (dict(path="/run", quotas=[]), "is on tmpfs"),
+        (dict(path="/mnt/prj", type="user", quotas=[{"name": WRITER, "block_hard": "1G"}]),
+         "user quotas are off on /mnt/prj"),
+    ]:
+        out = quota(fs, **args)
+        assert out["_status"].startswith("FAILED") and fragment in out["msg"], out
+    assert fs["ssh"]("repquota -v -n -u /mnt/xfs; cat /etc/fstab").stdout == before
+
+
+# Last: the reboot drops the loop mounts that are not in fstab.
+def test_ext4_quota_survives_a_reboot(fs):
+    limited = dict(USER_ARGS)
+    limited.update(path="/mnt/ext4", quotas=[{"name": WRITER, "block_hard": "20M"}])
+    quota(fs, **limited)
+    fstab = fs["ssh"]("grep /mnt/ext4 /etc/fstab").stdout.split()
+    assert "usrquota" in fstab[3].split(","), fstab
+    subprocess.run([sys.executable, GUEST_TOOL, "reboot", fs["name"]], check=True, timeout=400)
+    limited["enable"] = False
+    out = quota(fs, **limited)
+    assert out["changed"] is False and out["enforced"], out
+    size, err = dd(fs, "/mnt/ext4/w/post-reboot", 1)  # already over 20M: refused at once
+    print("/mnt/ext4 after reboot: usage %d bytes, write of 1 MiB -> %d bytes, %r"
+          % (out["quotas"][0]["usage"]["blocks"], size, err))
+    assert "Disk quota exceeded" in err and size == 0
