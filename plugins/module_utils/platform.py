@@ -17,17 +17,19 @@ import shlex
 # os-release ID / ID_LIKE words -> family, and what each family calls things.
 FAMILIES = {
     "Debian": {"ids": ["debian", "ubuntu", "linuxmint", "raspbian", "pop"],
-               "quota_packages": ["quota", "xfsprogs"], "pam_session": "/etc/pam.d/common-session",
-               "sudo_group": "sudo"},
+               "quota_packages": ["quota", "xfsprogs"], "quota_service": "quota.service",
+               "pam_session": "/etc/pam.d/common-session", "sudo_group": "sudo"},
     "RedHat": {"ids": ["rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn"],
-               "quota_packages": ["quota", "xfsprogs"], "pam_session": "/etc/pam.d/system-auth",
+               "quota_packages": ["quota", "xfsprogs"], "quota_service": "quotaon.service",
+               "pam_session": "/etc/pam.d/system-auth",
                "sudo_group": "wheel"},
     "Archlinux": {"ids": ["arch", "manjaro", "endeavouros"],
-                  "quota_packages": ["quota-tools", "xfsprogs"], "pam_session": "/etc/pam.d/system-login",
+                  "quota_packages": ["quota-tools", "xfsprogs"], "quota_service": "quotaon.service",
+                  "pam_session": "/etc/pam.d/system-login",
                   "sudo_group": "wheel"},
     "Suse": {"ids": ["opensuse", "opensuse-leap", "opensuse-tumbleweed", "sles", "suse", "sled"],
-             "quota_packages": ["quota", "xfsprogs"], "pam_session": "/etc/pam.d/common-session",
-             "sudo_group": "wheel"},
+             "quota_packages": ["quota", "xfsprogs"], "quota_service": "quotaon.service",
+             "pam_session": "/etc/pam.d/common-session", "sudo_group": "wheel"},
 }
 
 
