@@ -33,7 +33,19 @@ class Host(object):
         self.commands = []
 
     def run(self, argv, check=True, data=None):
+        """Run argv (no shell); the program is looked up in PATH and the sbin dirs.
+
+        A missing program is rc 127, an error only with check=True.
+        """
         self.commands.append(list(argv))
+        find = getattr(self.module, "get_bin_path", None)
+        if find:
+            path = find(argv[0], opt_dirs=["/usr/sbin", "/sbin", "/usr/local/sbin"])
+            if path is None:
+                if check:
+                    raise CommandError(argv, 127, "", "%s: command not found" % argv[0])
+                return 127, "", "%s: command not found" % argv[0]
+            argv = [path] + list(argv[1:])
         rc, out, err = self.module.run_command(argv, data=data, environ_update={"LANG": "C", "LC_ALL": "C"})
         if check and rc != 0:
             raise CommandError(argv, rc, out, err)

@@ -13,7 +13,7 @@ ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
 PYTHON = os.path.realpath(sys.executable)
 
 
-def run_module(name, args, check=False, diff=False, guest=None):
+def run_module(name, args, check=False, diff=False, guest=None, netns=None):
     """`ansible HOST -m fairshare.resources.NAME` -> (result dict).
 
     HOST is this machine (connection local) or, with guest=facts of testbed/fsguest.py,
@@ -28,6 +28,8 @@ def run_module(name, args, check=False, diff=False, guest=None):
     else:
         target = ["localhost", "-c", "local"]
     argv = [ANSIBLE] + target + ["-o", "-m", "fairshare.resources." + name, "-a", json.dumps(args)]
+    if netns:  # the module runs inside that network namespace (nsenter keeps /sys and cgroups as they are)
+        argv = ["nsenter", "--net=/run/netns/" + netns] + argv
     if check:
         argv.append("--check")
     if diff:

@@ -1,0 +1,180 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Backend of tc_shape: reads tc/nft/ip state, plans, applies, persists. No AnsibleModule import."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
+    MANAGED_HEADER, NFT_TABLE, diff_tree, egress_tree, nft_load_script, parse_classes, parse_nft_rules,
+    parse_qdiscs, tc_commands,
+)
+
+STATE_FILE = "/etc/fairshare/tc.json"
+RESTORE_SCRIPT = "/etc/fairshare/tc-restore.sh"
+UNIT_FILE = "/etc/systemd/system/fairshare-tc.service"
+UNIT = """%s
+[Unit]
+Description=fairshare.resources: restore per-user network shaping
+Wants=network-online.target
+After=network-online.target nftables.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh %s
+
+[Install]
+WantedBy=multi-user.target
+""" % (MANAGED_HEADER, RESTORE_SCRIPT)
+
+
+class TcError(Exception):
+    pass
+
+
+class TcShaper(object):
+    def __init__(self, host):
+        self.host = host
+        self.actions, self.warnings, self.diff = [], [], []
+
+    # ------------------------------------------------------------------ reading
+    def link_exists(self, dev):
+        rc, out, err = self.host.run(["ip", "-j", "link", "show", "dev", dev], check=False)
+        return rc == 0
+
+    def default_interface(self):
+        routes = json.loads(self.host.run(["ip", "-j", "route", "show", "default"]) or "[]")
+        if not routes:
+            raise TcError("interface: 'auto' needs a default route, and this host has none")
+        return routes[0]["dev"]
+
+    def read_tree(self, dev):
+        if not self.link_exists(dev):  # an ifb device still to make (check mode)
+            return {"root": None, "classes": {}, "leaves": {}, "ingress": False}
+        qdiscs = json.loads(self.host.run(["tc", "-j", "qdisc", "show", "dev", dev]) or "[]")
+        root, leaves, ingress = parse_qdiscs(qdiscs)
+        classes = parse_classes(self.host.run(["tc", "class", "show", "dev", dev]))
+        return {"root": root, "classes": classes, "leaves": leaves, "ingress": ingress}
+
+    def read_nft(self):
+        rc, out, err = self.host.run(["nft", "-j", "list", "table", "inet", NFT_TABLE], check=False)
+        return parse_nft_rules(json.loads(out)) if rc == 0 else None
+
+    def leaf_kind(self):
+        """fq_codel where the kernel has it, else pfifo (with a warning)."""
+        if os.path.isdir("/sys/module/sch_fq_codel"):
+            return "fq_codel"
+        if not self.host.check_mode:
+            rc, out, err = self.host.run(["modprobe", "-q", "sch_fq_codel"], check=False)
+            if rc == 0 and os.path.isdir("/sys/module/sch_fq_codel"):
+                return "fq_codel"
+        self.warnings.append("this kernel has no fq_codel (sch_fq_codel); class leaves are plain pfifo")
+        return "pfifo"
+
+    # ------------------------------------------------------------------ applying
+    def run_all(self, label, cmds):
+        for argv in cmds:
+            self.actions.append("%s: %s" % (label, " ".join(argv)))
+            if not self.host.check_mode:
+                self.host.run(argv)
+
+    def shape(self, dev, wanted):
+        """Bring dev's qdisc tree to `wanted`; -> (before, after) trees."""
+        live = self.read_tree(dev)
+        actions = diff_tree(live, wanted)
+        self.run_all(dev, tc_commands(dev, wanted, actions))
+        if actions:
+            self.diff.append({"before_header": "tc %s" % dev, "after_header": "tc %s" % dev,
+                              "before": render_tree(live), "after": render_tree(wanted)})
+        return live, (self.read_tree(dev) if actions and not self.host.check_mode else live)
+
+    def ensure_ingress(self, dev, ifb, rate):
+        """Ingress of dev redirected to ifb, shaped there by an HTB tree at `rate`."""
+        if not self.link_exists(ifb):
+            self.run_all(ifb, [["ip", "link", "add", ifb, "type", "ifb"]])
+        self.run_all(ifb, [["ip", "link", "set", ifb, "up"]] if not self.host.check_mode and not self._is_up(ifb) else [])
+        live = self.read_tree(dev)
+        if not live["ingress"]:
+            self.run_all(dev, [["tc", "qdisc", "add", "dev", dev, "handle", "ffff:", "ingress"]])
+        filters = self.host.run(["tc", "filter", "show", "dev", dev, "parent", "ffff:"]) if live["ingress"] else ""
+        if "mirred" not in filters or ifb not in filters:
+            self.run_all(dev, [["tc", "filter", "replace", "dev", dev, "parent", "ffff:", "protocol", "all", "prio", "1",
+                                "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", ifb]])
+        tree = egress_tree(rate, {"rate": rate, "ceil": rate}, [], self.leaf)
+        return self.shape(ifb, tree)
+
+    def _is_up(self, dev):
+        links = json.loads(self.host.run(["ip", "-j", "link", "show", "dev", dev]) or "[]")
+        return bool(links) and "UP" in links[0].get("flags", [])
+
+    def classify(self, classes):
+        live = self.read_nft()
+        wanted = sorted((c["uid"], "1:%x" % c["uid"]) for c in classes)
+        if live != wanted:
+            self.actions.append("nft: table inet %s with %d user rules" % (NFT_TABLE, len(classes)))
+            self.diff.append({"before_header": "nft inet %s" % NFT_TABLE, "after_header": "nft inet %s" % NFT_TABLE,
+                              "before": json.dumps(live) + "\n", "after": json.dumps(wanted) + "\n"})
+            if not self.host.check_mode:
+                self.host.run(["nft", "-f", "-"], data=nft_load_script(classes))
+        return live, wanted
+
+    def remove(self, devices, ifbs):
+        """Everything of ours, nothing else: root/ingress qdiscs we set, our ifb devices, our nft table."""
+        for dev in devices:
+            if not self.link_exists(dev):
+                continue
+            live = self.read_tree(dev)
+            if live["root"] and live["root"]["kind"] in ("htb", "tbf"):
+                self.run_all(dev, [["tc", "qdisc", "del", "dev", dev, "root"]])
+            if live["ingress"]:
+                self.run_all(dev, [["tc", "qdisc", "del", "dev", dev, "ingress"]])
+        for ifb in ifbs:
+            if self.link_exists(ifb):
+                self.run_all(ifb, [["ip", "link", "del", ifb]])
+        if self.read_nft() is not None:
+            self.run_all("nft", [["nft", "delete", "table", "inet", NFT_TABLE]])
+
+    # ------------------------------------------------------------------ persistence
+    def persist(self, commands, nft_script, enabled, is_systemd):
+        script = MANAGED_HEADER + "\n# Rebuilds the shaping of fairshare.resources.tc_shape at boot.\nset -e\n" + \
+            "".join(" ".join(_quote(a) for a in argv) + "\n" for argv in commands) + \
+            ("nft -f - <<'FAIRSHARE_NFT'\n%sFAIRSHARE_NFT\n" % nft_script if nft_script else "")
+        files = {RESTORE_SCRIPT: script, UNIT_FILE: UNIT} if enabled else {}
+        for path in (RESTORE_SCRIPT, UNIT_FILE):
+            old = self.host.read(path)
+            new = files.get(path)
+            if old == new:
+                continue
+            if path == UNIT_FILE and not is_systemd:
+                if new:
+                    self.warnings.append("persist: no systemd here; run %s from your boot scripts" % RESTORE_SCRIPT)
+                continue
+            self.actions.append("%s %s" % ("write" if new else "remove", path))
+            self.diff.append({"before_header": path, "after_header": path, "before": old or "", "after": new or ""})
+            if not self.host.check_mode:
+                if new:
+                    self.host.write_atomic(path, new, mode=0o755 if path == RESTORE_SCRIPT else 0o644)
+                else:
+                    self.host.remove(path)
+        if is_systemd and not self.host.check_mode and any(a.endswith(UNIT_FILE) for a in self.actions):
+            self.host.run(["systemctl", "daemon-reload"])
+            self.host.run(["systemctl", "enable" if enabled else "disable", "fairshare-tc.service"], check=False)
+
+
+def _quote(arg):
+    return arg if arg and all(c.isalnum() or c in "-_.:/=" for c in arg) else "'%s'" % arg.replace("'", "'\"'\"'")
+
+
+def render_tree(tree):
+    lines = ["root: %s" % json.dumps(tree.get("root"), sort_keys=True)]
+    for cid, cls in sorted(tree.get("classes", {}).items()):
+        lines.append("class %s parent %s rate %s ceil %s" % (cid, cls.get("parent"), cls.get("rate"), cls.get("ceil")))
+    for cid, kind in sorted(tree.get("leaves", {}).items()):
+        lines.append("leaf %s %s" % (cid, kind))
+    return "\n".join(lines) + "\n"

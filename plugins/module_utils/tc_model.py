@@ -1,0 +1,235 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The model of tc_shape: rates, the wanted HTB tree, what tc and nft show, and the diff.
+
+Pure Python, no AnsibleModule import. A tree is a dict:
+  {'root': {'kind': 'htb', 'handle': '1:', 'default': '0x2'} or {'kind': 'tbf', 'rate': bps, 'burst': bytes},
+   'classes': {'1:1': {'parent': None, 'rate': bps, 'ceil': bps}, ...},
+   'leaves': {'1:3e8': 'fq_codel', ...}}
+Rates are bits per second. Class ids are tc's hex minors: a user's class is 1:<uid in hex>,
+so a user keeps the same class whatever the order of the list.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError, parse_size
+
+NFT_TABLE = "fairshare"
+ROOT_CLASS = "1:1"
+DEFAULT_CLASS = "1:2"
+MANAGED_HEADER = "# managed by fairshare.resources: changes here are overwritten"
+# tc's rate units: bit units are decimal, "bps" units are bytes per second.
+_RATE_UNITS = {"bit": 1, "kbit": 1000, "mbit": 10 ** 6, "gbit": 10 ** 9, "tbit": 10 ** 12,
+               "bps": 8, "kbps": 8000, "mbps": 8 * 10 ** 6, "gbps": 8 * 10 ** 9, "tbps": 8 * 10 ** 12}
+_RATE_RE = re.compile(r"^(\d+(?:\.\d+)?)([a-z]+)$")
+
+
+def parse_rate(field, value):
+    """'50mbit', '1gbit', '500kbit', '10mbps' (bytes) -> bits per second."""
+    text = str(value).strip()
+    if " " in text:
+        raise UnitError("%s: %r is not a rate; write it without a space, like %s" % (
+            field, value, text.replace(" ", "").lower().replace("mbps", "mbit").replace("kbps", "kbit").replace("gbps", "gbit")))
+    match = _RATE_RE.match(text.lower())
+    if not match or match.group(2) not in _RATE_UNITS:
+        raise UnitError("%s: %r is not a rate; use tc units: kbit, mbit, gbit (bits/s) or kbps, mbps (bytes/s), "
+                        "like 50mbit" % (field, value))
+    bps = int(float(match.group(1)) * _RATE_UNITS[match.group(2)])
+    if bps < 8000:
+        raise UnitError("%s: %r is below 8kbit, the smallest rate allowed" % (field, value))
+    return bps
+
+
+def format_rate(bps):
+    for unit, factor in (("gbit", 10 ** 9), ("mbit", 10 ** 6), ("kbit", 1000)):
+        if bps % factor == 0:
+            return "%d%s" % (bps // factor, unit)
+    return "%dbit" % bps
+
+
+def class_of_uid(uid):
+    if uid < 3 or uid > 0xffff:
+        raise UnitError("uid %d has no class of its own (classes are 1:<uid in hex>, uid 3 to 65535)" % uid)
+    return "1:%x" % uid
+
+
+def egress_tree(link_bps, default, classes, leaf):
+    """The wanted HTB tree: root class at link rate, the default class, one class per user."""
+    tree = {"root": {"kind": "htb", "handle": "1:", "default": "0x2"},
+            "classes": {ROOT_CLASS: {"parent": None, "rate": link_bps, "ceil": link_bps},
+                        DEFAULT_CLASS: {"parent": ROOT_CLASS, "rate": default["rate"], "ceil": default["ceil"]}},
+            "leaves": {DEFAULT_CLASS: leaf}}
+    for cls in classes:
+        cid = class_of_uid(cls["uid"])
+        tree["classes"][cid] = {"parent": ROOT_CLASS, "rate": cls["rate"], "ceil": cls["ceil"]}
+        tree["leaves"][cid] = leaf
+    return tree
+
+
+def check_admission(where, link_bps, default, classes, oversubscription):
+    """Guaranteed rates must fit the link × oversubscription; refused with the numbers."""
+    total = default["rate"] + sum(c["rate"] for c in classes)
+    allowed = link_bps * oversubscription
+    if total > allowed:
+        raise UnitError("%s: %s guaranteed (%d users' rates + the default class %s) > %s capacity x %s "
+                        "oversubscription" % (where, format_rate(total), len(classes), format_rate(default["rate"]),
+                                              format_rate(link_bps), oversubscription))
+    for cls in [default] + classes:
+        if cls["ceil"] > link_bps:
+            raise UnitError("%s: ceil %s of %s is above the link rate %s"
+                            % (where, format_rate(cls["ceil"]), cls.get("name", "the default class"),
+                               format_rate(link_bps)))
+
+
+# --------------------------------------------------------------------------- reading tc
+
+_TC_RATE_RE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)bit$")
+_TC_FACTOR = {"": 1, "K": 1000, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12}
+
+
+def tc_rate(text):
+    """tc's printed rate ('5Mbit', '800Kbit', '1Gbit') -> bits per second."""
+    match = _TC_RATE_RE.match(text)
+    if not match:
+        return None
+    return int(round(float(match.group(1)) * _TC_FACTOR[match.group(2)]))
+
+
+def parse_classes(text):
+    """`tc class show dev X` (text: iproute2 6.1 prints no JSON for classes) -> classes dict."""
+    classes = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 3 or fields[0] != "class" or fields[1] != "htb":
+            continue
+        cid = fields[2]
+        info = {"parent": None}
+        for key in ("parent", "rate", "ceil"):
+            if key in fields:
+                val = fields[fields.index(key) + 1]
+                info[key] = val if key == "parent" else tc_rate(val)
+        classes[cid] = info
+    return classes
+
+
+def parse_qdiscs(qdiscs):
+    """`tc -j qdisc show dev X` (parsed JSON) -> (root dict or None, {parent class: kind}, ingress bool)."""
+    root, leaves, ingress = None, {}, False
+    for q in qdiscs:
+        if q.get("root"):
+            opts = q.get("options", {})
+            root = {"kind": q["kind"], "handle": q.get("handle")}
+            if q["kind"] == "htb":
+                root["default"] = opts.get("default")
+            elif q["kind"] == "tbf":
+                root["rate"] = opts.get("rate")
+                root["burst"] = opts.get("burst")
+        elif q["kind"] == "ingress":
+            ingress = True
+        elif q.get("parent"):
+            leaves[q["parent"]] = q["kind"]
+    return root, leaves, ingress
+
+
+def diff_tree(live, wanted):
+    """-> list of actions: ('root',), ('class', cid), ('leaf', cid), ('delete-class', cid)."""
+    actions = []
+    root_ok = live.get("root") and all(live["root"].get(k) == v for k, v in wanted["root"].items())
+    if not root_ok:
+        actions.append(("root",))
+    live_classes = live.get("classes", {}) if root_ok else {}
+    live_leaves = live.get("leaves", {}) if root_ok else {}
+    for cid in sorted(wanted["classes"], key=_class_order):
+        want = wanted["classes"][cid]
+        have = live_classes.get(cid)
+        if not have or have.get("parent") != want["parent"] or not _close(have.get("rate"), want["rate"]) \
+                or not _close(have.get("ceil"), want["ceil"]):
+            actions.append(("class", cid))
+    for cid, kind in sorted(wanted["leaves"].items()):
+        if live_leaves.get(cid) != kind:
+            actions.append(("leaf", cid))
+    for cid in sorted(live_classes):
+        if cid not in wanted["classes"]:
+            actions.append(("delete-class", cid))
+    return actions
+
+
+def _class_order(cid):
+    return (cid != ROOT_CLASS, cid)
+
+
+def _close(have, want):
+    """tc prints rates rounded to 3 significant digits in K/M/G units."""
+    return have is not None and abs(have - want) <= max(want * 0.005, 1)
+
+
+def tc_commands(dev, wanted, actions):
+    """Actions -> argv lists for tc (in the order they must run)."""
+    cmds = []
+    for action in actions:
+        if action[0] == "root":
+            root = wanted["root"]
+            if root["kind"] == "htb":
+                cmds.append(["tc", "qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", "2"])
+            else:
+                cmds.append(["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", "%dbit" % root["rate"],
+                             "burst", str(root["burst"]), "latency", "50ms"])
+        elif action[0] == "class":
+            cls = wanted["classes"][action[1]]
+            parent = cls["parent"] or "1:"
+            cmds.append(["tc", "class", "replace", "dev", dev, "parent", parent, "classid", action[1], "htb",
+                         "rate", "%dbit" % cls["rate"], "ceil", "%dbit" % cls["ceil"], "quantum", "1514"])
+        elif action[0] == "leaf":
+            minor = action[1].split(":")[1]
+            cmds.append(["tc", "qdisc", "replace", "dev", dev, "parent", action[1], "handle", minor + ":",
+                         wanted["leaves"][action[1]]])
+        elif action[0] == "delete-class":
+            cmds.append(["tc", "class", "del", "dev", dev, "classid", action[1]])
+    return cmds
+
+
+# --------------------------------------------------------------------------- nftables
+
+def render_nft(classes):
+    """Our whole nftables table: socket owner uid -> skb priority = the user's HTB class."""
+    rules = "".join("\t\tmeta skuid %d meta priority set %s\n" % (c["uid"], class_of_uid(c["uid"]))
+                    for c in sorted(classes, key=lambda c: c["uid"]))
+    return ("table inet %s {\n\tchain egress {\n\t\ttype filter hook output priority 0; policy accept;\n%s\t}\n}\n"
+            % (NFT_TABLE, rules))
+
+
+def nft_load_script(classes):
+    """One nft -f transaction: create-or-flush our table, then fill it (atomic)."""
+    return "add table inet %s\nflush table inet %s\n%s" % (NFT_TABLE, NFT_TABLE, render_nft(classes))
+
+
+def parse_nft_rules(nft_json):
+    """`nft -j list table inet fairshare` (parsed) -> sorted [(uid, '1:3e8')]."""
+    pairs = []
+    for item in nft_json.get("nftables", []):
+        rule = item.get("rule")
+        if not rule:
+            continue
+        uid = prio = None
+        for expr in rule.get("expr", []):
+            match = expr.get("match")
+            if match and match.get("left", {}).get("meta", {}).get("key") == "skuid":
+                uid = match.get("right")
+            mangle = expr.get("mangle")
+            if mangle and mangle.get("key", {}).get("meta", {}).get("key") == "priority":
+                prio = mangle.get("value")
+        if uid is not None and prio is not None:
+            pairs.append((int(uid), str(prio)))
+    return sorted(pairs)
+
+
+def tbf_burst(field, value, rate_bps):
+    """TBF burst: a size, or by default rate/250 (4 ms at rate, at least 1600 bytes)."""
+    if value is None:
+        return max(1600, rate_bps // 8 // 250)
+    return parse_size(field, value, allow_unlimited=False)

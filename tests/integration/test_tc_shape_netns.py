@@ -1,0 +1,129 @@
+"""tc_shape in network namespaces made (and removed) here, on this host's real kernel.
+
+Proof by effect: iperf3 as a limited user and as root at the same time, each measured
+within 10 % of its class, over IPv4 and IPv6; ingress through the ifb likewise. This
+kernel lacks fq_codel, so the leaves fall back to pfifo (and the module says so).
+"""
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import run_module
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+CLIENT, SERVER = "fsA%d" % os.getpid(), "fsB%d" % os.getpid()
+ADDR = {4: ("10.201.%d.1" % (os.getpid() % 200), "10.201.%d.2" % (os.getpid() % 200)),
+        6: ("fd00:fa:%x::1" % os.getpid(), "fd00:fa:%x::2" % os.getpid())}
+
+
+def ns(name, *argv, **kw):
+    return subprocess.run(["ip", "netns", "exec", name] + list(argv), check=kw.pop("check", True),
+                          capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def link():
+    for name in (CLIENT, SERVER):
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    servers = []
+    try:
+        subprocess.run(["ip", "-n", CLIENT, "link", "add", "vA", "type", "veth", "peer", "name", "vB", "netns", SERVER],
+                       check=True)
+        for name, dev, idx in ((CLIENT, "vA", 0), (SERVER, "vB", 1)):
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+            subprocess.run(["ip", "-n", name, "addr", "add", ADDR[4][idx] + "/24", "dev", dev], check=True)
+            subprocess.run(["ip", "-n", name, "addr", "add", ADDR[6][idx] + "/64", "dev", dev, "nodad"], check=True)
+            subprocess.run(["ip", "-n", name, "link", "set", dev, "up"], check=True)
+        for port in (5301, 5302):
+            servers.append(subprocess.Popen(["ip", "netns", "exec", SERVER, "iperf3", "-s", "-p", str(port)],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(1)
+        yield "vA"
+    finally:
+        for proc in servers:  # only the servers started here, by PID
+            proc.kill()
+            proc.wait()
+        run_module("tc_shape", {"state": "absent"}, netns=CLIENT)
+        for name in (CLIENT, SERVER):
+            subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def iperf(uid, family, port, seconds=6, reverse=False):
+    argv = ["nsenter", "--net=/run/netns/" + CLIENT]
+    if uid:
+        argv += ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups"]
+    argv += ["iperf3", "-c", ADDR[family][1], "-p", str(port), "-t", str(seconds), "-J"] + (["-R"] if reverse else [])
+    out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=seconds + 30)
+    data = json.loads(out.stdout)
+    return data["end"]["sum_received"]["bits_per_second"]
+
+
+def together(*jobs):
+    results = [None] * len(jobs)
+
+    def run(i, job):
+        results[i] = iperf(*job)
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return results
+
+
+def args_for(user, **kw):
+    args = dict(interface="vA", egress={"rate": "100mbit", "default": {"rate": "50mbit", "ceil": "50mbit"},
+                                        "classes": [{"user": user, "rate": "5mbit", "ceil": "5mbit"}]})
+    args.update(kw)
+    return args
+
+
+def test_bad_input_changes_nothing(link, test_user):
+    for args, fragment in [
+        (dict(interface="nosuch0", egress={"rate": "1gbit"}), "interface: 'nosuch0' does not exist"),
+        (args_for(test_user.pw_name, egress={"rate": "100mbit", "classes": [
+            {"user": test_user.pw_name, "rate": "10mbit", "ceil": "5mbit"}]}), "ceil: 5mbit is below rate 10mbit"),
+        (args_for(test_user.pw_name, egress={"rate": "10 mbps"}), "egress.rate: '10 mbps' is not a rate"),
+        (args_for(test_user.pw_name, egress={"rate": "100mbit", "default": {"rate": "60mbit"}, "classes": [
+            {"user": test_user.pw_name, "rate": "50mbit"}]}), "110mbit guaranteed"),
+    ]:
+        out = run_module("tc_shape", args, netns=CLIENT)
+        assert out["_status"].startswith("FAILED") and fragment in out["msg"], out
+    assert "htb" not in ns(CLIENT, "tc", "qdisc", "show", "dev", link).stdout
+
+
+def test_user_and_root_each_get_their_class(link, test_user):
+    args = args_for(test_user.pw_name, ingress={"rate": "20mbit"})
+    check = run_module("tc_shape", args, check=True, netns=CLIENT)
+    assert check["changed"] and "htb" not in ns(CLIENT, "tc", "qdisc", "show", "dev", link).stdout
+    first = run_module("tc_shape", args, diff=True, netns=CLIENT)
+    assert first["changed"] and first["classes"][0]["classid"] == "1:%x" % test_user.pw_uid, first
+    print("leaf qdisc: %s" % first["leaf"])
+    assert run_module("tc_shape", args, netns=CLIENT)["changed"] is False
+    for family in (4, 6):
+        user_bps, root_bps = together((test_user.pw_uid, family, 5301), (0, family, 5302))
+        print("IPv%d: user at 5mbit measured %.2f Mbit/s, root (default class 50mbit) %.2f Mbit/s at the same time"
+              % (family, user_bps / 1e6, root_bps / 1e6))
+        assert abs(user_bps - 5e6) <= 0.5e6
+        assert abs(root_bps - 50e6) <= 5e6
+    down = iperf(0, 4, 5301, reverse=True)
+    print("ingress through the ifb at 20mbit measured %.2f Mbit/s" % (down / 1e6))
+    assert abs(down - 20e6) <= 2e6
+
+
+def test_absent_leaves_nothing_of_ours(link, test_user):
+    run_module("tc_shape", args_for(test_user.pw_name, ingress={"rate": "20mbit"}), netns=CLIENT)
+    out = run_module("tc_shape", {"state": "absent"}, netns=CLIENT)
+    assert out["changed"]
+    qdiscs = ns(CLIENT, "tc", "qdisc", "show", "dev", link).stdout
+    assert "htb" not in qdiscs and "ingress" not in qdiscs
+    assert ns(CLIENT, "nft", "list", "table", "inet", "fairshare", check=False).returncode != 0
+    assert "ifb-" not in ns(CLIENT, "ip", "link").stdout
+    assert run_module("tc_shape", {"state": "absent"}, netns=CLIENT)["changed"] is False
+    unshaped = iperf(test_user.pw_uid, 4, 5301, seconds=3)
+    print("after state: absent the user measured %.0f Mbit/s" % (unshaped / 1e6))
+    assert unshaped > 50e6

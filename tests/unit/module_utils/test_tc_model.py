@@ -1,0 +1,88 @@
+import pytest
+
+from ansible_collections.fairshare.resources.plugins.module_utils import tc_model as t
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+
+# `tc class show dev v0` from iproute2 6.1 (no JSON for classes there).
+CLASSES = """\
+class htb 1:3e8 parent 1:1 leaf 3e8: prio 0 rate 5Mbit ceil 5Mbit burst 1600b cburst 1600b
+class htb 1:1 root rate 100Mbit ceil 100Mbit burst 1600b cburst 1600b
+class htb 1:2 parent 1:1 prio 0 rate 50Mbit ceil 100Mbit burst 1600b cburst 1600b
+"""
+QDISCS = [{"kind": "htb", "handle": "1:", "root": True, "options": {"r2q": 10, "default": "0x2"}},
+          {"kind": "pfifo", "handle": "3e8:", "parent": "1:3e8", "options": {"limit": 1000}},
+          {"kind": "pfifo", "handle": "2:", "parent": "1:2", "options": {"limit": 1000}},
+          {"kind": "ingress", "handle": "ffff:", "parent": "ffff:fff1"}]
+NFT = {"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "inet", "name": "fairshare"}},
+                    {"rule": {"family": "inet", "table": "fairshare", "chain": "egress", "expr": [
+                        {"match": {"op": "==", "left": {"meta": {"key": "skuid"}}, "right": 1000}},
+                        {"mangle": {"key": {"meta": {"key": "priority"}}, "value": "1:3e8"}}]}}]}
+
+
+@pytest.mark.parametrize("text,bps", [("50mbit", 50 * 10 ** 6), ("1gbit", 10 ** 9), ("500kbit", 500000),
+                                      ("1.5mbit", 1500000), ("10mbps", 80 * 10 ** 6), ("2MBit", 2 * 10 ** 6)])
+def test_parse_rate(text, bps):
+    assert t.parse_rate("rate", text) == bps
+
+
+@pytest.mark.parametrize("text,fragment", [("10 mbps", "without a space, like 10mbit"), ("fast", "tc units"),
+                                           ("10mb", "tc units"), ("1bit", "below 8kbit")])
+def test_parse_rate_errors(text, fragment):
+    with pytest.raises(UnitError) as err:
+        t.parse_rate("egress.classes[0].rate", text)
+    assert str(err.value).startswith("egress.classes[0].rate: ") and fragment in str(err.value)
+
+
+def test_read_tree():
+    classes = t.parse_classes(CLASSES)
+    assert classes["1:3e8"] == {"parent": "1:1", "rate": 5 * 10 ** 6, "ceil": 5 * 10 ** 6}
+    assert classes["1:1"]["parent"] is None
+    root, leaves, ingress = t.parse_qdiscs(QDISCS)
+    assert root == {"kind": "htb", "handle": "1:", "default": "0x2"} and leaves == {"1:3e8": "pfifo", "1:2": "pfifo"}
+    assert ingress
+    assert t.tc_rate("800Kbit") == 800000 and t.tc_rate("1.2Gbit") == 1200000000 and t.tc_rate("x") is None
+
+
+def test_wanted_tree_and_diff():
+    default = {"rate": 50 * 10 ** 6, "ceil": 100 * 10 ** 6}
+    tree = t.egress_tree(100 * 10 ** 6, default, [{"uid": 1000, "rate": 5 * 10 ** 6, "ceil": 5 * 10 ** 6}], "pfifo")
+    root, leaves, dummy = t.parse_qdiscs(QDISCS)
+    live = {"root": root, "classes": t.parse_classes(CLASSES), "leaves": leaves}
+    assert t.diff_tree(live, tree) == []
+    tree2 = t.egress_tree(100 * 10 ** 6, default, [{"uid": 1001, "rate": 10 ** 7, "ceil": 2 * 10 ** 7}], "fq_codel")
+    actions = t.diff_tree(live, tree2)
+    assert ("class", "1:3e9") in actions and ("delete-class", "1:3e8") in actions
+    assert ("leaf", "1:2") in actions and ("leaf", "1:3e9") in actions and ("root",) not in actions
+    fresh = t.diff_tree({}, tree)
+    assert fresh[0] == ("root",) and fresh[1] == ("class", "1:1")  # root class before its children
+    cmds = t.tc_commands("eth0", tree, fresh)
+    assert cmds[0] == ["tc", "qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "htb", "default", "2"]
+    assert ["tc", "class", "replace", "dev", "eth0", "parent", "1:1", "classid", "1:3e8", "htb", "rate", "5000000bit",
+            "ceil", "5000000bit", "quantum", "1514"] in cmds
+
+
+def test_admission_refuses_with_numbers():
+    classes = [{"uid": 1000 + i, "rate": 50 * 10 ** 6, "ceil": 50 * 10 ** 6} for i in range(24)]
+    with pytest.raises(UnitError) as err:
+        t.check_admission("egress on eth0", 10 ** 9, {"rate": 10 ** 7, "ceil": 10 ** 9}, classes, 1.0)
+    assert str(err.value) == ("egress on eth0: 1210mbit guaranteed (24 users' rates + the default class 10mbit) > "
+                              "1gbit capacity x 1.0 oversubscription")
+    t.check_admission("egress on eth0", 10 ** 9, {"rate": 10 ** 7, "ceil": 10 ** 9}, classes, 2.0)
+    with pytest.raises(UnitError) as err:
+        t.check_admission("egress", 10 ** 8, {"rate": 10 ** 6, "ceil": 10 ** 9}, [], 1.0)
+    assert "above the link rate" in str(err.value)
+
+
+def test_nft_rules_round_trip():
+    assert t.parse_nft_rules(NFT) == [(1000, "1:3e8")]
+    text = t.render_nft([{"uid": 1001}, {"uid": 1000}])
+    assert text.index("skuid 1000") < text.index("skuid 1001") and "priority set 1:3e9" in text
+    assert t.nft_load_script([]).startswith("add table inet fairshare\nflush table inet fairshare\n")
+
+
+def test_class_ids():
+    assert t.class_of_uid(1000) == "1:3e8" and t.class_of_uid(65535) == "1:ffff"
+    for bad in (0, 2, 70000):
+        with pytest.raises(UnitError):
+            t.class_of_uid(bad)
+    assert t.format_rate(50 * 10 ** 6) == "50mbit" and t.format_rate(1234) == "1234bit"
