@@ -66,14 +66,17 @@ class TcShaper(object):
         rc, out, err = self.host.run(["nft", "-j", "list", "table", "inet", NFT_TABLE], check=False)
         return parse_nft_rules(json.loads(out)) if rc == 0 else None
 
-    def leaf_kind(self):
-        """fq_codel where the kernel has it, else pfifo (with a warning)."""
-        if os.path.isdir("/sys/module/sch_fq_codel"):
+    def leaf_kind(self, modules_dir=None):
+        """fq_codel where the kernel has it (built in, loaded, or loadable), else pfifo with a warning."""
+        modules_dir = modules_dir or os.path.join("/lib/modules", os.uname()[2])
+        builtin = self.host.read(os.path.join(modules_dir, "modules.builtin")) or ""
+        loadable = self.host.read(os.path.join(modules_dir, "modules.dep")) or ""
+        if os.path.isdir("/sys/module/sch_fq_codel") or "/sch_fq_codel.ko" in builtin:
             return "fq_codel"
-        if not self.host.check_mode:
-            rc, out, err = self.host.run(["modprobe", "-q", "sch_fq_codel"], check=False)
-            if rc == 0 and os.path.isdir("/sys/module/sch_fq_codel"):
-                return "fq_codel"
+        if "/sch_fq_codel.ko" in loadable:
+            if not self.host.check_mode:
+                self.host.run(["modprobe", "sch_fq_codel"])
+            return "fq_codel"
         self.warnings.append("this kernel has no fq_codel (sch_fq_codel); class leaves are plain pfifo")
         return "pfifo"
 

@@ -23,7 +23,7 @@ def run_module(name, args, check=False, diff=False, guest=None, netns=None):
                ANSIBLE_PYTHON_INTERPRETER=PYTHON, ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="False",
                ANSIBLE_DEPRECATION_WARNINGS="False")
     if guest:
-        env["ANSIBLE_PYTHON_INTERPRETER"] = "/usr/bin/python3"
+        env["ANSIBLE_PYTHON_INTERPRETER"] = guest.get("python", "/usr/bin/python3")
         target = ["all", "-i", "127.0.0.1:%d," % guest["port"], "-u", "root", "--private-key", guest["key"]]
     else:
         target = ["localhost", "-c", "local"]

@@ -1,0 +1,71 @@
+"""tc_shape in the systemd guest: fq_codel leaves where the kernel has them, rates by
+iperf3 between two network namespaces made inside the guest, and the shaping back
+after a reboot with persist: true; state: absent leaves nothing of ours.
+"""
+import json
+import subprocess
+import sys
+
+from conftest import run_module
+from test_disk_quota_guest import GUEST_TOOL
+
+NS_ARGS = dict(interface="gA", egress={"rate": "100mbit", "default": {"rate": "20mbit", "ceil": "20mbit"},
+                                       "classes": [{"user": "fsnet", "rate": "5mbit", "ceil": "5mbit"}]})
+
+
+def in_ns(guest):
+    """The guest's python, entered into the namespace gA lives in (a wrapper: ansible takes no interpreter args)."""
+    return dict(guest, python="/usr/local/bin/python3-gcli")
+
+
+def test_fq_codel_leaves_and_rates_in_the_guest(guest):
+    guest["ssh"]("id fsnet || useradd fsnet; "
+                 "printf '#!/bin/sh\\nexec nsenter --net=/run/netns/gcli /usr/bin/python3 \"$@\"\\n' "
+                 "> /usr/local/bin/python3-gcli && chmod 755 /usr/local/bin/python3-gcli; "
+                 "ip netns add gcli; ip netns add gsrv; "
+                 "ip -n gcli link add gA type veth peer name gB netns gsrv; "
+                 "ip -n gcli addr add 10.77.0.1/24 dev gA; ip -n gsrv addr add 10.77.0.2/24 dev gB; "
+                 "ip -n gcli link set gA up; ip -n gsrv link set gB up; ip -n gsrv link set lo up; "
+                 "ip netns exec gsrv iperf3 -s -D -p 5401 --pidfile /run/fs-iperf1.pid; "
+                 "ip netns exec gsrv iperf3 -s -D -p 5402 --pidfile /run/fs-iperf2.pid")
+    try:
+        first = run_module("tc_shape", NS_ARGS, guest=in_ns(guest))
+        assert first["changed"] and first["leaf"] == "fq_codel", first
+        assert run_module("tc_shape", NS_ARGS, guest=in_ns(guest))["changed"] is False
+        leaves = json.loads(guest["ssh"]("ip netns exec gcli tc -j qdisc show dev gA").stdout)
+        assert sorted(q["kind"] for q in leaves if q.get("parent")) == ["fq_codel", "fq_codel"]
+        out = guest["ssh"](
+            "cd /tmp && (nsenter --net=/run/netns/gcli setpriv --reuid=fsnet --regid=fsnet --clear-groups "
+            "iperf3 -c 10.77.0.2 -p 5401 -t 8 -J > u.json &) ; "
+            "nsenter --net=/run/netns/gcli iperf3 -c 10.77.0.2 -p 5402 -t 8 -J > r.json; sleep 2; "
+            "python3 -c \"import json; print(*[json.load(open(f))['end']['sum_received']['bits_per_second'] "
+            "for f in ('u.json', 'r.json')])\"").stdout.split()
+        user_bps, root_bps = float(out[0]), float(out[1])
+        print("guest (fq_codel leaves): user at 5mbit %.2f Mbit/s, root (default 20mbit) %.2f Mbit/s"
+              % (user_bps / 1e6, root_bps / 1e6))
+        assert abs(user_bps - 5e6) <= 0.5e6 and abs(root_bps - 20e6) <= 2e6
+    finally:
+        run_module("tc_shape", {"state": "absent"}, guest=in_ns(guest))
+        guest["ssh"]("kill $(cat /run/fs-iperf1.pid /run/fs-iperf2.pid); ip netns del gcli; ip netns del gsrv",
+                     check=False)
+
+
+def test_persisted_shaping_is_back_after_reboot(guest):
+    guest["ssh"]("id fsnet || useradd fsnet")
+    args = dict(interface="auto", persist=True, egress={"rate": "1gbit", "default": {"rate": "500mbit", "ceil": "1gbit"},
+                                                        "classes": [{"user": "fsnet", "rate": "10mbit", "ceil": "20mbit"}]})
+    first = run_module("tc_shape", args, guest=guest)
+    assert first["changed"] and first["leaf"] == "fq_codel", first
+    nic = first["interface"]
+    subprocess.run([sys.executable, GUEST_TOOL, "reboot", guest["name"]], check=True, timeout=400)
+    state = guest["ssh"]("systemctl is-active fairshare-tc.service; tc class show dev %s; "
+                         "nft list table inet fairshare" % nic).stdout
+    print("after reboot on %s:\n%s" % (nic, state))
+    assert state.startswith("active") and "class htb 1:%x" % first["classes"][0]["uid"] in state
+    assert "rate 10Mbit ceil 20Mbit" in state and "meta skuid %d" % first["classes"][0]["uid"] in state
+    assert run_module("tc_shape", args, guest=guest)["changed"] is False
+    gone = run_module("tc_shape", {"state": "absent"}, guest=guest)
+    assert gone["changed"]
+    left = guest["ssh"]("tc qdisc show dev %s; nft list tables; test -e /etc/systemd/system/fairshare-tc.service "
+                        "&& echo unit-left; test -e /etc/fairshare/tc-restore.sh && echo script-left; true" % nic).stdout
+    assert "htb" not in left and "inet fairshare" not in left and "-left" not in left, left
