@@ -127,3 +127,15 @@ def test_absent_leaves_nothing_of_ours(link, test_user):
     unshaped = iperf(test_user.pw_uid, 4, 5301, seconds=3)
     print("after state: absent the user measured %.0f Mbit/s" % (unshaped / 1e6))
     assert unshaped > 50e6
+
+
+def test_tbf_per_interface(link, test_user):
+    args = {"interfaces": [{"name": link, "tbf": {"rate": "10mbit"}}]}
+    first = run_module("tc_shape", args, netns=CLIENT)
+    assert first["changed"], first
+    assert run_module("tc_shape", args, netns=CLIENT)["changed"] is False
+    rate = iperf(test_user.pw_uid, 4, 5301)
+    print("tbf 10mbit on %s measured %.2f Mbit/s" % (link, rate / 1e6))
+    assert abs(rate - 10e6) <= 1e6
+    run_module("tc_shape", {"state": "absent"}, netns=CLIENT)
+    assert "tbf" not in ns(CLIENT, "tc", "qdisc", "show", "dev", link).stdout
