@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The model of gpu_access: discovery parsers, who may open which device, and the files we write.
+
+Pure Python, no AnsibleModule import.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+
+MANAGED_HEADER = "# managed by fairshare.resources: changes here are overwritten"
+NVIDIA_MAJOR = 195
+TOOLKIT_KEY = "accept-nvidia-visible-devices-envvar-when-unprivileged"
+# What every restricted user keeps (systemd's DevicePolicy=auto set, plus terminals and misc):
+# null zero full random urandom, tty ptmx, /dev/pts/*, misc (fuse, tun, ...).
+BASE_ALLOW = [("c", "1:3"), ("c", "1:5"), ("c", "1:7"), ("c", "1:8"), ("c", "1:9"), ("c", "5:0"), ("c", "5:2"),
+              ("c", "136:*"), ("c", "10:*")]
+BASE_SYSTEMD = ["char-pts rw", "char-misc rw"]
+
+
+def parse_nvidia_smi(text):
+    """`nvidia-smi --query-gpu=index,uuid,pci.bus_id,mig.mode.current --format=csv,noheader` -> GPUs."""
+    gpus = []
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) < 4 or not fields[0].isdigit():
+            continue
+        gpus.append({"index": int(fields[0]), "uuid": fields[1], "pci_bus_id": fields[2],
+                     "mig": fields[3].lower() == "enabled", "vendor": "nvidia",
+                     "device": "/dev/nvidia%d" % int(fields[0])})
+    return gpus
+
+
+def parse_proc_information(text):
+    """/proc/driver/nvidia/gpus/<bus>/information -> {'minor', 'uuid', 'bus'}."""
+    info = {}
+    for line in text.splitlines():
+        key, dummy, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "Device Minor":
+            info["minor"] = int(value)
+        elif key == "GPU UUID":
+            info["uuid"] = value
+        elif key == "Bus Location":
+            info["bus"] = value
+    return info
+
+
+def select_gpus(where, wanted, gpus):
+    """'all' | 'none' | [index or UUID] -> sorted indexes; unknown ones are an error naming them."""
+    if wanted in (None, "none") or wanted == []:
+        return []
+    if wanted == "all" or wanted == ["all"]:
+        return sorted(g["index"] for g in gpus)
+    if not isinstance(wanted, list):
+        wanted = [w.strip() for w in str(wanted).split(",")]
+    chosen = []
+    for item in wanted:
+        item = str(item).strip()
+        match = [g for g in gpus if str(g["index"]) == item or g.get("uuid") == item]
+        if not match:
+            known = ", ".join("%d (%s)" % (g["index"], g.get("uuid", "?")) for g in gpus) or "none on this host"
+            raise UnitError("%s.gpus: %r is not a GPU of this host; GPUs: %s" % (where, item, known))
+        chosen.append(match[0]["index"])
+    return sorted(set(chosen))
+
+
+def allowlist(granted, gpus, controls):
+    """The device-cgroup allowlist of a restricted user: base devices, control devices, granted GPUs.
+
+    gpus: [{'index', 'devnum': 'MAJ:MIN'}]; controls: ['MAJ:MIN'] -> [('c', 'MAJ:MIN')] sorted.
+    """
+    entries = set(BASE_ALLOW)
+    if granted:
+        entries.update(("c", dev) for dev in controls)
+    entries.update(("c", g["devnum"]) for g in gpus if g["index"] in granted)
+    return sorted(entries)
+
+
+def parse_devices_list(text):
+    """cgroup v1 devices.list -> sorted [('c', 'MAJ:MIN')] ('a *:* rwm' -> [('a', '*:*')])."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3:
+            entries.append((fields[0], fields[1]))
+    return sorted(entries)
+
+
+def render_dropin(paths):
+    """systemd drop-in for a restricted user slice: allowlist by path (granted GPUs, control devices)."""
+    lines = [MANAGED_HEADER, "[Slice]", "DevicePolicy=auto"]
+    lines += ["DeviceAllow=%s" % base for base in BASE_SYSTEMD]
+    lines += ["DeviceAllow=%s rw" % path for path in sorted(paths)]
+    return "\n".join(lines) + "\n"
+
+
+def render_udev(group, mode):
+    return ("%s\n" % MANAGED_HEADER +
+            'KERNEL=="nvidia[0-9]*|nvidiactl|nvidia-uvm|nvidia-uvm-tools|nvidia-modeset", GROUP="%s", MODE="%s"\n'
+            'SUBSYSTEM=="nvidia-caps", GROUP="%s", MODE="%s"\n'
+            'KERNEL=="renderD*|kfd", GROUP="%s", MODE="%s"\n' % (group, mode, group, mode, group, mode))
+
+
+def render_modprobe(gid, mode):
+    return "%s\noptions nvidia NVreg_DeviceFileUID=0 NVreg_DeviceFileGID=%d NVreg_DeviceFileMode=%d\n" % (
+        MANAGED_HEADER, gid, int(mode, 8))
+
+
+def set_toolkit_option(text):
+    """config.toml of the NVIDIA container toolkit with our key = false (top-level); -> (new, changed)."""
+    line = "%s = false" % TOOLKIT_KEY
+    pattern = re.compile(r"^\s*#?\s*%s\s*=.*$" % re.escape(TOOLKIT_KEY), re.M)
+    if pattern.search(text):
+        new = pattern.sub(line, text, count=1)
+    else:
+        new = line + "\n" + text
+    return new, new != text

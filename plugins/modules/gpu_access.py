@@ -1,0 +1,351 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: gpu_access
+short_description: Which user may open which GPU, enforced by device files and the device cgroup
+version_added: "0.1.0"
+description:
+  - Discovers NVIDIA GPUs (C(nvidia-smi), else C(/proc/driver/nvidia/gpus), else C(/dev/nvidia[0-9]*))
+    and their control devices. A host without GPUs gets C(gpus=[]) and no change (an error with O(require=true)).
+  - For a B(list) of users in one call - group membership for users granted a GPU; for users not
+    granted every GPU, a device-cgroup allowlist - the GPUs they are granted, the control devices they
+    need, and the ordinary terminal and pseudo devices. With systemd a drop-in
+    C(user-<UID>.slice.d/60-fairshare-gpu.conf) (C(DevicePolicy=auto) + C(DeviceAllow=), cgroup v1 and v2);
+    without systemd on cgroup v1 C(devices.deny)/C(devices.allow) in C(<parent>/user-<UID>).
+    This holds whatever a user puts in C(CUDA_VISIBLE_DEVICES).
+  - Device files - group and mode now, through udev rules, and through C(NVreg_DeviceFileGID)/C(NVreg_DeviceFileMode)
+    in a modprobe.d file of ours for the next driver load.
+  - NVIDIA container toolkit - C(accept-nvidia-visible-devices-envvar-when-unprivileged = false) where it is installed.
+  - MIG - per-user instance counts recorded in C(/etc/fairshare/gpu.json) and checked against the GPUs' MIG mode.
+author:
+  - fairshare.resources contributors (@fairshare)
+attributes:
+  check_mode:
+    support: full
+    description: Discovers and compares; changes nothing.
+  diff_mode:
+    support: full
+    description: Text of every file written, device cgroup allowlists, group members.
+options:
+  users:
+    description: The users and the GPUs each may open.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: User name or UID.
+        type: str
+        required: true
+      gpus:
+        description: C(all), C(none), or a list of GPU indexes or UUIDs.
+        type: raw
+        default: none
+      mig:
+        description: Most MIG instances this user may hold (recorded and checked against MIG mode).
+        type: int
+  policy:
+    description: V(restricted) - device files C(0660) for O(group) only; V(open) - C(0666).
+    type: str
+    choices: [restricted, open]
+    default: restricted
+  group:
+    description: The unix group that owns the GPU device files.
+    type: str
+    default: video
+  device_cgroup:
+    description: Enforce per-user allowlists in the device cgroup.
+    type: bool
+    default: true
+  container_toolkit:
+    description: Set the NVIDIA container toolkit option where the toolkit is installed.
+    type: bool
+    default: true
+  require:
+    description: Fail on a host without GPUs.
+    type: bool
+    default: false
+  parent:
+    description: The managed parent cgroup of hosts without systemd.
+    type: str
+    default: fairshare
+notes:
+  - A restricted user's sessions keep terminals, C(/dev/null) and the like, and misc devices (fuse, tun);
+    other devices (disks, other GPUs) are refused in that user's slice, also under sudo inside it.
+"""
+
+EXAMPLES = r"""
+- name: GPU 0 for alice, GPUs 1-2 for bob, none for carol
+  fairshare.resources.gpu_access:
+    group: video
+    users:
+      - {name: alice, gpus: [0]}
+      - {name: bob, gpus: [1, 2], mig: 4}
+      - {name: carol, gpus: none}
+"""
+
+RETURN = r"""
+gpus:
+  description: The GPUs found.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{index: 0, uuid: GPU-5c1e..., pci_bus_id: "00000000:17:00.0", mig: false, device: /dev/nvidia0}]
+controls:
+  description: The control devices found.
+  returned: always
+  type: list
+  elements: str
+users:
+  description: Per user - uid, granted GPU indexes, the enforcement applied.
+  returned: always
+  type: list
+  elements: dict
+backend:
+  description: How the device cgroup is enforced (systemd, cgroupfs-v1, none).
+  returned: always
+  type: str
+actions:
+  description: What was done (or would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import glob
+import grp
+import json
+import os
+import pwd
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
+from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import (
+    allowlist, parse_devices_list, parse_nvidia_smi, parse_proc_information, render_dropin,
+    render_modprobe, render_udev, select_gpus, set_toolkit_option,
+)
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+
+DROPIN = "/etc/systemd/system/user-%d.slice.d/60-fairshare-gpu.conf"
+UDEV_RULES = "/etc/udev/rules.d/70-fairshare-gpu.rules"
+MODPROBE = "/etc/modprobe.d/fairshare-nvidia.conf"
+TOOLKIT = "/etc/nvidia-container-runtime/config.toml"
+STATE = "/etc/fairshare/gpu.json"
+CONTROLS = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"]
+
+
+def devnum(path):
+    st = os.stat(path)
+    return "%d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev)) if stat.S_ISCHR(st.st_mode) else None
+
+
+def discover(host):
+    """NVIDIA GPUs with their device files, and the control devices."""
+    gpus = []
+    rc, out, err = host.run(["nvidia-smi", "--query-gpu=index,uuid,pci.bus_id,mig.mode.current",
+                             "--format=csv,noheader"], check=False)
+    if rc == 0:
+        gpus = parse_nvidia_smi(out)
+    if not gpus:
+        for info in sorted(glob.glob("/proc/driver/nvidia/gpus/*/information")):
+            data = parse_proc_information(host.read(info) or "")
+            if "minor" in data:
+                gpus.append({"index": data["minor"], "uuid": data.get("uuid"), "pci_bus_id": data.get("bus"),
+                             "mig": None, "vendor": "nvidia", "device": "/dev/nvidia%d" % data["minor"]})
+    if not gpus:
+        for path in sorted(glob.glob("/dev/nvidia[0-9]*")):
+            suffix = path[len("/dev/nvidia"):]
+            if suffix.isdigit():
+                gpus.append({"index": int(suffix), "uuid": None, "pci_bus_id": None, "mig": None,
+                             "vendor": "nvidia", "device": path})
+    for gpu in gpus:
+        gpu["devnum"] = devnum(gpu["device"]) if os.path.exists(gpu["device"]) else None
+    controls = [p for p in CONTROLS + sorted(glob.glob("/dev/nvidia-caps/*")) if os.path.exists(p)]
+    return sorted(gpus, key=lambda g: g["index"]), controls
+
+
+class Changes(object):
+    def __init__(self, host):
+        self.host, self.actions, self.diff = host, [], []
+
+    def file(self, path, text, mode=0o644):
+        old = self.host.read(path)
+        if old == text:
+            return False
+        self.actions.append(("remove %s" if text is None else "write %s") % path)
+        self.diff.append({"before_header": path, "after_header": path, "before": old or "", "after": text or ""})
+        if not self.host.check_mode:
+            if text is None:
+                self.host.remove(path)
+            else:
+                self.host.write_atomic(path, text, mode=mode)
+        return True
+
+    def run(self, label, argv):
+        self.actions.append(label)
+        if not self.host.check_mode:
+            self.host.run(argv)
+
+
+def v1_devices(changes, layout, parent, uid, entries):
+    """cgroupfs v1: deny all, then allow the list, in <parent>/user-<uid> (read back from devices.list)."""
+    root = layout["v1"]["devices"]
+    path = os.path.join(root, parent, "user-%d" % uid)
+    live = parse_devices_list(changes.host.read(os.path.join(path, "devices.list")) or "") if os.path.isdir(path) else None
+    if entries is None:  # unrestricted: our cgroup goes (its processes back to the root)
+        if live is not None:
+            changes.actions.append("remove device cgroup %s" % path)
+            if not changes.host.check_mode:
+                for pid in (changes.host.read(os.path.join(path, "cgroup.procs")) or "").split():
+                    changes.host.write_kernel(os.path.join(root, "cgroup.procs"), pid)
+                os.rmdir(path)
+        return live
+    if live == entries:
+        return live
+    changes.actions.append("device cgroup %s: allow %s" % (path, ", ".join("%s %s" % e for e in entries)))
+    changes.diff.append({"before_header": path, "after_header": path, "before": json.dumps(live) + "\n",
+                         "after": json.dumps(entries) + "\n"})
+    if not changes.host.check_mode:
+        current = root
+        for part in (parent, "user-%d" % uid):
+            current = os.path.join(current, part)
+            if not os.path.isdir(current):
+                os.mkdir(current)
+        changes.host.write_kernel(os.path.join(path, "devices.deny"), "a")
+        for kind, num in entries:
+            changes.host.write_kernel(os.path.join(path, "devices.allow"), "%s %s rwm" % (kind, num))
+        got = parse_devices_list(changes.host.read(os.path.join(path, "devices.list")) or "")
+        if got != entries:
+            raise UnitError("device cgroup %s reads back %s, not %s" % (path, got, entries))
+    return live
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            users=dict(type="list", elements="dict", default=[],
+                       options=dict(name=dict(type="str", required=True), gpus=dict(type="raw", default="none"),
+                                    mig=dict(type="int"))),
+            policy=dict(type="str", choices=["restricted", "open"], default="restricted"),
+            group=dict(type="str", default="video"),
+            device_cgroup=dict(type="bool", default=True),
+            container_toolkit=dict(type="bool", default=True),
+            require=dict(type="bool", default=False),
+            parent=dict(type="str", default="fairshare"),
+        ),
+        supports_check_mode=True,
+    )
+    host = Host(module)
+    changes = Changes(host)
+    params = module.params
+    gpus, controls = discover(host)
+    result = dict(changed=False, gpus=gpus, controls=controls, users=[], actions=[], backend="none")
+    if not gpus:
+        if params["require"]:
+            module.fail_json(msg="require: no GPU found on this host (nvidia-smi, /proc/driver/nvidia, /dev/nvidia*)",
+                             **result)
+        module.exit_json(**result)
+    try:
+        # ---- validate everything first
+        try:
+            group = grp.getgrnam(params["group"])
+        except KeyError:
+            raise UnitError("group: %r is not a group on this host" % params["group"])
+        plans = []
+        for i, entry in enumerate(params["users"]):
+            where = "users[%d]" % i
+            try:
+                pw = pwd.getpwuid(int(entry["name"])) if str(entry["name"]).isdigit() else pwd.getpwnam(entry["name"])
+            except (KeyError, ValueError):
+                raise UnitError("%s.name: %r is not a user on this host" % (where, entry["name"]))
+            granted = select_gpus(where, entry["gpus"], gpus)
+            if entry["mig"] is not None and entry["mig"] < 0:
+                raise UnitError("%s.mig: %r must be 0 or more" % (where, entry["mig"]))
+            plans.append({"name": pw.pw_name, "uid": pw.pw_uid, "granted": granted, "mig": entry["mig"],
+                          "all": granted == [g["index"] for g in gpus]})
+        init = init_system()
+        layout = read_cgroup_layout()
+        backend = "none"
+        if params["device_cgroup"]:
+            if init == "systemd":
+                backend = "systemd"
+            elif "devices" in layout["v1"]:
+                backend = "cgroupfs-v1"
+            else:
+                module.warn("device_cgroup: no systemd and no cgroup v1 devices controller here (cgroup v2 device "
+                            "control is BPF, which systemd manages); only device files and groups are enforced")
+        result["backend"] = backend
+        mode = "0660" if params["policy"] == "restricted" else "0666"
+
+        # ---- device files: now, by udev rules, and at the next driver load
+        for path in [g["device"] for g in gpus if os.path.exists(g["device"])] + controls:
+            st = os.stat(path)
+            if st.st_gid != group.gr_gid or stat.S_IMODE(st.st_mode) != int(mode, 8):
+                changes.actions.append("%s: group %s, mode %s" % (path, group.gr_name, mode))
+                if not module.check_mode:
+                    os.chown(path, -1, group.gr_gid)
+                    os.chmod(path, int(mode, 8))
+        if changes.file(UDEV_RULES, render_udev(group.gr_name, mode)) and not module.check_mode:
+            host.run(["udevadm", "control", "--reload"], check=False)
+        changes.file(MODPROBE, render_modprobe(group.gr_gid, mode))
+        if params["container_toolkit"] and os.path.exists(TOOLKIT):
+            new, differs = set_toolkit_option(host.read(TOOLKIT) or "")
+            if differs:
+                changes.file(TOOLKIT, new)
+
+        # ---- per user: group membership and the device cgroup
+        members = set(group.gr_mem)
+        reload_needed = False
+        mig_gpus = [g["index"] for g in gpus if g.get("mig")]
+        for plan in plans:
+            res = {"name": plan["name"], "uid": plan["uid"], "gpus": plan["granted"], "mig": plan["mig"],
+                   "restricted": not plan["all"]}
+            in_group = plan["name"] in members or pwd.getpwnam(plan["name"]).pw_gid == group.gr_gid
+            if plan["granted"] and not in_group:
+                changes.run("add %s to group %s" % (plan["name"], group.gr_name),
+                            ["gpasswd", "-a", plan["name"], group.gr_name])
+            elif not plan["granted"] and plan["name"] in members:
+                changes.run("remove %s from group %s" % (plan["name"], group.gr_name),
+                            ["gpasswd", "-d", plan["name"], group.gr_name])
+            if backend == "systemd":
+                paths = [g["device"] for g in gpus if g["index"] in plan["granted"]]
+                paths += controls if plan["granted"] else []
+                text = None if plan["all"] else render_dropin(paths)
+                reload_needed |= changes.file(DROPIN % plan["uid"], text)
+                res["allow"] = paths if text else "all"
+            elif backend == "cgroupfs-v1":
+                entries = None if plan["all"] else allowlist(
+                    plan["granted"], [g for g in gpus if g["devnum"]], [devnum(c) for c in controls])
+                v1_devices(changes, layout, params["parent"], plan["uid"], entries)
+                res["allow"] = ["%s %s" % e for e in entries] if entries else "all"
+            if plan["mig"] and not any(i in mig_gpus for i in plan["granted"]):
+                module.warn("users: %s may hold %d MIG instances, but none of the GPUs granted (%s) has MIG enabled"
+                            % (plan["name"], plan["mig"], plan["granted"] or "none"))
+            result["users"].append(res)
+        if reload_needed and not module.check_mode:
+            host.run(["systemctl", "daemon-reload"])
+        state = {"mig": dict((p["name"], p["mig"]) for p in plans if p["mig"] is not None)}
+        old_state = json.loads(host.read(STATE) or "{}")
+        if old_state.get("mig", {}) != state["mig"]:
+            changes.file(STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
+    except (UnitError, CommandError, OSError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    result["actions"] = changes.actions
+    result["changed"] = bool(changes.actions)
+    if module._diff:
+        result["diff"] = changes.diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

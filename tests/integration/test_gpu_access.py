@@ -1,0 +1,113 @@
+"""gpu_access without a GPU: character devices with the NVIDIA major (195) made by mknod.
+
+A user granted GPU 0 gets past the device cgroup (the open then fails with ENXIO: no
+driver behind the node); a user not granted gets EPERM from the device cgroup. Proven
+on this host (no systemd, cgroup v1 devices controller) and in the systemd guest
+(DeviceAllow in the user's slice, cgroup v2 BPF).
+"""
+import os
+import pwd
+import subprocess
+
+import pytest
+
+from conftest import PYTHON, run_module
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+NODES = [("/dev/nvidia0", 0), ("/dev/nvidia1", 1), ("/dev/nvidiactl", 255)]
+PARENT = "fairshare-gputest%d" % os.getpid()
+OPEN = ("import errno, os, sys\nfor path in sys.argv[1:]:\n    try:\n        os.close(os.open(path, os.O_RDWR))\n"
+        "        print(path, 'OK')\n    except OSError as exc:\n        print(path, errno.errorcode[exc.errno])")
+
+
+def opened(lines):
+    return dict(line.split() for line in lines.strip().splitlines())
+
+
+@pytest.fixture
+def host_gpus(test_user):
+    if any(os.path.exists(path) for path, _m in NODES):
+        pytest.skip("this host has NVIDIA device files of its own")
+    other = "fsgpu%d" % os.getpid()
+    subprocess.run(["useradd", "-M", other], check=True)
+    for path, minor in NODES:
+        subprocess.run(["mknod", "-m", "0666", path, "c", "195", str(minor)], check=True)
+    try:
+        yield test_user, pwd.getpwnam(other)
+    finally:
+        run_module("gpu_access", dict(parent=PARENT, policy="open", users=[
+            {"name": test_user.pw_name, "gpus": "all"}, {"name": other, "gpus": "all"}]))
+        for path, _m in NODES:
+            os.unlink(path)
+        for path in ("/etc/udev/rules.d/70-fairshare-gpu.rules", "/etc/modprobe.d/fairshare-nvidia.conf",
+                     "/etc/fairshare/gpu.json"):
+            if os.path.exists(path):
+                os.unlink(path)
+        subprocess.run(["gpasswd", "-d", test_user.pw_name, "video"], capture_output=True, check=False)
+        subprocess.run(["userdel", other], check=False)
+        parent = os.path.join("/sys/fs/cgroup/devices", PARENT)
+        if os.path.isdir(parent):
+            os.rmdir(parent)
+
+
+def host_open(uid, paths):
+    cgroup = os.path.join("/sys/fs/cgroup/devices", PARENT, "user-%d" % uid, "cgroup.procs")
+    script = 'echo $$ > %s; exec setpriv --reuid=%d --regid=%d --clear-groups %s -c "$1" %s' % (
+        cgroup, uid, uid, PYTHON, " ".join(paths))
+    out = subprocess.run(["sh", "-c", script, "sh", OPEN], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    return opened(out.stdout)
+
+
+def test_device_cgroup_on_this_host(host_gpus):
+    alice, bob = host_gpus
+    args = dict(parent=PARENT, policy="open", users=[{"name": alice.pw_name, "gpus": [0]},
+                                                     {"name": bob.pw_name, "gpus": "none"}])
+    check = run_module("gpu_access", args, check=True)
+    assert check["changed"] and [g["index"] for g in check["gpus"]] == [0, 1]
+    assert not os.path.exists(os.path.join("/sys/fs/cgroup/devices", PARENT))
+    first = run_module("gpu_access", args)
+    assert first["changed"] and first["backend"] == "cgroupfs-v1", first
+    assert run_module("gpu_access", args)["changed"] is False
+    paths = ["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/null"]
+    seen_a, seen_b = host_open(alice.pw_uid, paths), host_open(bob.pw_uid, paths)
+    print("host, granted GPU 0: %s\nhost, granted none: %s" % (seen_a, seen_b))
+    assert seen_a == {"/dev/nvidia0": "ENXIO", "/dev/nvidia1": "EPERM", "/dev/nvidiactl": "ENXIO", "/dev/null": "OK"}
+    assert seen_b == {"/dev/nvidia0": "EPERM", "/dev/nvidia1": "EPERM", "/dev/nvidiactl": "EPERM", "/dev/null": "OK"}
+    revoke = run_module("gpu_access", dict(args, users=[{"name": alice.pw_name, "gpus": "none"}]))
+    assert revoke["changed"]
+    assert host_open(alice.pw_uid, ["/dev/nvidia0"]) == {"/dev/nvidia0": "EPERM"}
+    bad = run_module("gpu_access", dict(args, users=[{"name": alice.pw_name, "gpus": [7]}]))
+    assert bad["_status"].startswith("FAILED") and "users[0].gpus: '7' is not a GPU of this host" in bad["msg"]
+    bad = run_module("gpu_access", dict(args, users=[{"name": "no-such-user-g", "gpus": [0]}]))
+    assert "users[0].name: 'no-such-user-g' is not a user" in bad["msg"]
+
+
+def test_no_gpu_means_no_change():
+    if any(os.path.exists(path) for path, _m in NODES) or os.path.exists("/proc/driver/nvidia"):
+        pytest.skip("this host has NVIDIA devices")
+    out = run_module("gpu_access", dict(users=[{"name": "root", "gpus": "all"}]))
+    assert out["changed"] is False and out["gpus"] == []
+    out = run_module("gpu_access", dict(require=True))
+    assert out["_status"].startswith("FAILED") and "no GPU found" in out["msg"]
+
+
+def test_device_cgroup_in_the_systemd_guest(guest):
+    guest["ssh"]("id fsga || useradd fsga; id fsgb || useradd fsgb; "
+                 "mknod -m 0666 /dev/nvidia0 c 195 0; mknod -m 0666 /dev/nvidia1 c 195 1; "
+                 "mknod -m 0666 /dev/nvidiactl c 195 255")
+    args = dict(policy="open", users=[{"name": "fsga", "gpus": [0]}, {"name": "fsgb", "gpus": "none"}])
+    first = run_module("gpu_access", args, guest=guest)
+    assert first["changed"] and first["backend"] == "systemd", first
+    assert run_module("gpu_access", args, guest=guest)["changed"] is False
+    seen = {}
+    for user in ("fsga", "fsgb"):
+        out = guest["ssh"]("uid=$(id -u %s); systemd-run --quiet --wait --pipe --collect --slice=user-$uid.slice "
+                           "--uid=%s /usr/bin/python3 -c %s /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl /dev/null"
+                           % (user, user, "'" + OPEN.replace("'", "'\"'\"'") + "'"))
+        seen[user] = opened(out.stdout)
+    print("guest, granted GPU 0: %s\nguest, granted none: %s" % (seen["fsga"], seen["fsgb"]))
+    assert seen["fsga"] == {"/dev/nvidia0": "ENXIO", "/dev/nvidia1": "EPERM", "/dev/nvidiactl": "ENXIO",
+                            "/dev/null": "OK"}
+    assert seen["fsgb"] == {"/dev/nvidia0": "EPERM", "/dev/nvidia1": "EPERM", "/dev/nvidiactl": "EPERM",
+                            "/dev/null": "OK"}

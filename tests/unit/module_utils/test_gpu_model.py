@@ -1,0 +1,66 @@
+import pytest
+
+from ansible_collections.fairshare.resources.plugins.module_utils import gpu_model as g
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+
+SMI = """\
+0, GPU-5c1e2f3a-0000-1111-2222-333344445555, 00000000:17:00.0, Disabled
+1, GPU-aaaaaaaa-0000-1111-2222-333344445555, 00000000:65:00.0, Enabled
+"""
+PROC = """\
+Model: \t\t NVIDIA H100 80GB HBM3
+IRQ:   \t\t 150
+GPU UUID: \t GPU-5c1e2f3a-0000-1111-2222-333344445555
+Video BIOS: \t 96.00.99.00.01
+Bus Type: \t PCIe
+Device Minor: \t 0
+Bus Location: \t 0000:17:00.0
+"""
+
+
+def test_parse_nvidia_smi_and_proc():
+    gpus = g.parse_nvidia_smi(SMI + "No devices were found\n")
+    assert [(x["index"], x["mig"], x["device"]) for x in gpus] == [(0, False, "/dev/nvidia0"), (1, True, "/dev/nvidia1")]
+    assert g.parse_proc_information(PROC) == {"minor": 0, "uuid": "GPU-5c1e2f3a-0000-1111-2222-333344445555",
+                                              "bus": "0000:17:00.0"}
+
+
+@pytest.mark.parametrize("wanted,indexes", [("all", [0, 1]), ("none", []), (None, []), ([1], [1]), ([1, "0"], [0, 1]),
+                                            (["GPU-aaaaaaaa-0000-1111-2222-333344445555"], [1]), ("0,1", [0, 1])])
+def test_select_gpus(wanted, indexes):
+    assert g.select_gpus("users[0]", wanted, g.parse_nvidia_smi(SMI)) == indexes
+
+
+def test_select_unknown_gpu_names_it_and_the_known_ones():
+    with pytest.raises(UnitError) as err:
+        g.select_gpus("users[2]", [3], g.parse_nvidia_smi(SMI))
+    assert str(err.value).startswith("users[2].gpus: '3' is not a GPU of this host; GPUs: 0 (GPU-5c1e")
+
+
+def test_allowlist():
+    gpus = [{"index": 0, "devnum": "195:0"}, {"index": 1, "devnum": "195:1"}]
+    granted = g.allowlist([1], gpus, ["195:255", "511:0"])
+    assert ("c", "195:1") in granted and ("c", "195:0") not in granted and ("c", "195:255") in granted
+    assert ("c", "136:*") in granted and ("c", "1:3") in granted
+    none = g.allowlist([], gpus, ["195:255"])
+    assert not [e for e in none if e[1].startswith("195:")]
+    assert g.parse_devices_list("c 1:3 rwm\nc 195:1 rwm\n") == [("c", "195:1"), ("c", "1:3")]
+
+
+def test_rendered_files():
+    dropin = g.render_dropin(["/dev/nvidia1", "/dev/nvidiactl"])
+    assert dropin.splitlines()[:3] == [g.MANAGED_HEADER, "[Slice]", "DevicePolicy=auto"]
+    assert "DeviceAllow=/dev/nvidia1 rw" in dropin and "DeviceAllow=char-pts rw" in dropin
+    assert 'GROUP="video", MODE="0660"' in g.render_udev("video", "0660")
+    assert g.render_modprobe(44, "0660").endswith("NVreg_DeviceFileGID=44 NVreg_DeviceFileMode=432\n")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("", "accept-nvidia-visible-devices-envvar-when-unprivileged = false\n"),
+    ("#accept-nvidia-visible-devices-envvar-when-unprivileged = true\n[nvidia-container-cli]\n",
+     "accept-nvidia-visible-devices-envvar-when-unprivileged = false\n[nvidia-container-cli]\n"),
+])
+def test_toolkit_option(text, expected):
+    new, changed = g.set_toolkit_option(text)
+    assert new == expected and changed
+    assert g.set_toolkit_option(new) == (new, False)
