@@ -1,0 +1,58 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+name: resolve_profiles
+short_description: Resolve fairshare_policy into one effective profile per user of a host
+version_added: "0.1.0"
+description:
+  - Applies defaults, then the user's tier (C(users.<name>.tier), else the first matching C(rules) entry,
+    else the first tier whose C(match) fits), then C(users.<name>) overrides, to every regular user
+    (uid >= C(min_uid), not in C(exempt_users), or named in C(users)).
+  - Every value carries where it came from; a policy error names the exact path.
+author:
+  - fairshare.resources contributors (@fairshare)
+options:
+  _input:
+    description: The policy (C(fairshare_policy)).
+    type: dict
+    required: true
+  users:
+    description: The host's users, C([{name, uid, groups}]), for example from C(getent passwd) and C(getent group).
+    type: list
+    elements: dict
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Profiles of this host's users
+  ansible.builtin.set_fact:
+    profiles: "{{ fairshare_policy | fairshare.resources.resolve_profiles(host_users) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: "{user name: {uid, tier, tier_from, unlimited, values: {'memory.max': {value, from}}}}"
+  type: dict
+"""
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.fairshare.resources.plugins.module_utils.policy import resolve
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+
+
+def resolve_profiles(policy, users):
+    try:
+        return resolve(policy, users)
+    except UnitError as exc:
+        raise AnsibleFilterError("fairshare_policy: %s" % exc)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"resolve_profiles": resolve_profiles}

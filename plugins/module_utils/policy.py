@@ -1,0 +1,195 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Policy resolution: fairshare_policy (defaults -> tiers -> rules -> users) into one
+effective profile per user of a host, every value carrying where it came from.
+
+Pure Python, no AnsibleModule import; exposed to playbooks as the filter
+fairshare.resources.resolve_profiles. Errors name the exact policy path.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import parse_rate
+from ansible_collections.fairshare.resources.plugins.module_utils.units import (
+    UnitError, parse_cpu, parse_int, parse_percent_of, parse_size,
+)
+
+
+class PolicyError(UnitError):
+    pass
+
+
+def _size_or_pct(path, value):
+    parse_percent_of(path, value, 1 << 30)  # a % is checked here, resolved against max later
+    return value
+
+
+def _int(lo, hi, unlimited=False):
+    return lambda path, value: parse_int(path, value, lo, hi, allow_unlimited=unlimited)
+
+
+# section -> key -> checker (checkers raise UnitError naming the path). Data, not code paths.
+SCHEMA = {
+    "cpu": {"weight": _int(1, 10000), "max": parse_cpu, "cpus": None},
+    "memory": {"max": parse_size, "high": _size_or_pct, "swap_max": parse_size, "min": _size_or_pct,
+               "low": _size_or_pct},
+    "pids": {"max": _int(1, 4194304, True)},
+    "io": {"weight": _int(1, 10000)},
+    "gpu": {"count": _int(0, 1024), "mig": _int(0, 1024), "gpus": None},
+}
+NET_KEYS = ("rate", "ceil")
+DISK_KEYS = {"block_soft": parse_size, "block_hard": parse_size, "inode_soft": _int(0, 1 << 62),
+             "inode_hard": _int(0, 1 << 62)}
+SECTIONS = tuple(SCHEMA) + ("disk", "net")
+TOP_KEYS = ("exempt_users", "min_uid", "defaults", "tiers", "rules", "users", "aggregate", "plans",
+            "oversubscription")
+
+
+def _check_value(path, section, key, value):
+    if section == "net":
+        if not isinstance(value, dict):
+            raise PolicyError("%s: expected a mapping of rate and ceil" % path)
+        for k, v in value.items():
+            if k not in NET_KEYS:
+                raise PolicyError("%s.%s: unknown key; allowed: %s" % (path, k, ", ".join(NET_KEYS)))
+            parse_rate("%s.%s" % (path, k), v)
+        return
+    if section == "disk":
+        if not isinstance(value, dict):
+            raise PolicyError("%s: expected a mapping of block_soft, block_hard, inode_soft, inode_hard" % path)
+        for k, v in value.items():
+            if k not in DISK_KEYS:
+                raise PolicyError("%s.%s: unknown key; allowed: %s" % (path, k, ", ".join(DISK_KEYS)))
+            DISK_KEYS[k]("%s.%s" % (path, k), v)
+        return
+    checker = SCHEMA[section].get(key, False)
+    if checker is False:
+        raise PolicyError("%s: unknown key; allowed in %s: %s" % (path, section, ", ".join(sorted(SCHEMA[section]))))
+    if checker:
+        checker(path, value)
+
+
+def flatten(where, block):
+    """A defaults/tier/user block -> {'memory.max': value, 'disk./home': {...}, 'net.egress': {...}}."""
+    flat = {}
+    for section, body in (block or {}).items():
+        if section in ("match", "unlimited", "tier"):
+            continue
+        path = "%s.%s" % (where, section)
+        if section not in SECTIONS:
+            raise PolicyError("%s: unknown section; allowed: %s" % (path, ", ".join(SECTIONS)))
+        if not isinstance(body, dict):
+            raise PolicyError("%s: expected a mapping" % path)
+        for key, value in body.items():
+            _check_value("%s.%s" % (path, key), section, key, value)
+            flat["%s.%s" % (section, key)] = value
+    return flat
+
+
+def _matches(cond, user, where):
+    """Rule conditions: all/any/not, group, user, uid_range [lo, hi]."""
+    if not isinstance(cond, dict) or len(cond) != 1:
+        raise PolicyError("%s: a condition is one of all, any, not, group, user, uid_range" % where)
+    (kind, arg), = cond.items()
+    if kind == "all":
+        return all(_matches(c, user, "%s.all[%d]" % (where, i)) for i, c in enumerate(arg))
+    if kind == "any":
+        return any(_matches(c, user, "%s.any[%d]" % (where, i)) for i, c in enumerate(arg))
+    if kind == "not":
+        return not _matches(arg, user, where + ".not")
+    if kind == "group":
+        return arg in user["groups"]
+    if kind == "user":
+        return arg == user["name"]
+    if kind == "uid_range":
+        if not (isinstance(arg, list) and len(arg) == 2):
+            raise PolicyError("%s.uid_range: %r is not [first, last]" % (where, arg))
+        return int(arg[0]) <= user["uid"] <= int(arg[1])
+    raise PolicyError("%s: %r is not a condition; use all, any, not, group, user, uid_range" % (where, kind))
+
+
+def _tier_match(match, user):
+    groups = (match or {}).get("groups", [])
+    users = (match or {}).get("users", [])
+    return bool(set(groups) & set(user["groups"])) or user["name"] in users
+
+
+def validate(policy):
+    """Check the whole policy once; raises PolicyError naming the path."""
+    if not isinstance(policy, dict):
+        raise PolicyError("fairshare_policy: expected a mapping")
+    for key in policy:
+        if key not in TOP_KEYS:
+            raise PolicyError("%s: unknown key; allowed: %s" % (key, ", ".join(TOP_KEYS)))
+    flatten("defaults", policy.get("defaults"))
+    tiers = policy.get("tiers") or {}
+    for name, tier in tiers.items():
+        flatten("tiers.%s" % name, tier)
+    for i, rule in enumerate(policy.get("rules") or []):
+        if rule.get("tier") not in tiers:
+            raise PolicyError("rules[%d].tier: %r is not a tier; tiers: %s" % (i, rule.get("tier"), ", ".join(tiers)))
+        _matches(rule.get("when") or {"all": []}, {"name": "", "uid": -1, "groups": []}, "rules[%d].when" % i)
+    for name, over in (policy.get("users") or {}).items():
+        if over.get("tier") is not None and over["tier"] not in tiers:
+            raise PolicyError("users.%s.tier: %r is not a tier; tiers: %s" % (name, over["tier"], ", ".join(tiers)))
+        flatten("users.%s" % name, over)
+    for name, agg in (policy.get("aggregate") or {}).items():
+        if name != "all" and name not in tiers:
+            raise PolicyError("aggregate.%s: not a tier (or all)" % name)
+        flatten("aggregate.%s" % name, agg)
+
+
+def tier_of(policy, user):
+    """-> (tier name or None, where it came from)."""
+    over = (policy.get("users") or {}).get(user["name"]) or {}
+    if over.get("tier"):
+        return over["tier"], "users.%s.tier" % user["name"]
+    for i, rule in enumerate(policy.get("rules") or []):
+        if _matches(rule.get("when") or {"all": []}, user, "rules[%d].when" % i):
+            return rule["tier"], "rules[%d]" % i
+    for name, tier in (policy.get("tiers") or {}).items():
+        if _tier_match(tier.get("match"), user):
+            return name, "tiers.%s.match" % name
+    return None, None
+
+
+def resolve(policy, users):
+    """users: [{'name', 'uid', 'groups': [...]}] -> {name: profile}.
+
+    A profile: {'uid', 'tier', 'tier_from', 'unlimited', 'values': {key: {'value', 'from'}}}.
+    """
+    validate(policy)
+    exempt = set(policy.get("exempt_users", ["root"]))
+    min_uid = int(policy.get("min_uid", 1000))
+    named = policy.get("users") or {}
+    tiers = policy.get("tiers") or {}
+    profiles = {}
+    for user in users:
+        if user["name"] not in named and (user["name"] in exempt or user["uid"] < min_uid):
+            continue
+        tier, tier_from = tier_of(policy, user)
+        layers = [("defaults", policy.get("defaults"))]
+        if tier:
+            layers.append(("tiers.%s" % tier, tiers[tier]))
+        if user["name"] in named:
+            layers.append(("users.%s" % user["name"], named[user["name"]]))
+        values = {}
+        for where, block in layers:
+            for key, value in flatten(where, block).items():
+                values[key] = {"value": value, "from": "%s.%s" % (where, key)}
+        unlimited = any((block or {}).get("unlimited") for _w, block in layers[1:])
+        profiles[user["name"]] = {"uid": user["uid"], "tier": tier, "tier_from": tier_from,
+                                  "unlimited": bool(unlimited), "values": {} if unlimited else values}
+    return profiles
+
+
+def explain(profile, name):
+    """`fairshare-usage --explain`: 'memory.max 128G from users.alice; ...'."""
+    if profile["unlimited"]:
+        return "%s: unlimited (tier %s from %s)" % (name, profile["tier"], profile["tier_from"])
+    parts = ["%s %s from %s" % (key, val["value"], val["from"][:-len(key) - 1])
+             for key, val in sorted(profile["values"].items())]
+    return "%s (tier %s): %s" % (name, profile["tier"] or "none", "; ".join(parts))
