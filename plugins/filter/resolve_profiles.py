@@ -42,7 +42,9 @@ _value:
 """
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.fairshare.resources.plugins.module_utils.policy import resolve
+from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
+    resolve, to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes, users_from_getent,
+)
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
 
@@ -55,4 +57,6 @@ def resolve_profiles(policy, users):
 
 class FilterModule(object):
     def filters(self):
-        return {"resolve_profiles": resolve_profiles}
+        return {"resolve_profiles": resolve_profiles, "host_users": users_from_getent,
+                "profile_cgroup_limits": to_cgroup_limits, "profile_disk_quotas": to_disk_quotas,
+                "profile_tc_classes": to_tc_classes, "profile_gpu_users": to_gpu_users}

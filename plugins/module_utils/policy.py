@@ -44,7 +44,7 @@ NET_KEYS = ("rate", "ceil")
 DISK_KEYS = {"block_soft": parse_size, "block_hard": parse_size, "inode_soft": _int(0, 1 << 62),
              "inode_hard": _int(0, 1 << 62)}
 SECTIONS = tuple(SCHEMA) + ("disk", "net")
-TOP_KEYS = ("exempt_users", "min_uid", "defaults", "tiers", "rules", "users", "aggregate", "plans",
+TOP_KEYS = ("exempt_users", "min_uid", "max_uid", "defaults", "tiers", "rules", "users", "aggregate", "plans",
             "oversubscription")
 
 
@@ -164,11 +164,12 @@ def resolve(policy, users):
     validate(policy)
     exempt = set(policy.get("exempt_users", ["root"]))
     min_uid = int(policy.get("min_uid", 1000))
+    max_uid = int(policy.get("max_uid", 65533))  # nobody (65534) is nobody's user
     named = policy.get("users") or {}
     tiers = policy.get("tiers") or {}
     profiles = {}
     for user in users:
-        if user["name"] not in named and (user["name"] in exempt or user["uid"] < min_uid):
+        if user["name"] not in named and (user["name"] in exempt or not min_uid <= user["uid"] <= max_uid):
             continue
         tier, tier_from = tier_of(policy, user)
         layers = [("defaults", policy.get("defaults"))]
@@ -193,3 +194,79 @@ def explain(profile, name):
     parts = ["%s %s from %s" % (key, val["value"], val["from"][:-len(key) - 1])
              for key, val in sorted(profile["values"].items())]
     return "%s (tier %s): %s" % (name, profile["tier"] or "none", "; ".join(parts))
+
+
+# --------------------------------------------------------------------------- host users and module inputs
+
+def users_from_getent(passwd, group):
+    """ansible's getent_passwd / getent_group facts -> [{'name', 'uid', 'groups'}]."""
+    by_gid, members = {}, {}
+    for gname, fields in (group or {}).items():
+        by_gid[str(fields[1])] = gname
+        for member in (fields[2] or "").split(","):
+            if member:
+                members.setdefault(member, []).append(gname)
+    users = []
+    for name, fields in sorted((passwd or {}).items()):
+        groups = sorted(set(members.get(name, []) + ([by_gid[str(fields[2])]] if str(fields[2]) in by_gid else [])))
+        users.append({"name": name, "uid": int(fields[1]), "groups": groups})
+    return users
+
+
+CGROUP_KEYS = {"cpu.weight": "cpu_weight", "cpu.max": "cpu_max", "cpu.cpus": "cpuset_cpus",
+               "memory.max": "memory_max", "memory.high": "memory_high", "memory.swap_max": "memory_swap_max",
+               "memory.min": "memory_min", "memory.low": "memory_low", "pids.max": "pids_max",
+               "io.weight": "io_weight"}
+
+
+def to_cgroup_limits(profiles):
+    """Profiles -> the `limits` list of cgroup_limit (users with no cgroup value are left out)."""
+    limits = []
+    for name, prof in sorted(profiles.items()):
+        entry = dict((CGROUP_KEYS[k], v["value"]) for k, v in prof["values"].items() if k in CGROUP_KEYS)
+        if entry:
+            entry["user"] = name
+            limits.append(entry)
+    return limits
+
+
+def to_disk_quotas(profiles):
+    """Profiles -> [{'path': mount, 'quotas': [...]}], one disk_quota call per filesystem."""
+    mounts = {}
+    for name, prof in sorted(profiles.items()):
+        for key, val in prof["values"].items():
+            if key.startswith("disk."):
+                entry = dict(val["value"])
+                entry["name"] = name
+                mounts.setdefault(key[len("disk."):], []).append(entry)
+    return [{"path": path, "quotas": quotas} for path, quotas in sorted(mounts.items())]
+
+
+def to_tc_classes(profiles):
+    classes = []
+    for name, prof in sorted(profiles.items()):
+        egress = prof["values"].get("net.egress")
+        if egress:
+            cls = {"user": name, "rate": egress["value"]["rate"]}
+            if egress["value"].get("ceil"):
+                cls["ceil"] = egress["value"]["ceil"]
+            classes.append(cls)
+    return classes
+
+
+def to_gpu_users(profiles):
+    """gpu.gpus (explicit list or all) wins; else count 0 -> none; a count > 0 is recorded, not placed."""
+    users = []
+    for name, prof in sorted(profiles.items()):
+        vals = prof["values"]
+        if "gpu.gpus" in vals:
+            gpus = vals["gpu.gpus"]["value"]
+        elif "gpu.count" in vals:
+            gpus = "none" if int(vals["gpu.count"]["value"]) == 0 else "all"
+        else:
+            continue
+        entry = {"name": name, "gpus": gpus}
+        if "gpu.mig" in vals:
+            entry["mig"] = int(vals["gpu.mig"]["value"])
+        users.append(entry)
+    return users

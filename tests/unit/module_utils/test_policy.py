@@ -28,12 +28,14 @@ USERS = [
     {"name": "temp", "uid": 60001, "groups": ["staff", "students"]},
     {"name": "ada", "uid": 1003, "groups": ["sudo"]},
     {"name": "nobodyelse", "uid": 1004, "groups": []},
+    {"name": "nobody", "uid": 65534, "groups": ["nogroup"]},
 ]
 
 
 def test_resolution_precedence_and_sources():
     prof = p.resolve(POLICY, USERS)
-    assert set(prof) == {"alice", "sam", "stan", "temp", "ada", "nobodyelse"}  # root exempt, daemon < min_uid
+    # root exempt, daemon below min_uid, nobody above max_uid
+    assert set(prof) == {"alice", "sam", "stan", "temp", "ada", "nobodyelse"}
     assert prof["alice"]["tier"] == "researcher" and prof["alice"]["tier_from"] == "users.alice.tier"
     assert prof["alice"]["values"]["memory.max"] == {"value": "128G", "from": "users.alice.memory.max"}
     assert prof["alice"]["values"]["gpu.mig"]["from"] == "tiers.researcher.gpu.mig"

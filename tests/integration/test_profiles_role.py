@@ -1,0 +1,83 @@
+"""The profiles role through playbooks/site.yml on this host (connection local, cgroupfs).
+
+Users and groups made here (uids 42000+, the policy bounded to them with min_uid/max_uid),
+removed afterwards. Checks that each user's limits are the ones the policy resolves to
+(override > rule > tier match > defaults), that a second run changes nothing, and that
+an empty policy is a no-op.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import PYTHON, ROOT
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+PARENT = "fairshare-roletest%d" % os.getpid()
+GROUPS = ["fsrt-students", "fsrt-researchers", "fsrt-staff"]
+USERS = [("fsrt-alice", 42000, "fsrt-researchers"), ("fsrt-sam", 42001, "fsrt-students"),
+         ("fsrt-stan", 42002, "fsrt-staff"), ("fsrt-none", 42003, None)]
+POLICY = {"fairshare_policy": {
+    "min_uid": 42000, "max_uid": 42099,
+    "defaults": {"cpu": {"max": "200%"}, "memory": {"max": "2G", "high": "90%"}, "pids": {"max": 4096}},
+    "tiers": {"student": {"match": {"groups": ["fsrt-students"]}, "cpu": {"max": "100%"}, "memory": {"max": "1G"}},
+              "researcher": {"match": {"groups": ["fsrt-researchers"]}, "cpu": {"max": "400%"},
+                             "memory": {"max": "4G"}}},
+    "rules": [{"tier": "researcher", "when": {"group": "fsrt-staff"}}],
+    "users": {"fsrt-alice": {"memory": {"max": "6G"}}}}}
+EXPECTED = {"fsrt-alice": (6 << 30, 400000), "fsrt-sam": (1 << 30, 100000), "fsrt-stan": (4 << 30, 400000),
+            "fsrt-none": (2 << 30, 200000)}
+
+
+@pytest.fixture
+def people(tmp_path):
+    for group in GROUPS:
+        subprocess.run(["groupadd", group], check=True)
+    for name, uid, group in USERS:
+        subprocess.run(["useradd", "-M", "-u", str(uid)] + (["-G", group] if group else []) + [name], check=True)
+    try:
+        yield tmp_path
+    finally:
+        for name, _uid, _g in USERS:
+            subprocess.run(["userdel", name], check=False)
+        for group in GROUPS:
+            subprocess.run(["groupdel", group], check=False)
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"))
+        subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-c", "local", "-e",
+                        "ansible_python_interpreter=" + PYTHON, "-m", "fairshare.resources.cgroup_limit", "-a",
+                        '{"backend": "cgroupfs", "parent": "%s", "exclusive": true, "limits": []}' % PARENT],
+                       env=env, capture_output=True, check=False)
+
+
+def site(policy_file, extra):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1")
+    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+            "-e", "ansible_python_interpreter=" + PYTHON, "-e", "@" + str(policy_file), "-e", extra,
+            os.path.join(ROOT, "playbooks", "site.yml")]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stdout[-3000:]
+    recap = [line for line in out.stdout.splitlines() if line.startswith("localhost ")][-1]
+    return dict(part.split("=") for part in recap.split(":", 1)[1].split())
+
+
+def test_site_applies_the_resolved_profiles(people):
+    extra = ('{"profiles_network": false, "profiles_install_packages": false, "profiles_cgroup_backend": "cgroupfs", '
+             '"profiles_cgroup_parent": "%s"}' % PARENT)
+    empty = people / "empty.yml"
+    empty.write_text("fairshare_policy: {}\n")
+    assert site(empty, extra)["changed"] == "0"
+    assert not os.path.exists(os.path.join("/sys/fs/cgroup/memory", PARENT))
+    policy = people / "policy.yml"
+    policy.write_text(yaml.safe_dump(POLICY))
+    first = site(policy, extra)
+    assert first["changed"] == "1", first  # one cgroup_limit call for all four users
+    for name, (memory, quota) in EXPECTED.items():
+        uid = [u for n, u, _g in USERS if n == name][0]
+        base = "/sys/fs/cgroup/%s/" + PARENT + "/user-%d/%s"
+        with open(base % ("memory", uid, "memory.limit_in_bytes")) as fh:
+            assert int(fh.read()) == memory, name
+        with open(base % ("cpu", uid, "cpu.cfs_quota_us")) as fh:
+            assert int(fh.read()) == quota, name
+    assert site(policy, extra)["changed"] == "0"
