@@ -23,7 +23,7 @@ options:
     type: dict
     required: true
   users:
-    description: The host's users, C([{name, uid, groups}]), for example from C(getent passwd) and C(getent group).
+    description: The host's users, C([{name, uid, groups}]), as in C(ansible_facts.fairshare.users) of resource_facts.
     type: list
     elements: dict
     required: true
@@ -32,7 +32,7 @@ options:
 EXAMPLES = r"""
 - name: Profiles of this host's users
   ansible.builtin.set_fact:
-    profiles: "{{ fairshare_policy | fairshare.resources.resolve_profiles(host_users) }}"
+    profiles: "{{ fairshare_policy | fairshare.resources.resolve_profiles(ansible_facts.fairshare.users) }}"
 """
 
 RETURN = r"""
@@ -43,7 +43,7 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
-    resolve, to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes, users_from_getent,
+    resolve, to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
@@ -57,6 +57,6 @@ def resolve_profiles(policy, users):
 
 class FilterModule(object):
     def filters(self):
-        return {"resolve_profiles": resolve_profiles, "host_users": users_from_getent,
+        return {"resolve_profiles": resolve_profiles,
                 "profile_cgroup_limits": to_cgroup_limits, "profile_disk_quotas": to_disk_quotas,
                 "profile_tc_classes": to_tc_classes, "profile_gpu_users": to_gpu_users}

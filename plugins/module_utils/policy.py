@@ -198,21 +198,6 @@ def explain(profile, name):
 
 # --------------------------------------------------------------------------- host users and module inputs
 
-def users_from_getent(passwd, group):
-    """ansible's getent_passwd / getent_group facts -> [{'name', 'uid', 'groups'}]."""
-    by_gid, members = {}, {}
-    for gname, fields in (group or {}).items():
-        by_gid[str(fields[1])] = gname
-        for member in (fields[2] or "").split(","):
-            if member:
-                members.setdefault(member, []).append(gname)
-    users = []
-    for name, fields in sorted((passwd or {}).items()):
-        groups = sorted(set(members.get(name, []) + ([by_gid[str(fields[2])]] if str(fields[2]) in by_gid else [])))
-        users.append({"name": name, "uid": int(fields[1]), "groups": groups})
-    return users
-
-
 CGROUP_KEYS = {"cpu.weight": "cpu_weight", "cpu.max": "cpu_max", "cpu.cpus": "cpuset_cpus",
                "memory.max": "memory_max", "memory.high": "memory_high", "memory.swap_max": "memory_swap_max",
                "memory.min": "memory_min", "memory.low": "memory_low", "pids.max": "pids_max",

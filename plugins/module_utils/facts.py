@@ -1,0 +1,60 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Host capacity facts for resource_facts: pure parsers of /proc, /sys and passwd/group text."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+def parse_cpuinfo(text):
+    """/proc/cpuinfo -> {'threads', 'cores', 'sockets'} (threads = logical CPUs)."""
+    threads, cores, sockets = 0, set(), set()
+    phys = core = None
+    for line in text.splitlines() + [""]:
+        if not line.strip():
+            if phys is not None or core is not None:
+                cores.add((phys, core))
+                sockets.add(phys)
+            phys = core = None
+            continue
+        key, dummy, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "processor":
+            threads += 1
+        elif key == "physical id":
+            phys = value
+        elif key == "core id":
+            core = value
+    return {"threads": threads, "cores": len(cores) or threads, "sockets": len(sockets) or 1}
+
+
+def parse_meminfo(text):
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def parse_passwd_group(passwd, group):
+    """/etc/passwd and /etc/group text -> [{'name', 'uid', 'groups'}] (primary and secondary groups)."""
+    by_gid, members = {}, {}
+    for line in group.splitlines():
+        fields = line.split(":")
+        if len(fields) < 4:
+            continue
+        by_gid[fields[2]] = fields[0]
+        for member in fields[3].split(","):
+            if member:
+                members.setdefault(member, []).append(fields[0])
+    users = []
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if len(fields) < 7 or not fields[2].isdigit():
+            continue
+        groups = set(members.get(fields[0], []))
+        if fields[3] in by_gid:
+            groups.add(by_gid[fields[3]])
+        users.append({"name": fields[0], "uid": int(fields[2]), "groups": sorted(groups)})
+    return users

@@ -1,0 +1,141 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: resource_facts
+short_description: Host capacity and layout facts for fair shares
+version_added: "0.1.0"
+description:
+  - Returns, in one call, what the profiles role needs to plan - CPUs (threads, cores, sockets), memory,
+    capacity per mount (statfs) with its filesystem, NIC speeds, NVIDIA device nodes, the cgroup layout,
+    the init system, the distro family, and the host's users with their groups (C(getent) databases).
+author:
+  - fairshare.resources contributors (@fairshare)
+attributes:
+  check_mode:
+    support: full
+    description: Only reads.
+  diff_mode:
+    support: none
+    description: Nothing changes.
+  facts:
+    support: full
+    description: Sets C(ansible_facts.fairshare).
+options:
+  users:
+    description: Include the host's users (C(getent passwd) and C(getent group), so LDAP/SSSD users count).
+    type: bool
+    default: true
+"""
+
+EXAMPLES = r"""
+- name: Capacity, layout and users of this host
+  fairshare.resources.resource_facts:
+
+- name: Show the CPUs
+  ansible.builtin.debug:
+    var: ansible_facts.fairshare.cpus
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts under C(fairshare).
+  returned: always
+  type: dict
+  contains:
+    fairshare:
+      description: cpus, memory_bytes, mounts, nics, gpus, cgroup, init_system, family, users.
+      type: dict
+      sample:
+        cpus: {threads: 2, cores: 2, sockets: 1}
+        memory_bytes: 25769803776
+        mounts: [{mountpoint: /home, fstype: ext4, size_bytes: 107374182400}]
+        nics: [{name: eth0, speed_mbit: 1000}]
+        gpus: [/dev/nvidia0]
+        cgroup: {version: v2, controllers: [cpu, memory, pids]}
+        init_system: systemd
+        family: Debian
+        users: [{name: alice, uid: 1000, groups: [students]}]
+"""
+
+import glob
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fairshare.resources.plugins.module_utils.facts import (
+    parse_cpuinfo, parse_meminfo, parse_passwd_group,
+)
+from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
+    distro_family, init_system, read_cgroup_layout, read_os_release,
+)
+from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import SUPPORTED_FS
+
+REAL_FS = SUPPORTED_FS + ("vfat", "f2fs", "zfs", "nfs", "nfs4", "ceph", "tmpfs")
+
+
+def mounts():
+    found, seen = [], set()
+    with open("/proc/self/mounts") as fh:
+        for line in fh:
+            source, mountpoint, fstype = line.split()[:3]
+            if fstype not in REAL_FS or mountpoint in seen or mountpoint.startswith(("/proc", "/sys", "/dev", "/run")):
+                continue
+            seen.add(mountpoint)
+            try:
+                st = os.statvfs(mountpoint)
+            except OSError:
+                continue
+            found.append({"mountpoint": mountpoint, "fstype": fstype, "source": source,
+                          "size_bytes": st.f_blocks * st.f_frsize, "quota_capable": fstype in SUPPORTED_FS})
+    return found
+
+
+def nics():
+    result = []
+    for path in sorted(glob.glob("/sys/class/net/*")):
+        name = os.path.basename(path)
+        if name == "lo":
+            continue
+        speed = Host.read(os.path.join(path, "speed"))
+        try:
+            speed = int(speed) if speed and int(speed) > 0 else None
+        except ValueError:
+            speed = None
+        result.append({"name": name, "speed_mbit": speed})
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(users=dict(type="bool", default=True)), supports_check_mode=True)
+    host = Host(module)
+    layout = read_cgroup_layout()
+    facts = {
+        "cpus": parse_cpuinfo(host.read("/proc/cpuinfo") or ""),
+        "memory_bytes": parse_meminfo(host.read("/proc/meminfo") or ""),
+        "mounts": mounts(),
+        "nics": nics(),
+        "gpus": sorted(p for p in glob.glob("/dev/nvidia[0-9]*")),
+        "cgroup": {"version": layout["version"], "v1": layout["v1"], "v2_root": layout["v2_root"],
+                   "v2_controllers": layout["v2_controllers"]},
+        "init_system": init_system(),
+        "family": distro_family(read_os_release()),
+    }
+    if module.params["users"]:
+        rc, passwd, err = host.run(["getent", "passwd"], check=False)
+        rc2, group, err2 = host.run(["getent", "group"], check=False)
+        if rc or rc2:  # no getent: the local files
+            passwd, group = host.read("/etc/passwd") or "", host.read("/etc/group") or ""
+        facts["users"] = parse_passwd_group(passwd, group)
+    module.exit_json(changed=False, ansible_facts={"fairshare": facts})
+
+
+if __name__ == "__main__":
+    main()
