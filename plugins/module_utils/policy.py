@@ -187,15 +187,6 @@ def resolve(policy, users):
     return profiles
 
 
-def explain(profile, name):
-    """`fairshare-usage --explain`: 'memory.max 128G from users.alice; ...'."""
-    if profile["unlimited"]:
-        return "%s: unlimited (tier %s from %s)" % (name, profile["tier"], profile["tier_from"])
-    parts = ["%s %s from %s" % (key, val["value"], val["from"][:-len(key) - 1])
-             for key, val in sorted(profile["values"].items())]
-    return "%s (tier %s): %s" % (name, profile["tier"] or "none", "; ".join(parts))
-
-
 # --------------------------------------------------------------------------- host users and module inputs
 
 CGROUP_KEYS = {"cpu.weight": "cpu_weight", "cpu.max": "cpu_max", "cpu.cpus": "cpuset_cpus",

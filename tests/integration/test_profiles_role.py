@@ -5,6 +5,7 @@ removed afterwards. Checks that each user's limits are the ones the policy resol
 (override > rule > tier match > defaults), that a second run changes nothing, and that
 an empty policy is a no-op.
 """
+import json
 import os
 import subprocess
 import sys
@@ -44,6 +45,11 @@ def people(tmp_path):
             subprocess.run(["userdel", name], check=False)
         for group in GROUPS:
             subprocess.run(["groupdel", group], check=False)
+        for path in ("/usr/local/bin/fairshare-usage", "/etc/profile.d/fairshare-usage.sh", "/etc/fairshare/profiles.json"):
+            if os.path.exists(path):
+                os.unlink(path)
+        if os.path.isdir("/etc/fairshare") and not os.listdir("/etc/fairshare"):
+            os.rmdir("/etc/fairshare")
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"))
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-c", "local", "-e",
                         "ansible_python_interpreter=" + PYTHON, "-m", "fairshare.resources.cgroup_limit", "-a",
@@ -72,7 +78,7 @@ def test_site_applies_the_resolved_profiles(people):
     policy = people / "policy.yml"
     policy.write_text(yaml.safe_dump(POLICY))
     first = site(policy, extra)
-    assert first["changed"] == "1", first  # one cgroup_limit call for all four users
+    assert first["changed"] == "5", first  # one cgroup_limit call for all four users + the usage tool files
     for name, (memory, quota) in EXPECTED.items():
         uid = [u for n, u, _g in USERS if n == name][0]
         base = "/sys/fs/cgroup/%s/" + PARENT + "/user-%d/%s"
@@ -81,3 +87,25 @@ def test_site_applies_the_resolved_profiles(people):
         with open(base % ("cpu", uid, "cpu.cfs_quota_us")) as fh:
             assert int(fh.read()) == quota, name
     assert site(policy, extra)["changed"] == "0"
+
+    # fairshare-usage on the host: limits and their sources, and live usage of a user's process
+    sam = [u for n, u, _g in USERS if n == "fsrt-sam"][0]
+    hold = subprocess.Popen(["sh", "-c", "echo $$ > /sys/fs/cgroup/memory/%s/user-%d/cgroup.procs; exec setpriv --reuid=%d "
+                             "--regid=%d --clear-groups %s -c 'import time; b = bytearray(150 << 20); print(1, flush=True); "
+                             "time.sleep(60)'" % (PARENT, sam, sam, sam, PYTHON)], stdout=subprocess.PIPE, text=True)
+    try:
+        hold.stdout.readline()
+        out = subprocess.run(["/usr/local/bin/fairshare-usage", "--all", "--json"], capture_output=True, text=True,
+                             check=True)
+        reports = dict((r["user"], r) for r in json.loads(out.stdout))
+    finally:
+        hold.kill()
+        hold.wait()
+    assert set(reports) == set(EXPECTED)
+    for name, (memory, _quota) in EXPECTED.items():
+        assert reports[name]["memory"]["max"] == memory, name
+    print("fairshare-usage: fsrt-sam uses %d bytes of %d" % (reports["fsrt-sam"]["memory"]["used"], 1 << 30))
+    assert reports["fsrt-sam"]["memory"]["used"] >= 150 << 20
+    why = subprocess.run(["/usr/local/bin/fairshare-usage", "--explain", "fsrt-stan"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "memory.max 4G from tiers.researcher" in why and "cpu.max 400% from tiers.researcher" in why

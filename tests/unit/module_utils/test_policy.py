@@ -73,12 +73,6 @@ def test_errors_name_the_exact_path(patch, message):
     assert message in str(err.value)
 
 
-def test_explain():
-    text = p.explain(p.resolve(POLICY, USERS)["alice"], "alice")
-    assert "memory.max 128G from users.alice" in text and "cpu.max 200% from defaults" in text
-    assert "gpu.count 2 from tiers.researcher" in text
-
-
 LEVEL = st.one_of(st.none(), st.sampled_from(["1G", "2G", "3G"]))
 
 

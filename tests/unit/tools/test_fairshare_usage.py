@@ -1,0 +1,54 @@
+"""fairshare-usage (stdlib-only host tool) against a scratch cgroup tree and profiles file."""
+import importlib.machinery
+import importlib.util
+import json
+import os
+
+import pytest
+
+from ansible_collections.fairshare.resources.plugins.module_utils.policy import resolve
+
+TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "profiles", "files", "fairshare-usage")
+
+
+@pytest.fixture
+def tool(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAIRSHARE_PROFILES", str(tmp_path / "profiles.json"))
+    monkeypatch.setenv("FAIRSHARE_CGROUP_ROOT", str(tmp_path / "cg"))
+    loader = importlib.machinery.SourceFileLoader("fairshare_usage", TOOL)
+    spec = importlib.util.spec_from_loader("fairshare_usage", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    policy = {"defaults": {"memory": {"max": "1G"}, "pids": {"max": 100}},
+              "tiers": {"big": {"match": {"users": ["bob"]}, "memory": {"max": "4G"}}},
+              "users": {"alice": {"memory": {"max": "2G"}}}}
+    profiles = resolve(policy, [{"name": "alice", "uid": 1000, "groups": []}, {"name": "bob", "uid": 1001, "groups": []}])
+    (tmp_path / "profiles.json").write_text(json.dumps({"profiles": profiles, "parent": "fairshare"}))
+    v2 = tmp_path / "cg" / "user.slice" / "user-1000.slice"
+    v2.mkdir(parents=True)
+    (tmp_path / "cg" / "cgroup.controllers").write_text("cpu memory pids\n")
+    (v2 / "memory.current").write_text("536870912\n")
+    (v2 / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n")
+    (v2 / "pids.current").write_text("25\n")
+    return mod
+
+
+def test_report_reads_usage_and_limits(tool):
+    data = tool.load()
+    rep = tool.report("alice", data["profiles"]["alice"], "fairshare")
+    assert rep["memory"] == {"used": 512 << 20, "max": 2 << 30} and rep["pids"] == {"used": 25, "max": 100}
+    assert rep["oom_kills"] == 2 and rep["active"]
+    assert "[########......................] 512.0M / 2.0G (25%)" in tool.text(rep)
+    assert "2 process(es) killed" in tool.text(rep)
+    idle = tool.report("bob", data["profiles"]["bob"], "fairshare")
+    assert not idle["active"] and idle["memory"]["max"] == 4 << 30
+
+
+def test_explain_and_prometheus(tool, capsys):
+    assert tool.main(["--explain", "alice"]) == 0
+    out = capsys.readouterr().out
+    assert "memory.max 2G from users.alice" in out and "pids.max 100 from defaults" in out
+    assert tool.main(["--explain", "carol"]) == 1
+    rep = tool.report("alice", tool.load()["profiles"]["alice"], "fairshare")
+    prom = tool.prometheus([rep])
+    assert 'fairshare_memory_bytes{user="alice"} 536870912' in prom and 'fairshare_oom_kills_total{user="alice"} 2' in prom
