@@ -43,7 +43,7 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
-    resolve, to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes,
+    admission, resolve, to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
@@ -55,8 +55,15 @@ def resolve_profiles(policy, users):
         raise AnsibleFilterError("fairshare_policy: %s" % exc)
 
 
+def profile_admission(profiles, capacity, oversubscription=None):
+    try:
+        return admission(profiles, capacity, oversubscription)
+    except UnitError as exc:
+        raise AnsibleFilterError("admission: %s" % exc)
+
+
 class FilterModule(object):
     def filters(self):
-        return {"resolve_profiles": resolve_profiles,
+        return {"resolve_profiles": resolve_profiles, "profile_admission": profile_admission,
                 "profile_cgroup_limits": to_cgroup_limits, "profile_disk_quotas": to_disk_quotas,
                 "profile_tc_classes": to_tc_classes, "profile_gpu_users": to_gpu_users}

@@ -246,3 +246,49 @@ def to_gpu_users(profiles):
             entry["mig"] = int(vals["gpu.mig"]["value"])
         users.append(entry)
     return users
+
+
+# --------------------------------------------------------------------------- admission (seed 002)
+
+def _fmt_bytes(n):
+    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= factor:
+            return ("%.1f%s" % (n / float(factor), unit)).replace(".0" + unit, unit)
+    return "%d" % n
+
+
+def admission(profiles, capacity, oversubscription=None):
+    """Guarantees summed over users must fit capacity x oversubscription; ceilings are reported as ratios.
+
+    capacity: {'cpus': logical CPUs, 'memory_bytes': bytes, 'gpus': count}.
+    Guarantees: memory.min (else memory.low), gpu.count. Ceilings: cpu.max, memory.max.
+    Raises PolicyError with the numbers; returns {'guaranteed': ..., 'ceiling_ratio': ...}.
+    """
+    over = dict({"cpu": 1.0, "memory": 1.0, "gpu": 1.0}, **(oversubscription or {}))
+    mem_g, gpu_g, cpu_c, mem_c = [], [], 0.0, 0
+    for name, prof in sorted(profiles.items()):
+        vals = prof.get("values", {})
+        for key in ("memory.min", "memory.low"):
+            if key in vals and not str(vals[key]["value"]).endswith("%"):
+                mem_g.append((name, parse_size(key, vals[key]["value"])))
+                break
+        if "gpu.count" in vals and int(vals["gpu.count"]["value"]):
+            gpu_g.append((name, int(vals["gpu.count"]["value"])))
+        if "cpu.max" in vals:
+            cpus = parse_cpu("cpu.max", vals["cpu.max"]["value"])
+            cpu_c += 0 if cpus == "max" else cpus
+        if "memory.max" in vals:
+            size = parse_size("memory.max", vals["memory.max"]["value"])
+            mem_c += 0 if size == "max" else size
+    mem_sum, gpu_sum = sum(v for _n, v in mem_g), sum(v for _n, v in gpu_g)
+    mem_cap, gpu_cap = capacity.get("memory_bytes") or 0, capacity.get("gpus") or 0
+    if mem_g and mem_sum > mem_cap * over["memory"]:
+        raise PolicyError("memory: %s guaranteed (%d users' memory.min/low) > %s capacity x %s oversubscription"
+                          % (_fmt_bytes(mem_sum), len(mem_g), _fmt_bytes(mem_cap), over["memory"]))
+    if gpu_g and gpu_sum > gpu_cap * over["gpu"]:
+        raise PolicyError("gpu: %d GPUs guaranteed (%d users' gpu.count) > %d GPUs x %s oversubscription"
+                          % (gpu_sum, len(gpu_g), gpu_cap, over["gpu"]))
+    cpus = capacity.get("cpus") or 1
+    return {"guaranteed": {"memory_bytes": mem_sum, "gpus": gpu_sum},
+            "ceiling_ratio": {"cpu": round(cpu_c / cpus, 2),
+                              "memory": round(mem_c / float(mem_cap), 2) if mem_cap else None}}

@@ -102,3 +102,18 @@ def test_precedence_property(default, tier, override, in_group, rule_hit, named_
     want = override or (tier if want_tier else None) or default
     got = prof["values"].get("memory.max", {}).get("value")
     assert got == want
+
+
+def test_admission_refuses_overcommit_with_numbers():
+    pol = {"defaults": {"memory": {"max": "8G", "min": "4G"}, "cpu": {"max": "200%"}, "gpu": {"count": 1}}}
+    users = [{"name": "u%d" % i, "uid": 2000 + i, "groups": []} for i in range(12)]
+    prof = p.resolve(pol, users)
+    with pytest.raises(p.PolicyError) as err:
+        p.admission(prof, {"cpus": 8, "memory_bytes": 32 << 30, "gpus": 16})
+    assert str(err.value) == "memory: 48G guaranteed (12 users' memory.min/low) > 32G capacity x 1.0 oversubscription"
+    with pytest.raises(p.PolicyError) as err:
+        p.admission(prof, {"cpus": 8, "memory_bytes": 64 << 30, "gpus": 4}, {"gpu": 2.0})
+    assert str(err.value) == "gpu: 12 GPUs guaranteed (12 users' gpu.count) > 4 GPUs x 2.0 oversubscription"
+    report = p.admission(prof, {"cpus": 8, "memory_bytes": 64 << 30, "gpus": 16})
+    assert report["ceiling_ratio"] == {"cpu": 3.0, "memory": 1.5}
+    assert report["guaranteed"] == {"memory_bytes": 48 << 30, "gpus": 12}
