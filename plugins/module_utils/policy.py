@@ -40,30 +40,23 @@ SCHEMA = {
     "io": {"weight": _int(1, 10000)},
     "gpu": {"count": _int(0, 1024), "mig": _int(0, 1024), "gpus": None},
 }
-NET_KEYS = ("rate", "ceil")
 DISK_KEYS = {"block_soft": parse_size, "block_hard": parse_size, "inode_soft": _int(0, 1 << 62),
              "inode_hard": _int(0, 1 << 62)}
-SECTIONS = tuple(SCHEMA) + ("disk", "net")
+NESTED = {"net": {"rate": parse_rate, "ceil": parse_rate}, "disk": DISK_KEYS}
+SECTIONS = tuple(SCHEMA) + tuple(NESTED)
 TOP_KEYS = ("exempt_users", "min_uid", "max_uid", "defaults", "tiers", "rules", "users", "aggregate", "plans",
             "oversubscription")
 
 
 def _check_value(path, section, key, value):
-    if section == "net":
+    nested = NESTED.get(section)
+    if nested:  # net.<direction> and disk.<mount> hold a mapping of their own keys
         if not isinstance(value, dict):
-            raise PolicyError("%s: expected a mapping of rate and ceil" % path)
+            raise PolicyError("%s: expected a mapping of %s" % (path, ", ".join(nested)))
         for k, v in value.items():
-            if k not in NET_KEYS:
-                raise PolicyError("%s.%s: unknown key; allowed: %s" % (path, k, ", ".join(NET_KEYS)))
-            parse_rate("%s.%s" % (path, k), v)
-        return
-    if section == "disk":
-        if not isinstance(value, dict):
-            raise PolicyError("%s: expected a mapping of block_soft, block_hard, inode_soft, inode_hard" % path)
-        for k, v in value.items():
-            if k not in DISK_KEYS:
-                raise PolicyError("%s.%s: unknown key; allowed: %s" % (path, k, ", ".join(DISK_KEYS)))
-            DISK_KEYS[k]("%s.%s" % (path, k), v)
+            if k not in nested:
+                raise PolicyError("%s.%s: unknown key; allowed: %s" % (path, k, ", ".join(nested)))
+            nested[k]("%s.%s" % (path, k), v)
         return
     checker = SCHEMA[section].get(key, False)
     if checker is False:
