@@ -63,6 +63,9 @@ def test_check_mode_apply_idempotence_and_memory_oom(limited):
     print("memory: 200 MB allocator under 64M -> rc=%d oom_kill=%s" % (rc, oom.get("oom_kill")))
     assert rc in (-9, 137) and "survived" not in out
     assert int(oom["oom_kill"]) >= 1
+    seen = run_module("resource_usage", dict(users=[limited.pw_name], parent=PARENT))["usage"][0]
+    print("resource_usage after the kill: %s" % seen)
+    assert seen["active"] and seen["oom_kills"] == int(oom["oom_kill"])
     rc, out = in_cgroup(["memory"], uid, "b = bytearray(16 * 1024 * 1024); print('survived')")
     assert rc == 0 and "survived" in out  # below the limit: allowed
 

@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Live per-user usage for resource_usage: where a user's cgroup is, what its files say. Pure Python."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+# (controller, file) per cgroup version -> the usage field it gives.
+USAGE_FILES = {
+    "v2": [("memory", "memory.current", "memory_bytes"), ("pids", "pids.current", "tasks"),
+           ("cpu", "cpu.stat", "cpu_usec")],
+    "v1": [("memory", "memory.usage_in_bytes", "memory_bytes"), ("pids", "pids.current", "tasks"),
+           ("cpuacct", "cpuacct.usage", "cpu_usec")],
+}
+
+
+def user_cgroup(layout, uid, parent, systemd):
+    """-> {controller: directory} of a user's cgroup (systemd slice or the cgroupfs backend's child)."""
+    rel = ("user.slice/user-%d.slice" % uid) if systemd else ("%s/user-%d" % (parent, uid))
+    dirs = {}
+    for ctrl in ("memory", "pids", "cpu", "cpuacct"):
+        if ctrl in layout["v1"]:
+            dirs[ctrl] = os.path.join(layout["v1"][ctrl], rel)
+        elif layout["v2_root"] and (ctrl in layout["v2_controllers"] or ctrl == "cpu"):  # v2 always has cpu.stat
+            dirs[ctrl] = os.path.join(layout["v2_root"], rel)
+    return dirs
+
+
+def read_usage(dirs, version, read):
+    """Files of a user's cgroup -> {'memory_bytes', 'tasks', 'cpu_usec', 'oom_kills'} (None where absent)."""
+    out = {"memory_bytes": None, "tasks": None, "cpu_usec": None, "oom_kills": None}
+    for ctrl, fname, field in USAGE_FILES[version]:
+        text = read(os.path.join(dirs[ctrl], fname)) if ctrl in dirs else None
+        if text is None:
+            continue
+        if fname == "cpu.stat":
+            match = re.search(r"^usage_usec (\d+)", text, re.M)
+            out[field] = int(match.group(1)) if match else None
+        elif fname == "cpuacct.usage":
+            out[field] = int(text) // 1000  # ns -> us
+        else:
+            out[field] = int(text.split()[0])
+    mem = dirs.get("memory")
+    events = read(os.path.join(mem, "memory.events" if version == "v2" else "memory.oom_control")) if mem else None
+    if events:
+        counters = dict(line.split() for line in events.splitlines() if len(line.split()) == 2)
+        out["oom_kills"] = int(counters.get("oom_kill", 0))
+    return out
+
+
+def parse_tc_class_stats(text):
+    """`tc -s class show dev X` -> {classid: bytes sent}."""
+    stats, current = {}, None
+    for line in text.splitlines():
+        head = re.match(r"^class \S+ (\S+) ", line)
+        if head:
+            current = head.group(1)
+            continue
+        sent = re.match(r"^\s*Sent (\d+) bytes", line)
+        if sent and current:
+            stats[current] = int(sent.group(1))
+            current = None
+    return stats

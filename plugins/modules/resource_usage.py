@@ -1,0 +1,119 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: resource_usage
+short_description: Live per-user usage - memory, tasks, CPU time, OOM kills, disk quota use, network bytes
+version_added: "0.1.0"
+description:
+  - Reads, for a B(list) of users in one call, what their cgroups show now (systemd user slices or the
+    cgroupfs backend's C(<parent>/user-<UID>)), their disk quota use on the filesystems given, and the
+    bytes their tc_shape class has sent on an interface.
+author:
+  - fairshare.resources contributors (@fairshare)
+attributes:
+  check_mode:
+    support: full
+    description: Only reads.
+  diff_mode:
+    support: none
+    description: Nothing changes.
+options:
+  users:
+    description: User names or UIDs.
+    type: list
+    elements: str
+    required: true
+  parent:
+    description: The cgroupfs backend's managed parent (hosts without systemd).
+    type: str
+    default: fairshare
+  quota_paths:
+    description: Filesystems whose user quota usage to report (C(repquota)).
+    type: list
+    elements: path
+    default: []
+  interface:
+    description: An interface shaped by tc_shape, for per-user bytes sent.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: What alice and bob use now
+  fairshare.resources.resource_usage:
+    users: [alice, bob]
+    quota_paths: [/home]
+    interface: eth0
+  register: usage
+"""
+
+RETURN = r"""
+usage:
+  description: One entry per user.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {user: alice, uid: 1000, active: true, memory_bytes: 536870912, tasks: 12, cpu_usec: 9876543, oom_kills: 0,
+       quota: {/home: {blocks: 1048576, inodes: 120}}, net_bytes_sent: 123456}
+"""
+
+import os
+import pwd
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
+from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import parse_repquota
+from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import class_of_uid
+from ansible_collections.fairshare.resources.plugins.module_utils.usage import (
+    parse_tc_class_stats, read_usage, user_cgroup,
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(users=dict(type="list", elements="str", required=True),
+                                              parent=dict(type="str", default="fairshare"),
+                                              quota_paths=dict(type="list", elements="path", default=[]),
+                                              interface=dict(type="str")),
+                           supports_check_mode=True)
+    host = Host(module)
+    entries = []
+    for i, name in enumerate(module.params["users"]):
+        try:
+            entries.append(pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name))
+        except (KeyError, ValueError):
+            module.fail_json(msg="users[%d]: %r is not a user on this host" % (i, name))
+    layout = read_cgroup_layout()
+    systemd = init_system() == "systemd"
+    try:
+        quotas = dict((path, parse_repquota(host.run(["repquota", "-v", "-n", "-p", "-u", path]))[0])
+                      for path in module.params["quota_paths"])
+        sent = parse_tc_class_stats(host.run(["tc", "-s", "class", "show", "dev", module.params["interface"]])) \
+            if module.params["interface"] else {}
+    except CommandError as exc:
+        module.fail_json(msg=str(exc))
+    usage = []
+    for pw in entries:
+        dirs = user_cgroup(layout, pw.pw_uid, module.params["parent"], systemd)
+        version = "v1" if "memory" in layout["v1"] else "v2"
+        entry = {"user": pw.pw_name, "uid": pw.pw_uid, "active": any(os.path.isdir(d) for d in dirs.values())}
+        entry.update(read_usage(dirs, version, host.read))
+        entry["quota"] = dict((path, {"blocks": rows.get(pw.pw_uid, {}).get("block_used", 0),
+                                      "inodes": rows.get(pw.pw_uid, {}).get("inode_used", 0)})
+                              for path, rows in quotas.items())
+        if module.params["interface"]:
+            entry["net_bytes_sent"] = sent.get(class_of_uid(pw.pw_uid)) if 3 <= pw.pw_uid <= 0xffff else None
+        usage.append(entry)
+    module.exit_json(changed=False, usage=usage)
+
+
+if __name__ == "__main__":
+    main()
