@@ -57,9 +57,17 @@ def iperf(uid, family, port, seconds=6, reverse=False):
     if uid:
         argv += ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups"]
     argv += ["iperf3", "-c", ADDR[family][1], "-p", str(port), "-t", str(seconds), "-J"] + (["-R"] if reverse else [])
-    out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=seconds + 30)
-    data = json.loads(out.stdout)
-    return data["end"]["sum_received"]["bits_per_second"]
+    for attempt in range(4):
+        # an iperf3 server serves one test at a time and needs a moment after the last one
+        # ("the server is busy running a test"): retry that, report anything else as it is
+        out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=seconds + 30)
+        data = json.loads(out.stdout or "{}")
+        if "sum_received" in data.get("end", {}):
+            return data["end"]["sum_received"]["bits_per_second"]
+        if attempt < 3 and "busy" in data.get("error", ""):
+            time.sleep(1 + attempt)
+            continue
+        raise AssertionError("iperf3 gave no result: %s %s" % (data.get("error"), out.stderr[-500:]))
 
 
 def together(*jobs):
