@@ -19,11 +19,12 @@ ARTIFACTS := $(ROOT)/artifacts
 # The pip that the pinned ansible-core's ansible-test bootstraps into its sanity venvs.
 ANSIBLE_TEST_PIP := 24.2
 
-.PHONY: help setup apt venv tree demo demo-clean unit integration sanity lint build doc test molecule image clean \
+.PHONY: help setup apt venv tree demo demo-host demo-clean unit integration sanity lint build doc test molecule image clean \
 	containers-setup molecule-containers
 
 help:
-	@echo "make demo        set up, then apply sample limits to two demo users on this host"
+	@echo "make demo        set up, then apply examples/policy.yml to a throw-away guest and show fairshare-usage --all"
+	@echo "make demo-host   set up, then apply sample limits to two demo users on this host (demo-clean undoes it)"
 	@echo "make test        set up, then unit + sanity + lint + build + host tests + molecule host and default"
 	@echo "make molecule    every molecule scenario (default, cgroup_v1, host, containers)"
 
@@ -45,7 +46,12 @@ tree:
 	@mkdir -p $(dir $(TREE))
 	@ln -sfn ../../.. $(TREE)
 
+# examples/policy.yml on a throw-away systemd guest (QEMU); --check --diff here where QEMU cannot run
 demo: setup
+	$(PY) testbed/demo.py
+
+# sample limits for two demo users on this host itself (demo-clean removes them)
+demo-host: setup
 	$(BIN)/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(BIN)/python playbooks/demo.yml
 
 demo-clean: setup

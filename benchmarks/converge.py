@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Converge time of the profiles role for N users, against the naive way (a loop of per-user tasks).
 
-Runs on this machine (connection local, cgroupfs backend, its own parent cgroup) with
-test users it creates (uids 50000+) and removes. Prints one line per measurement:
-  N=<users> first=<s> rerun=<s>
-  naive N=100 first=<s>  ratio=<naive/role>
-Usage: sudo .venv/bin/python benchmarks/converge.py [N ...]   (default 10 100 1000)
+Two places to run it:
+  this machine (default): connection local, cgroupfs backend under its own parent cgroup,
+      test users it creates (uids 50000+) and removes;
+  --guest: a throw-away systemd guest of the test bed (testbed/fsguest.py, QEMU TCG here, so
+      absolute times are slow and the ratio is what counts), systemd backend, over ssh.
+Prints one line per measurement:
+  <where> N=<users> first=<s> rerun=<s>
+  <where> naive N=100 first=<s>  ratio=<naive/role>
+Usage: sudo .venv/bin/python benchmarks/converge.py [--guest] [N ...]   (default 10 100 1000)
 """
 import json
 import os
@@ -19,12 +23,13 @@ BIN = os.path.dirname(sys.executable)
 PYTHON = os.path.realpath(sys.executable)
 PARENT = "fairshare-bench"
 BASE_UID = 50000
-ENV = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1")
+ENV = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1",
+           ANSIBLE_HOST_KEY_CHECKING="False")
 POLICY = {"fairshare_policy": {"min_uid": BASE_UID, "max_uid": BASE_UID + 1999,
                                "defaults": {"cpu": {"max": "200%", "weight": 100}, "memory": {"max": "2G", "high": "90%"},
                                             "pids": {"max": 4096}}}}
 EXTRA = {"profiles_network": False, "profiles_install_packages": False, "profiles_quotas": False, "profiles_gpu": False,
-         "profiles_cgroup_backend": "cgroupfs", "profiles_cgroup_parent": PARENT}
+         "profiles_cgroup_parent": PARENT}
 NAIVE = """---
 - name: The naive way - one task per user
   hosts: all
@@ -32,7 +37,7 @@ NAIVE = """---
   tasks:
     - name: Limits, one user at a time
       fairshare.resources.cgroup_limit:
-        backend: cgroupfs
+        backend: "{{ bench_backend }}"
         parent: %s
         limits: [{user: "{{ item }}", cpu_max: 200%%, cpu_weight: 100, memory_max: 2G, memory_high: 90%%, pids_max: 4096}]
       loop: "{{ bench_users }}"
@@ -43,26 +48,54 @@ def users(n):
     return ["fsbench%d" % i for i in range(n)]
 
 
-def make_users(n):
-    for i, name in enumerate(users(n)):
-        subprocess.run(["useradd", "-M", "-u", str(BASE_UID + i), name], check=True)
+class Local(object):
+    """This machine: connection local, the cgroupfs backend."""
+    name, backend = "host", "cgroupfs"
+
+    def __init__(self):
+        self.inventory = ["-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=" + PYTHON]
+
+    def shell(self, script):
+        subprocess.run(["sh", "-c", script], check=True, capture_output=True)
+
+    def close(self):
+        pass
 
 
-def drop_users(n):
-    for name in users(n):
-        subprocess.run(["userdel", name], check=False, capture_output=True)
+class Guest(Local):
+    """A throw-away systemd guest over ssh, the systemd backend."""
+    name, backend = "guest", "auto"
+
+    def __init__(self):
+        self.guest = "bench%d" % os.getpid()
+        boot = subprocess.run([sys.executable, os.path.join(ROOT, "testbed", "fsguest.py"), "start", self.guest],
+                              capture_output=True, text=True, check=True)
+        facts = json.loads(boot.stdout)
+        self.inv = tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False)
+        self.inv.write("%s ansible_host=127.0.0.1 ansible_port=%d ansible_user=root ansible_private_key_file=%s "
+                       "ansible_python_interpreter=/usr/bin/python3\n" % (self.guest, facts["port"], facts["key"]))
+        self.inv.close()
+        self.inventory = ["-i", self.inv.name]
+
+    def shell(self, script):
+        subprocess.run([sys.executable, os.path.join(ROOT, "testbed", "fsguest.py"), "ssh", self.guest, "--",
+                        "sh", "-c", "'%s'" % script], check=True, capture_output=True)
+
+    def close(self):
+        os.unlink(self.inv.name)
+        subprocess.run([sys.executable, os.path.join(ROOT, "testbed", "fsguest.py"), "stop", self.guest], check=False)
 
 
-def clean_cgroups():
-    subprocess.run([os.path.join(BIN, "ansible"), "localhost", "-c", "local", "-e", "ansible_python_interpreter=" + PYTHON,
-                    "-m", "fairshare.resources.cgroup_limit", "-a",
-                    json.dumps({"backend": "cgroupfs", "parent": PARENT, "exclusive": True, "limits": []})],
-                   env=ENV, capture_output=True, check=True)
+def make_users(target, n):
+    target.shell("i=0; while [ $i -lt %d ]; do useradd -M -u $((%d + i)) fsbench$i; i=$((i + 1)); done" % (n, BASE_UID))
 
 
-def playbook(path, extra):
-    argv = [os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local",
-            "-e", "ansible_python_interpreter=" + PYTHON, "-e", json.dumps(extra), path]
+def drop_users(target, n):
+    target.shell("i=0; while [ $i -lt %d ]; do userdel fsbench$i 2>/dev/null; i=$((i + 1)); done; true" % n)
+
+
+def playbook(target, path, extra):
+    argv = [os.path.join(BIN, "ansible-playbook")] + target.inventory + ["-e", json.dumps(extra), path]
     start = time.time()
     out = subprocess.run(argv, env=ENV, capture_output=True, text=True, check=False)
     took = time.time() - start
@@ -71,33 +104,39 @@ def playbook(path, extra):
     return took
 
 
+def clean_cgroups(target):
+    argv = [os.path.join(BIN, "ansible"), "all"] + target.inventory + [
+        "-m", "fairshare.resources.cgroup_limit", "-a",
+        json.dumps({"backend": target.backend, "parent": PARENT, "exclusive": True, "limits": []})]
+    subprocess.run(argv, env=ENV, capture_output=True, check=True)
+
+
 def main():
-    sizes = [int(a) for a in sys.argv[1:]] or [10, 100, 1000]
-    with tempfile.TemporaryDirectory() as tmp:
-        policy = os.path.join(tmp, "policy.json")
-        with open(policy, "w") as fh:
-            json.dump(POLICY, fh)
-        site = os.path.join(ROOT, "playbooks", "site.yml")
-        role_100 = None
-        for n in sizes:
-            make_users(n)
-            try:
-                extra = dict(EXTRA)
-                extra.update(json.load(open(policy)))
-                first = playbook(site, extra)
-                rerun = playbook(site, extra)
-                print("N=%d first=%.2fs rerun=%.2fs" % (n, first, rerun), flush=True)
-                if n == 100:
-                    role_100 = first
-                    clean_cgroups()
-                    naive_path = os.path.join(tmp, "naive.yml")
-                    with open(naive_path, "w") as fh:
-                        fh.write(NAIVE)
-                    naive = playbook(naive_path, {"bench_users": users(n)})
-                    print("naive N=100 first=%.2fs ratio=%.1fx" % (naive, naive / role_100), flush=True)
-            finally:
-                clean_cgroups()
-                drop_users(n)
+    args = sys.argv[1:]
+    target = Guest() if "--guest" in args else Local()
+    sizes = [int(a) for a in args if a != "--guest"] or [10, 100, 1000]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            site = os.path.join(ROOT, "playbooks", "site.yml")
+            extra = dict(EXTRA, profiles_cgroup_backend=target.backend, **POLICY)
+            for n in sizes:
+                make_users(target, n)
+                try:
+                    first = playbook(target, site, extra)
+                    rerun = playbook(target, site, extra)
+                    print("%s N=%d first=%.2fs rerun=%.2fs" % (target.name, n, first, rerun), flush=True)
+                    if n == 100:
+                        clean_cgroups(target)
+                        naive_path = os.path.join(tmp, "naive.yml")
+                        with open(naive_path, "w") as fh:
+                            fh.write(NAIVE)
+                        naive = playbook(target, naive_path, {"bench_users": users(n), "bench_backend": target.backend})
+                        print("%s naive N=100 first=%.2fs ratio=%.1fx" % (target.name, naive, naive / first), flush=True)
+                finally:
+                    clean_cgroups(target)
+                    drop_users(target, n)
+    finally:
+        target.close()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
+from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import validate_plans
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import parse_rate
 from ansible_collections.fairshare.resources.plugins.module_utils.units import (
     UnitError, parse_cpu, parse_int, parse_percent_of, parse_size,
@@ -43,12 +46,32 @@ SCHEMA = {
 DISK_KEYS = {"block_soft": parse_size, "block_hard": parse_size, "inode_soft": _int(0, 1 << 62),
              "inode_hard": _int(0, 1 << 62)}
 NESTED = {"net": {"rate": parse_rate, "ceil": parse_rate}, "disk": DISK_KEYS}
-SECTIONS = tuple(SCHEMA) + tuple(NESTED)
+# workloads.<name>: the cgroup sections again, for a child of the user's cgroup (two layers)
+WORKLOAD_SECTIONS = ("cpu", "memory", "pids", "io")
+_WORKLOAD_RE = re.compile(r"^[a-z0-9_]{1,32}$")
+SECTIONS = tuple(SCHEMA) + tuple(NESTED) + ("workloads",)
 TOP_KEYS = ("exempt_users", "min_uid", "max_uid", "defaults", "tiers", "rules", "users", "aggregate", "plans",
             "oversubscription")
 
 
+def _check_workload(path, name, block):
+    if not _WORKLOAD_RE.match(str(name)):
+        raise PolicyError("%s: %r is not a workload name; use 1-32 of a-z, 0-9, _ (a '-' would nest systemd slices)"
+                          % (path, name))
+    if not isinstance(block, dict) or not block:
+        raise PolicyError("%s: expected a mapping of %s" % (path, ", ".join(WORKLOAD_SECTIONS)))
+    for section, body in block.items():
+        if section not in WORKLOAD_SECTIONS:
+            raise PolicyError("%s.%s: not a workload section; allowed: %s" % (path, section, ", ".join(WORKLOAD_SECTIONS)))
+        if not isinstance(body, dict):
+            raise PolicyError("%s.%s: expected a mapping" % (path, section))
+        for key, value in body.items():
+            _check_value("%s.%s.%s" % (path, section, key), section, key, value)
+
+
 def _check_value(path, section, key, value):
+    if section == "workloads":
+        return _check_workload(path, key, value)
     nested = NESTED.get(section)
     if nested:  # net.<direction> and disk.<mount> hold a mapping of their own keys
         if not isinstance(value, dict):
@@ -133,6 +156,11 @@ def validate(policy):
         if name != "all" and name not in tiers:
             raise PolicyError("aggregate.%s: not a tier (or all)" % name)
         flatten("aggregate.%s" % name, agg)
+    if policy.get("plans") is not None:
+        try:
+            validate_plans(policy["plans"])
+        except UnitError as exc:
+            raise PolicyError(str(exc))
 
 
 def tier_of(policy, user):
@@ -188,15 +216,57 @@ CGROUP_KEYS = {"cpu.weight": "cpu_weight", "cpu.max": "cpu_max", "cpu.cpus": "cp
                "io.weight": "io_weight"}
 
 
-def to_cgroup_limits(profiles):
-    """Profiles -> the `limits` list of cgroup_limit (users with no cgroup value are left out)."""
+def workload_target(uid, workload, init_system="systemd"):
+    """The cgroup_limit target of a user's workload: a slice nested in the user's slice
+    (systemd: user-1000-build.slice), else a path under the user's cgroupfs cgroup."""
+    if init_system == "systemd":
+        return {"slice": "user-%d-%s.slice" % (uid, workload)}
+    return {"path": "user-%d/%s" % (uid, workload)}
+
+
+def to_cgroup_limits(profiles, init_system="systemd"):
+    """Profiles -> the `limits` list of cgroup_limit: each user's aggregate, then its workloads
+    (users with no cgroup value are left out)."""
     limits = []
     for name, prof in sorted(profiles.items()):
         entry = dict((CGROUP_KEYS[k], v["value"]) for k, v in prof["values"].items() if k in CGROUP_KEYS)
         if entry:
             entry["user"] = name
             limits.append(entry)
+        for key in sorted(k for k in prof["values"] if k.startswith("workloads.")):
+            block = prof["values"][key]["value"]
+            work = dict(workload_target(prof["uid"], key[len("workloads."):], init_system))
+            for section, body in block.items():
+                for k, v in body.items():
+                    work[CGROUP_KEYS["%s.%s" % (section, k)]] = v
+            limits.append(work)
     return limits
+
+
+def cgroup_parents(profiles, init_system="systemd", driver=None, parent="fairshare"):
+    """{user: {'': aggregate, workload: ...}}: the cgroup_parent a container engine takes for a
+    user's containers. driver: docker's cgroup driver ('systemd' takes a slice name,
+    'cgroupfs' a path from the cgroup root); None: what fits the host's init system."""
+    if driver not in (None, "systemd", "cgroupfs"):
+        raise PolicyError("driver: %r is not a cgroup driver; allowed: systemd, cgroupfs" % driver)
+    if init_system != "systemd" and driver == "systemd":
+        raise PolicyError("driver: docker's systemd cgroup driver needs systemd, which this host does not run; "
+                          "set \"exec-opts\": [\"native.cgroupdriver=cgroupfs\"] in /etc/docker/daemon.json")
+    out = {}
+    for name, prof in sorted(profiles.items()):
+        uid = prof["uid"]
+        names = [""] + sorted(k[len("workloads."):] for k in prof["values"] if k.startswith("workloads."))
+        mine = {}
+        for work in names:
+            if init_system != "systemd":
+                mine[work] = "/%s/user-%d%s" % (parent.strip("/"), uid, "/" + work if work else "")
+                continue
+            unit = "user-%d%s.slice" % (uid, "-" + work if work else "")
+            if driver == "cgroupfs":
+                unit = "/user.slice/user-%d.slice%s" % (uid, "/" + unit if work else "")
+            mine[work] = unit
+        out[name] = mine
+    return out
 
 
 def to_disk_quotas(profiles):

@@ -15,7 +15,8 @@ version_added: "0.1.0"
 description:
   - Returns, in one call, what the profiles role needs to plan - CPUs (threads, cores, sockets), memory,
     capacity per mount (statfs) with its filesystem, NIC speeds, NVIDIA device nodes, the cgroup layout,
-    the init system, the distro family, and the host's users with their groups (C(getent) databases).
+    the init system, the distro family, the cgroup driver of the container engines installed (docker, podman),
+    and the host's users with their groups (C(getent) databases).
 author:
   - fairshare.resources contributors (@fairshare)
 attributes:
@@ -51,7 +52,7 @@ ansible_facts:
   type: dict
   contains:
     fairshare:
-      description: cpus, memory_bytes, mounts, nics, gpus, cgroup, init_system, family, users.
+      description: cpus, memory_bytes, mounts, nics, gpus, cgroup, init_system, family, containers, users.
       type: dict
       sample:
         cpus: {threads: 2, cores: 2, sockets: 1}
@@ -62,6 +63,7 @@ ansible_facts:
         cgroup: {version: v2, controllers: [cpu, memory, pids]}
         init_system: systemd
         family: Debian
+        containers: {docker: {cgroup_driver: systemd, error: null}}
         users: [{name: alice, uid: 1000, groups: [students]}]
 """
 
@@ -113,6 +115,23 @@ def nics():
     return result
 
 
+# engine -> (argv that prints its cgroup driver, fact name)
+ENGINES = {"docker": (["docker", "info", "--format", "{{.CgroupDriver}}"], "cgroup_driver"),
+           "podman": (["podman", "info", "--format", "{{.Host.CgroupManager}}"], "cgroup_driver")}
+
+
+def container_engines(host):
+    """{engine: {cgroup_driver, error}} for each engine installed here (none: {})."""
+    found = {}
+    for engine, (argv, key) in sorted(ENGINES.items()):
+        rc, out, err = host.run(argv, check=False)
+        if rc == 127:
+            continue
+        driver = out.strip().lower() if rc == 0 else None
+        found[engine] = {key: driver or None, "error": None if driver else (err.strip().splitlines() or ["rc %d" % rc])[-1]}
+    return found
+
+
 def main():
     module = AnsibleModule(argument_spec=dict(users=dict(type="bool", default=True)), supports_check_mode=True)
     host = Host(module)
@@ -127,6 +146,7 @@ def main():
                    "v2_controllers": layout["v2_controllers"]},
         "init_system": init_system(),
         "family": distro_family(read_os_release()),
+        "containers": container_engines(host),
     }
     if module.params["users"]:
         rc, passwd, err = host.run(["getent", "passwd"], check=False)

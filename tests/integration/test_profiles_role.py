@@ -23,7 +23,8 @@ USERS = [("fsrt-alice", 42000, "fsrt-researchers"), ("fsrt-sam", 42001, "fsrt-st
 POLICY = {"fairshare_policy": {
     "min_uid": 42000, "max_uid": 42099,
     "defaults": {"cpu": {"max": "200%"}, "memory": {"max": "2G", "high": "90%"}, "pids": {"max": 4096}},
-    "tiers": {"student": {"match": {"groups": ["fsrt-students"]}, "cpu": {"max": "100%"}, "memory": {"max": "1G"}},
+    "tiers": {"student": {"match": {"groups": ["fsrt-students"]}, "cpu": {"max": "100%"}, "memory": {"max": "1G"},
+                          "workloads": {"jobs": {"memory": {"max": "128M"}}}},
               "researcher": {"match": {"groups": ["fsrt-researchers"]}, "cpu": {"max": "400%"},
                              "memory": {"max": "4G"}}},
     "rules": [{"tier": "researcher", "when": {"group": "fsrt-staff"}}],
@@ -78,7 +79,7 @@ def test_site_applies_the_resolved_profiles(people):
     policy = people / "policy.yml"
     policy.write_text(yaml.safe_dump(POLICY))
     first = site(policy, extra)
-    assert first["changed"] == "5", first  # one cgroup_limit call for all four users + the usage tool files
+    assert first["changed"] == "5", first  # one cgroup_limit call for all users and workloads + the usage tool files
     for name, (memory, quota) in EXPECTED.items():
         uid = [u for n, u, _g in USERS if n == name][0]
         base = "/sys/fs/cgroup/%s/" + PARENT + "/user-%d/%s"
@@ -88,8 +89,24 @@ def test_site_applies_the_resolved_profiles(people):
             assert int(fh.read()) == quota, name
     assert site(policy, extra)["changed"] == "0"
 
-    # fairshare-usage on the host: limits and their sources, and live usage of a user's process
+    # two layers: sam's workload "jobs" is a child of sam's cgroup with its own, lower memory limit
     sam = [u for n, u, _g in USERS if n == "fsrt-sam"][0]
+    jobs = "/sys/fs/cgroup/memory/%s/user-%d/jobs" % (PARENT, sam)
+    with open(jobs + "/memory.limit_in_bytes") as fh:
+        assert int(fh.read()) == 128 << 20
+    with open("/etc/fairshare/profiles.json") as fh:
+        parents = json.load(fh)["cgroup_parents"]
+    assert parents["fsrt-sam"] == {"": "/%s/user-%d" % (PARENT, sam), "jobs": "/%s/user-%d/jobs" % (PARENT, sam)}
+    rcs = {}
+    for where in (jobs, os.path.dirname(jobs)):
+        run = subprocess.run(["sh", "-c", "echo $$ > %s/cgroup.procs; exec setpriv --reuid=%d --regid=%d --clear-groups "
+                              "%s -c 'b = bytearray(200 << 20); print(\"survived\")'" % (where, sam, sam, PYTHON)],
+                             capture_output=True, text=True, check=False)
+        rcs[os.path.basename(where)] = (run.returncode, run.stdout.strip())
+    print("200 MiB allocation: in jobs (128M) -> %s; in sam's own cgroup (1G) -> %s" % (rcs["jobs"], rcs["user-%d" % sam]))
+    assert rcs["jobs"][0] != 0 and rcs["user-%d" % sam] == (0, "survived")
+
+    # fairshare-usage on the host: limits and their sources, and live usage of a user's process
     hold = subprocess.Popen(["sh", "-c", "echo $$ > /sys/fs/cgroup/memory/%s/user-%d/cgroup.procs; exec setpriv --reuid=%d "
                              "--regid=%d --clear-groups %s -c 'import time; b = bytearray(150 << 20); print(1, flush=True); "
                              "time.sleep(60)'" % (PARENT, sam, sam, sam, PYTHON)], stdout=subprocess.PIPE, text=True)

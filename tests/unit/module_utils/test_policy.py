@@ -117,3 +117,86 @@ def test_admission_refuses_overcommit_with_numbers():
     report = p.admission(prof, {"cpus": 8, "memory_bytes": 64 << 30, "gpus": 16})
     assert report["ceiling_ratio"] == {"cpu": 3.0, "memory": 1.5}
     assert report["guaranteed"] == {"memory_bytes": 48 << 30, "gpus": 12}
+
+
+WORKLOADS = {"defaults": {"memory": {"max": "8G"},
+                          "workloads": {"build": {"cpu": {"max": "100%"}, "memory": {"max": "2G", "high": "90%"}}}},
+             "users": {"sam": {"workloads": {"build": {"memory": {"max": "4G"}}, "ci": {"pids": {"max": 256}}}}}}
+TWO = [{"name": "alice", "uid": 1000, "groups": []}, {"name": "sam", "uid": 1001, "groups": []}]
+
+
+def test_workloads_are_children_of_the_users_cgroup():
+    prof = p.resolve(WORKLOADS, TWO)
+    assert prof["sam"]["values"]["workloads.build"]["from"] == "users.sam.workloads.build"
+    systemd = p.to_cgroup_limits(prof, "systemd")
+    assert systemd == [
+        {"user": "alice", "memory_max": "8G"},
+        {"slice": "user-1000-build.slice", "cpu_max": "100%", "memory_max": "2G", "memory_high": "90%"},
+        {"user": "sam", "memory_max": "8G"},
+        {"slice": "user-1001-build.slice", "memory_max": "4G"},  # a workload's block is replaced whole
+        {"slice": "user-1001-ci.slice", "pids_max": 256},
+    ]
+    plain = p.to_cgroup_limits(prof, "sysvinit")
+    assert [e.get("path") for e in plain if "user" not in e] == ["user-1000/build", "user-1001/build", "user-1001/ci"]
+
+
+def test_cgroup_parent_follows_the_docker_driver():
+    prof = p.resolve(WORKLOADS, TWO)
+    assert p.cgroup_parents(prof, "systemd", "systemd")["sam"] == {
+        "": "user-1001.slice", "build": "user-1001-build.slice", "ci": "user-1001-ci.slice"}
+    assert p.cgroup_parents(prof, "systemd", "cgroupfs")["alice"] == {
+        "": "/user.slice/user-1000.slice", "build": "/user.slice/user-1000.slice/user-1000-build.slice"}
+    assert p.cgroup_parents(prof, "openrc", None, "fairshare")["alice"] == {
+        "": "/fairshare/user-1000", "build": "/fairshare/user-1000/build"}
+    with pytest.raises(p.PolicyError) as err:
+        p.cgroup_parents(prof, "openrc", "systemd")
+    assert "native.cgroupdriver=cgroupfs" in str(err.value)
+    with pytest.raises(p.PolicyError):
+        p.cgroup_parents(prof, "systemd", "lxc")
+
+
+@pytest.mark.parametrize("block,message", [
+    ({"build-x": {"cpu": {"max": "1"}}}, "defaults.workloads.build-x: 'build-x' is not a workload name"),
+    ({"build": {"net": {"egress": {}}}}, "defaults.workloads.build.net: not a workload section"),
+    ({"build": {"memory": {"max": "lots"}}}, "defaults.workloads.build.memory.max: 'lots' is not a size"),
+    ({"build": {}}, "defaults.workloads.build: expected a mapping of cpu, memory, pids, io"),
+])
+def test_workload_errors_name_the_path(block, message):
+    with pytest.raises(p.UnitError) as err:
+        p.resolve({"defaults": {"workloads": block}}, TWO)
+    assert message in str(err.value)
+
+
+def test_plans_scale_the_users_own_values_and_base_restores_them():
+    from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import plan_units
+    pol = {"defaults": {"cpu": {"max": "25%"}, "memory": {"max": "64M", "high": "90%"}, "pids": {"max": "max"}},
+           "users": {"sam": {"cpu": {"max": "max"}}},
+           "plans": {"night": {"schedule": "Mon..Fri 20:00", "until": "07:00",
+                               "scale": {"cpu.max": 2.0, "memory.max": 1.5, "pids.max": 2}}}}
+    prof = p.resolve(pol, TWO)
+    out = plan_units(prof, pol["plans"], "v2")
+    assert out["plans"]["night"]["units"]["user-1000.slice"] == [
+        "CPUQuota=50%", "MemoryHigh=%d" % (int(96 * 0.9 * (1 << 20)) // 4096 * 4096), "MemoryMax=%d" % (96 << 20),
+        "TasksMax=infinity"]
+    assert out["base"]["user-1000.slice"] == [
+        "CPUQuota=25%", "MemoryHigh=%d" % (int(64 * 0.9 * (1 << 20)) // 4096 * 4096), "MemoryMax=%d" % (64 << 20),
+        "TasksMax=infinity"]
+    assert out["plans"]["night"]["units"]["user-1001.slice"][0] == "CPUQuota="  # max stays max
+    assert out["timers"] == [
+        {"name": "fairshare-plan-night.timer", "when": "Mon..Fri 20:00", "plan": "night", "what": "start"},
+        {"name": "fairshare-plan-night-end.timer", "when": "*-*-* 07:00:00", "plan": "base", "what": "end"}]
+    v1 = plan_units(prof, pol["plans"], "v1")["plans"]["night"]["units"]["user-1000.slice"]
+    assert "MemoryLimit=%d" % (96 << 20) in v1
+
+
+@pytest.mark.parametrize("plan,message", [
+    ({"schedule": "Mon 20:00", "until": "7am", "scale": {"cpu.max": 2}}, "plans.night.until: '7am' is not a time of day"),
+    ({"schedule": "", "until": "07:00", "scale": {"cpu.max": 2}}, "plans.night.schedule: '' is not a systemd calendar"),
+    ({"schedule": "Mon 20:00", "until": "07:00", "scale": {"net.egress": 2}}, "plans.night.scale.net.egress: cannot be scaled"),
+    ({"schedule": "Mon 20:00", "until": "07:00", "scale": {"cpu.max": 0}}, "plans.night.scale.cpu.max: 0 is not a factor"),
+    ({"schedule": "Mon 20:00", "until": "07:00", "scale": {"cpu.max": 2}, "at": 1}, "plans.night.at: unknown key"),
+])
+def test_plan_errors_name_the_path(plan, message):
+    with pytest.raises(p.PolicyError) as err:
+        p.resolve({"plans": {"night": plan}}, TWO)
+    assert message in str(err.value)

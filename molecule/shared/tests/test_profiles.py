@@ -1,0 +1,258 @@
+"""Verify playbooks/site.yml with examples/policy.yml on the 20 users of examples/lab.yml.
+
+The oracle is the scenario's hand-written table (fairshare_test_tiers, fairshare_test_profiles),
+never the resolver. First every user's configured limits as systemd, quota and tc show them,
+then the effects, one user per tier plus the overridden one: a kill at the user's
+memory.max, a busy loop held at its CPU quota, EDQUOT at its hard block limit on /srv/lab,
+iperf3 at its class rate through fsv0, and EPERM from the device cgroup for a GPU it was
+not given. None of these users has logged in; the limits are there before they do.
+"""
+import json
+import re
+
+import pytest
+
+from guestlib import CPU_SHARE, quote, size, with_rc
+
+RATE_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}
+OPEN = ("import errno, os, sys\nfor path in sys.argv[1:]:\n    try:\n        os.close(os.open(path, os.O_RDWR))\n"
+        "        print(path, 'OK')\n    except OSError as exc:\n        print(path, errno.errorcode[exc.errno])")
+
+
+@pytest.fixture(scope="module")
+def lab(host):
+    """The lab users and what each must have; the plan timers held off while limits are measured."""
+    hv = host.ansible.get_variables()
+    if "fairshare_test_profiles" not in hv:
+        pytest.skip("no profiles in this scenario")
+    tiers = hv["fairshare_test_tiers"]
+    users = {}
+    for name, spec in hv["fairshare_test_profiles"].items():
+        spec = {"tier": spec} if isinstance(spec, str) else dict(spec)
+        want = dict(tiers[spec.pop("tier")], **spec)
+        want["uid"] = int(host.check_output("id -u %s" % name))
+        users[name] = want
+    timers = host.check_output("systemctl list-timers --all --no-legend 'fairshare-plan-*'")
+    print("plan timers:\n%s" % timers)
+    assert "fairshare-plan-night.timer" in timers and "fairshare-plan-night-end.timer" in timers
+    # the night plan must not switch while limits are measured: timers off, own limits on
+    host.run_test("systemctl stop fairshare-plan-night.timer fairshare-plan-night-end.timer")
+    host.run_test("fairshare-plan base")
+    yield dict(host=host, users=users)
+    host.run_test("systemctl start fairshare-plan-night.timer fairshare-plan-night-end.timer")
+
+
+def rate_bits(text):
+    """'4mbit' (policy) or '4Mbit' (tc) -> bits per second."""
+    m = re.match(r"^([0-9.]+)([KMG]?)bit$", str(text), re.I)
+    return float(m.group(1)) * RATE_UNITS[m.group(2).upper()]
+
+
+def systemd_time(text):
+    """CPUQuotaPerSecUSec: '250ms', '1s', '1.500000s', 'infinity' -> percent of one CPU."""
+    if text == "infinity":
+        return None
+    m = re.match(r"^([0-9.]+)(ms|s)$", text)
+    return round(float(m.group(1)) * (100 if m.group(2) == "s" else 0.1))
+
+
+def slice_props(host, uids):
+    units = ["user-%d.slice" % uid for uid in uids]
+    out = host.check_output("systemctl show -p Id -p MemoryMax -p CPUQuotaPerSecUSec -p TasksMax %s" % " ".join(units))
+    props = {}
+    for block in out.split("\n\n"):  # one block per unit, properties in systemd's order
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        props[fields["Id"]] = fields
+    return props
+
+
+def quota_hard(host):
+    """repquota -u /srv/lab -> {user: hard block limit in bytes}."""
+    hard = {}
+    for line in host.check_output("repquota -u /srv/lab").splitlines():
+        parts = line.split()
+        if len(parts) > 4 and re.match(r"^[+-]{2}$", parts[1]):
+            hard[parts[0]] = int(parts[4]) * 1024
+    return hard
+
+
+def tc_rates(host):
+    """tc class show dev fsv0 -> {classid: (rate, ceil) in bits per second}."""
+    rates = {}
+    for line in host.check_output("tc class show dev fsv0").splitlines():
+        m = re.search(r"class htb (\S+) .*\brate (\S+) ceil (\S+)", line)
+        if m:
+            rates[m.group(1)] = (rate_bits(m.group(2)), rate_bits(m.group(3)))
+    return rates
+
+
+def test_every_user_has_the_profile_the_policy_gives(lab):
+    host, users = lab["host"], lab["users"]
+    props = slice_props(host, [u["uid"] for u in users.values()])
+    hard = quota_hard(host)
+    rates = tc_rates(host)
+    video = set(host.check_output("getent group video").split(":")[-1].split(",")) - {""}
+    wrong = []
+    for name, want in sorted(users.items()):
+        uid = want["uid"]
+        p = props["user-%d.slice" % uid]
+        got = {"memory_max": None if p["MemoryMax"] == "infinity" else int(p["MemoryMax"]),
+               "cpu_max": systemd_time(p["CPUQuotaPerSecUSec"]),
+               "block_hard": hard.get(name) or None,
+               "rate": rates.get("1:%x" % uid, (None, None)),
+               "in_video": name in video}
+        dropin = host.file("/etc/systemd/system/user-%d.slice.d/50-fairshare.conf" % uid)
+        expect = {"memory_max": size(want["memory_max"]) if want["memory_max"] else None,
+                  "cpu_max": want["cpu_max"],
+                  "block_hard": size(want["block_hard"]) if want["block_hard"] else None,
+                  "rate": (rate_bits(want["rate"]), rate_bits(want["ceil"])) if want["rate"] else (None, None),
+                  "in_video": bool(want["gpus"])}
+        if want["pids_max"]:
+            got["pids_max"], expect["pids_max"] = int(p["TasksMax"]), want["pids_max"]
+        else:
+            got["drop_in"], expect["drop_in"] = dropin.exists, False
+        print("%s uid %d: %s" % (name, uid, got))
+        if got != expect:
+            wrong.append("%s: got %s, want %s" % (name, got, expect))
+    assert not wrong, "\n".join(wrong)
+
+
+def representatives(lab):
+    """The first user of each limited tier, and every user with an override of its own."""
+    seen, picked = set(), []
+    for name, want in sorted(lab["users"].items()):
+        key = tuple(sorted((k, str(v)) for k, v in want.items() if k != "uid"))
+        if want["memory_max"] and key not in seen:
+            seen.add(key)
+            picked.append(name)
+    return picked
+
+
+def in_slice(lab, name, code, *args):
+    """python code as the user, in the user's slice (as its login sessions would be)."""
+    uid = lab["users"][name]["uid"]
+    return with_rc(lab["host"], "systemd-run --quiet --wait --pipe --collect --slice=user-%d.slice --uid=%d "
+                   "/usr/bin/python3 -c %s %s" % (uid, uid, quote(code), " ".join(args)))
+
+
+def test_memory_max_kills_each_tier_at_its_own_limit(lab):
+    host, lines = lab["host"], []
+    for name in representatives(lab):
+        uid, limit = lab["users"][name]["uid"], size(lab["users"][name]["memory_max"])
+        hold = "fs-hold-%d" % uid
+        host.run_test("systemd-run --quiet --collect --slice=user-%d.slice --unit=%s sleep 600" % (uid, hold))
+        try:
+            small = in_slice(lab, name, "b = bytearray(%d); print('survived')" % (limit // 2))
+            big = in_slice(lab, name, "b = bytearray(%d); print('survived')" % (limit * 2))
+            events = dict(line.split() for line in host.file(
+                "/sys/fs/cgroup/user.slice/user-%d.slice/memory.events" % uid).content_string.splitlines())
+        finally:
+            host.run("systemctl stop %s" % hold)
+        lines.append("%s: %d MiB allocation survived (rc=%d), %d MiB killed (rc=%d), oom_kill=%s under memory.max %d MiB"
+                     % (name, limit // 2 >> 20, small.rc, limit * 2 >> 20, big.rc, events["oom_kill"], limit >> 20))
+        print(lines[-1])
+        assert small.rc == 0 and "survived" in small.stdout, lines[-1]
+        assert big.rc != 0 and "survived" not in big.stdout and int(events["oom_kill"]) >= 1, lines[-1]
+
+
+def test_cpu_quota_holds_each_tier(lab):
+    for name in representatives(lab):
+        want = lab["users"][name]["cpu_max"] / 100.0
+        if want > 1:
+            continue  # a single busy loop cannot show a quota above one CPU
+        res = in_slice(lab, name, CPU_SHARE % 4)
+        share = float(res.stdout.strip().splitlines()[-1])
+        print("%s: busy loop under cpu_max %d%% used %.1f%% of one CPU" % (name, want * 100, share * 100))
+        assert res.rc == 0 and abs(share - want) <= max(want * 0.12, 0.03)
+
+
+def test_writes_past_the_hard_quota_get_edquot(lab):
+    code = ("import errno, os\npath = '/srv/lab/%s/fill'\nn = 0\nerr = None\nfd = os.open(path, os.O_WRONLY | os.O_CREAT)\n"
+            "try:\n    while n < 256 << 20:\n        n += os.write(fd, b'x' * 65536)\n        os.fsync(fd)\n"
+            "except OSError as exc:\n    err = errno.errorcode[exc.errno]\nos.close(fd)\nos.unlink(path)\nprint(n, err)")
+    for name in representatives(lab):
+        hard = size(lab["users"][name]["block_hard"])
+        res = in_slice(lab, name, code % name)
+        written, err = res.stdout.strip().splitlines()[-1].split()
+        print("%s: wrote %d bytes under a hard limit of %d MiB on /srv/lab, then %s" % (name, int(written), hard >> 20, err))
+        assert res.rc == 0 and err == "EDQUOT" and hard - (1 << 20) <= int(written) <= hard
+
+
+def test_iperf3_runs_at_each_users_class_ceil(lab):
+    host = lab["host"]
+    for name in representatives(lab):
+        # alone on the link a class borrows up to its ceil
+        want = rate_bits(lab["users"][name]["ceil"])
+        uid = lab["users"][name]["uid"]
+        out = host.run("setpriv --reuid=%d --regid=%d --init-groups iperf3 -c 10.88.0.2 -p 5501 -t 8 -O 2 -J"
+                       " | python3 -c %s" % (uid, uid, quote(
+                           "import json, sys; d = json.load(sys.stdin); print(d.get('error') or "
+                           "d['end']['sum_received']['bits_per_second'])")))
+        got = float(out.stdout.strip())
+        print("%s: iperf3 through fsv0 at class ceil %.0f Mbit/s measured %.2f Mbit/s" % (name, want / 1e6, got / 1e6))
+        assert abs(got - want) <= want * 0.12
+
+
+def test_gpus_not_given_are_refused(lab):
+    nodes = ["/dev/nvidia0", "/dev/nvidia1"]
+    for name in representatives(lab):
+        gpus = lab["users"][name]["gpus"]
+        res = in_slice(lab, name, OPEN, *nodes)
+        got = dict(line.split() for line in res.stdout.strip().splitlines())
+        print("%s (GPUs %s): %s" % (name, gpus, got))
+        for index, node in enumerate(nodes):
+            if index in gpus:
+                assert got[node] == "ENXIO"  # past the device cgroup and the mode; no driver behind the node
+            elif gpus:
+                assert got[node] == "EPERM"  # in group video, refused by the device cgroup
+            else:
+                assert got[node] in ("EACCES", "EPERM")  # not in group video at all
+
+
+def test_fairshare_usage_reports_every_user(lab):
+    host = lab["host"]
+    print(host.check_output("fairshare-usage --all"))
+    reports = dict((r["user"], r) for r in json.loads(host.check_output("fairshare-usage --all --json")))
+    for name, want in sorted(lab["users"].items()):
+        limit = size(want["memory_max"]) if want["memory_max"] else None
+        assert reports[name]["memory"]["max"] == limit, (name, reports[name])
+
+
+def test_a_workload_is_held_inside_its_users_limit(lab):
+    """Two layers: the workload slice sits in the user's slice and has a lower memory.max."""
+    host = lab["host"]
+    parents = host.file("/etc/fairshare/profiles.json").content_string
+    for name in representatives(lab):
+        want = lab["users"][name]
+        for work, limit in sorted((want.get("workloads") or {}).items()):
+            uid, limit, outer = want["uid"], size(limit), size(want["memory_max"])
+            unit = "user-%d-%s.slice" % (uid, work)
+            alloc = (limit + outer) // 2  # over the workload's limit, under the user's
+            code = "b = bytearray(%d); print(open('/proc/self/cgroup').read().strip(), 'survived')" % alloc
+            inner = with_rc(host, "systemd-run --quiet --wait --pipe --collect --slice=%s --uid=%d /usr/bin/python3 -c %s"
+                            % (unit, uid, quote(code)))
+            user = in_slice(lab, name, code)
+            print("%s: %d MiB in %s (memory.max %d MiB) -> rc=%d; in user-%d.slice (%d MiB) -> rc=%d %s"
+                  % (name, alloc >> 20, unit, limit >> 20, inner.rc, uid, outer >> 20, user.rc, user.stdout.strip()))
+            assert inner.rc != 0 and "survived" not in inner.stdout
+            assert user.rc == 0 and "survived" in user.stdout
+            assert '"%s"' % unit in parents  # the cgroup_parent written for container engines
+
+
+def test_the_night_plan_doubles_the_cpu_quota_and_base_restores_it(lab):
+    host, name = lab["host"], representatives(lab)[0]
+    uid, want = lab["users"][name]["uid"], lab["users"][name]["cpu_max"] / 100.0
+    try:
+        host.run_test("fairshare-plan night")
+        shown = host.check_output("systemctl show -p CPUQuotaPerSecUSec --value user-%d.slice" % uid)
+        night = in_slice(lab, name, CPU_SHARE % 4)
+    finally:
+        host.run_test("fairshare-plan base")
+    back = host.check_output("systemctl show -p CPUQuotaPerSecUSec --value user-%d.slice" % uid)
+    leftover = host.run("find /run/systemd/system.control/user-%d.slice.d/ /run/systemd/system/user-%d.slice.d/ -type f 2>/dev/null"
+                        % (uid, uid)).stdout.split()
+    share = float(night.stdout.strip().splitlines()[-1])
+    print("%s: plan night -> CPUQuotaPerSec %s, busy loop %.1f%% of one CPU; base -> %s, runtime files left %s"
+          % (name, shown, share * 100, back, leftover))
+    assert systemd_time(shown) == round(want * 200) and abs(share - 2 * want) <= max(2 * want * 0.12, 0.03)
+    assert systemd_time(back) == round(want * 100) and not leftover
