@@ -50,6 +50,10 @@ def main():
     try:
         rc = playbook(inv.name, "examples/lab.yml") or playbook(inv.name, "playbooks/site.yml", *POLICY)
         if rc == 0:
+            # something to show: lab01 holds 96 MiB of its 128M in its own slice for a minute
+            fsguest("ssh", GUEST, "--", "systemd-run", "--quiet", "--collect", "--uid=lab01", "--slice=user-3001.slice",
+                    "python3", "-c", "'import time; b = bytes(range(256)) * (96 << 12); time.sleep(60)'", check=False)
+            fsguest("ssh", GUEST, "--", "sleep", "3", check=False)
             for cmd in (["fairshare-usage", "--all"], ["fairshare-plan", "--status"],
                         ["fairshare-usage", "--explain", "lab05"]):
                 print("\n[guest]# " + " ".join(cmd), flush=True)
