@@ -8,8 +8,9 @@ Two places to run it:
       absolute times are slow and the ratio is what counts), systemd backend, over ssh.
 Prints one line per measurement:
   <where> N=<users> first=<s> rerun=<s>
-  <where> naive N=100 first=<s>  ratio=<naive/role>
-Usage: sudo .venv/bin/python benchmarks/converge.py [--guest] [N ...]   (default 10 100 1000)
+  <where> naive N=<users> first=<s> ratio=<naive/role>
+Usage: sudo .venv/bin/python benchmarks/converge.py [--guest] [--naive-at N,N] [N ...]
+       (sizes default 10 100 1000; the naive loop runs at N=100 unless --naive-at says where)
 """
 import json
 import os
@@ -113,6 +114,11 @@ def clean_cgroups(target):
 
 def main():
     args = sys.argv[1:]
+    naive_at = [100]
+    if "--naive-at" in args:
+        at = args.index("--naive-at")
+        naive_at = [int(n) for n in args[at + 1].split(",")]
+        del args[at:at + 2]
     target = Guest() if "--guest" in args else Local()
     sizes = [int(a) for a in args if a != "--guest"] or [10, 100, 1000]
     try:
@@ -125,13 +131,13 @@ def main():
                     first = playbook(target, site, extra)
                     rerun = playbook(target, site, extra)
                     print("%s N=%d first=%.2fs rerun=%.2fs" % (target.name, n, first, rerun), flush=True)
-                    if n == 100:
+                    if n in naive_at:
                         clean_cgroups(target)
                         naive_path = os.path.join(tmp, "naive.yml")
                         with open(naive_path, "w") as fh:
                             fh.write(NAIVE)
                         naive = playbook(target, naive_path, {"bench_users": users(n), "bench_backend": target.backend})
-                        print("%s naive N=100 first=%.2fs ratio=%.1fx" % (target.name, naive, naive / first), flush=True)
+                        print("%s naive N=%d first=%.2fs ratio=%.1fx" % (target.name, n, naive, naive / first), flush=True)
                 finally:
                     clean_cgroups(target)
                     drop_users(target, n)

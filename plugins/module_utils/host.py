@@ -78,10 +78,13 @@ class Host(object):
         return self.module.backup_local(path) if os.path.exists(path) else None
 
     @staticmethod
-    def remove(path):
+    def remove(path, prune=True):
+        """Remove a file; with prune, its directory too when that is left empty (drop-in dirs)."""
         try:
             os.unlink(path)
         except OSError:
+            return
+        if not prune:
             return
         directory = os.path.dirname(path)
         try:
@@ -105,3 +108,34 @@ class Host(object):
     @staticmethod
     def devnum(device):
         return devnum_of(device, os.stat)
+
+
+class Changes(object):
+    """Files a module wants, written only where they differ (content or mode), with diff and check mode."""
+
+    def __init__(self, host):
+        self.host, self.actions, self.diff = host, [], []
+
+    def file(self, path, text, mode=0o644, prune=True):
+        old = self.host.read(path)
+        same_mode = old is None or (os.stat(path).st_mode & 0o7777) == mode
+        if old == text and (text is None or same_mode):
+            return False
+        if old == text:
+            self.actions.append("mode %o on %s" % (mode, path))
+            if not self.host.check_mode:
+                os.chmod(path, mode)
+            return True
+        self.actions.append(("remove %s" if text is None else "write %s") % path)
+        self.diff.append({"before_header": path, "after_header": path, "before": old or "", "after": text or ""})
+        if not self.host.check_mode:
+            if text is None:
+                self.host.remove(path, prune=prune)
+            else:
+                self.host.write_atomic(path, text, mode=mode)
+        return True
+
+    def run(self, label, argv):
+        self.actions.append(label)
+        if not self.host.check_mode:
+            self.host.run(argv)

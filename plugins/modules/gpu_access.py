@@ -128,7 +128,7 @@ import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
+from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import (
     allowlist, parse_devices_list, parse_nvidia_smi, parse_proc_information, render_dropin,
     render_modprobe, render_udev, select_gpus, set_toolkit_option,
@@ -172,29 +172,6 @@ def discover(host):
         gpu["devnum"] = devnum(gpu["device"]) if os.path.exists(gpu["device"]) else None
     controls = [p for p in CONTROLS + sorted(glob.glob("/dev/nvidia-caps/*")) if os.path.exists(p)]
     return sorted(gpus, key=lambda g: g["index"]), controls
-
-
-class Changes(object):
-    def __init__(self, host):
-        self.host, self.actions, self.diff = host, [], []
-
-    def file(self, path, text, mode=0o644):
-        old = self.host.read(path)
-        if old == text:
-            return False
-        self.actions.append(("remove %s" if text is None else "write %s") % path)
-        self.diff.append({"before_header": path, "after_header": path, "before": old or "", "after": text or ""})
-        if not self.host.check_mode:
-            if text is None:
-                self.host.remove(path)
-            else:
-                self.host.write_atomic(path, text, mode=mode)
-        return True
-
-    def run(self, label, argv):
-        self.actions.append(label)
-        if not self.host.check_mode:
-            self.host.run(argv)
 
 
 def v1_devices(changes, layout, parent, uid, entries):

@@ -79,7 +79,7 @@ def test_site_applies_the_resolved_profiles(people):
     policy = people / "policy.yml"
     policy.write_text(yaml.safe_dump(POLICY))
     first = site(policy, extra)
-    assert first["changed"] == "5", first  # one cgroup_limit call for all users and workloads + the usage tool files
+    assert first["changed"] == "2", first  # one cgroup_limit call for all users and workloads, one profile_host call
     for name, (memory, quota) in EXPECTED.items():
         uid = [u for n, u, _g in USERS if n == name][0]
         base = "/sys/fs/cgroup/%s/" + PARENT + "/user-%d/%s"

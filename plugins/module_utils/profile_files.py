@@ -1,0 +1,64 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host side of the profiles role as data: which files, with which text and mode.
+
+/etc/fairshare/profiles.json (read by fairshare-usage), the fairshare-usage tool and its
+login greeting, /etc/fairshare/plans.json, the fairshare-plan tool, its service and two
+timers per plan. Pure Python, no AnsibleModule import; the module profile_host writes them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+
+MANAGED = "# managed by fairshare.resources: changes here are overwritten"
+PATHS = {
+    "profiles": "/etc/fairshare/profiles.json",
+    "usage_tool": "/usr/local/bin/fairshare-usage",
+    "greeting": "/etc/profile.d/fairshare-usage.sh",
+    "plans": "/etc/fairshare/plans.json",
+    "plan_tool": "/usr/local/sbin/fairshare-plan",
+    "plan_service": "/etc/systemd/system/fairshare-plan@.service",
+}
+UNIT_DIR = "/etc/systemd/system"
+TIMER_GLOB = "fairshare-plan-*.timer"
+_TIMER_RE = re.compile(r"^fairshare-plan-[a-z0-9_]{1,32}(-end)?\.timer$")
+
+GREETING = MANAGED + "\n[ -x %s ] && %s --brief 2>/dev/null || true\n" % (PATHS["usage_tool"], PATHS["usage_tool"])
+PLAN_SERVICE = (MANAGED + "\n[Unit]\nDescription=fairshare plan %i\n[Service]\nType=oneshot\n"
+                "ExecStart=" + PATHS["plan_tool"] + " %i\n")
+
+
+def as_json(data):
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def render_timer(timer):
+    """{name, when, plan, what} (plan_model.plan_units) -> the .timer unit text."""
+    if not _TIMER_RE.match(timer["name"]):
+        raise ValueError("timers: %r is not a fairshare-plan timer name" % timer["name"])
+    return (MANAGED + "\n[Unit]\nDescription=fairshare plan %s (%s)\n[Timer]\nOnCalendar=%s\n"
+            "Unit=fairshare-plan@%s.service\n[Install]\nWantedBy=timers.target\n"
+            % (timer["plan"], timer["what"], timer["when"], timer["plan"]))
+
+
+def wanted_files(data=None, usage_tool=None, greeting=False, plans=None, plan_tool=None):
+    """-> {path: (text, mode)} for what is given (None: that part is left alone)."""
+    files = {}
+    if data is not None:
+        files[PATHS["profiles"]] = (as_json(data), 0o644)
+    if usage_tool:
+        files[PATHS["usage_tool"]] = (usage_tool, 0o755)
+        files[PATHS["greeting"]] = (GREETING if greeting else None, 0o644)
+    if plans is not None:  # without timers (no plans) the plan file, tool and service go
+        some = bool(plans.get("timers"))
+        files[PATHS["plans"]] = (as_json(plans) if some else None, 0o644)
+        files[PATHS["plan_tool"]] = (plan_tool if some else None, 0o755)
+        files[PATHS["plan_service"]] = (PLAN_SERVICE if some else None, 0o644)
+        for timer in plans.get("timers", []):
+            files["%s/%s" % (UNIT_DIR, timer["name"])] = (render_timer(timer), 0o644)
+    return files

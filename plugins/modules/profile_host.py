@@ -1,0 +1,188 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: profile_host
+short_description: The host side of the resource profiles, in one call
+version_added: "0.1.0"
+description:
+  - Writes, in one module call, what the P(fairshare.resources.profiles#role) role leaves on a host besides the
+    limits themselves - C(/etc/fairshare/profiles.json) (limits, where each comes from, C(cgroup_parent) values),
+    the C(fairshare-usage) tool and its one-line login greeting (C(/etc/profile.d/fairshare-usage.sh)), and for
+    plans C(/etc/fairshare/plans.json), the C(fairshare-plan) tool, the service C(fairshare-plan@.service) and two
+    timers per plan, which it enables and starts; timers of plans no longer given are stopped and removed.
+  - Files are compared first and written atomically only where their text or mode differs; one C(daemon-reload)
+    when a unit file changed. A part not given (V(null)) is left as it is.
+  - One call instead of one task per file keeps a converge of many hosts short.
+author:
+  - fairshare.resources contributors (@fairshare)
+attributes:
+  check_mode:
+    support: full
+    description: Compares and reports; changes nothing.
+  diff_mode:
+    support: full
+    description: Text of every file written or removed.
+options:
+  data:
+    description: What C(/etc/fairshare/profiles.json) holds (the role passes the resolved profiles and the
+      cgroup_parent values). Not written when null.
+    type: dict
+  usage_tool:
+    description: The text of C(fairshare-usage), installed as C(/usr/local/bin/fairshare-usage) (mode 0755).
+      Not touched when empty.
+    type: str
+  greeting:
+    description: With O(usage_tool), the login greeting in C(/etc/profile.d); V(false) removes it.
+    type: bool
+    default: true
+  plans:
+    description:
+      - The output of the P(fairshare.resources.profile_plans#filter) filter (C(base), C(plans), C(timers)).
+        V({}) (a policy without plans) removes every plan timer, the plan file, the tool and the service.
+        Not touched when null.
+      - Needs systemd; on a host without it the module fails and changes nothing.
+    type: dict
+  plan_tool:
+    description: The text of C(fairshare-plan), installed as C(/usr/local/sbin/fairshare-plan); required with plans
+      that have timers.
+    type: str
+notes:
+  - Timers are matched by name (C(fairshare-plan-NAME.timer), C(fairshare-plan-NAME-end.timer)); only files that
+    start with the C(# managed by fairshare.resources) header are ever removed.
+seealso:
+  - module: fairshare.resources.cgroup_limit
+"""
+
+EXAMPLES = r"""
+- name: Profiles file, usage tool and greeting, and the plans of the policy
+  fairshare.resources.profile_host:
+    data: {profiles: "{{ profiles }}", parent: fairshare}
+    usage_tool: "{{ lookup('ansible.builtin.file', 'fairshare-usage') }}"
+    plans: "{{ profiles | fairshare.resources.profile_plans(fairshare_policy.plans) }}"
+    plan_tool: "{{ lookup('ansible.builtin.file', 'fairshare-plan') }}"
+"""
+
+RETURN = r"""
+files:
+  description: Every file this call manages, with whether it was written or removed.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{path: /etc/fairshare/profiles.json, changed: true}]
+timers:
+  description: The plan timers wanted (enabled and started).
+  returned: always
+  type: list
+  elements: str
+  sample: [fairshare-plan-night.timer, fairshare-plan-night-end.timer]
+removed_timers:
+  description: Plan timers of plans no longer given, stopped and removed.
+  returned: always
+  type: list
+  elements: str
+actions:
+  description: What was done (or would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import glob
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
+from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
+    MANAGED, TIMER_GLOB, UNIT_DIR, wanted_files,
+)
+
+
+def stale_timers(host, wanted):
+    """Our plan timers on disk that no plan wants any more."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(UNIT_DIR, TIMER_GLOB))):
+        if path not in wanted and (host.read(path) or "").startswith(MANAGED):
+            found.append(path)
+    return found
+
+
+def timers_off(host, names):
+    """Of the timers named, those not both enabled and active now."""
+    if not names:
+        return []
+    _rc, enabled, _e = host.run(["systemctl", "is-enabled"] + names, check=False)
+    _rc, active, _e = host.run(["systemctl", "is-active"] + names, check=False)
+    states = zip(names, enabled.splitlines() + [""] * len(names), active.splitlines() + [""] * len(names))
+    return [name for name, en, ac in states if en.strip() != "enabled" or ac.strip() != "active"]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            data=dict(type="dict"),
+            usage_tool=dict(type="str"),
+            greeting=dict(type="bool", default=True),
+            plans=dict(type="dict"),
+            plan_tool=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    host = Host(module)
+    changes = Changes(host)
+    result = {"changed": False, "files": [], "timers": [], "removed_timers": [], "actions": []}
+    plans = params["plans"]
+    if plans is not None:
+        if plans and not all(isinstance(plans.get(k), t) for k, t in (("base", dict), ("plans", dict), ("timers", list))):
+            module.fail_json(msg="plans: expected the output of the profile_plans filter (base, plans, timers); got keys %s"
+                             % ", ".join(sorted(plans)), **result)
+        if plans.get("timers") and not params["plan_tool"]:
+            module.fail_json(msg="plan_tool: the text of fairshare-plan is required with plans", **result)
+        if init_system() != "systemd":
+            module.fail_json(msg="plans: switching plans needs systemd timers; this host runs %s" % init_system(), **result)
+    try:
+        files = wanted_files(params["data"], params["usage_tool"], params["greeting"], plans, params["plan_tool"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc), **result)
+    timers = [t["name"] for t in (plans or {}).get("timers", [])]
+    result["timers"] = timers
+    try:
+        units_changed = False
+        if plans is not None:
+            stale = stale_timers(host, files)
+            result["removed_timers"] = [os.path.basename(p) for p in stale]
+            if stale:
+                changes.run("stop and disable %s" % ", ".join(result["removed_timers"]),
+                            ["systemctl", "disable", "--now"] + result["removed_timers"])
+            for path in stale:
+                units_changed |= changes.file(path, None, prune=False)
+                result["files"].append({"path": path, "changed": True})
+        for path, (text, mode) in sorted(files.items()):
+            did = changes.file(path, text, mode, prune=False)
+            units_changed |= did and path.startswith(UNIT_DIR + "/")
+            result["files"].append({"path": path, "changed": did})
+        if units_changed:
+            changes.run("systemctl daemon-reload", ["systemctl", "daemon-reload"])
+        off = timers if (module.check_mode and units_changed) else timers_off(host, timers)
+        if off:
+            changes.run("enable and start %s" % ", ".join(off), ["systemctl", "enable", "--now"] + off)
+    except (CommandError, OSError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    result["actions"] = changes.actions
+    result["changed"] = bool(changes.actions)
+    if module._diff:
+        result["diff"] = changes.diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

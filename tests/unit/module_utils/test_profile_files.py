@@ -1,0 +1,35 @@
+from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import plan_units
+from ansible_collections.fairshare.resources.plugins.module_utils.policy import resolve
+from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
+    GREETING, MANAGED, PATHS, render_timer, wanted_files,
+)
+
+import pytest
+
+
+def test_files_of_a_policy_with_a_plan():
+    pol = {"defaults": {"cpu": {"max": "50%"}},
+           "plans": {"night": {"schedule": "Mon..Fri 20:00", "until": "07:00", "scale": {"cpu.max": 2}}}}
+    prof = resolve(pol, [{"name": "alice", "uid": 1000, "groups": []}])
+    files = wanted_files({"profiles": prof}, "#!/usr/bin/python3\n", True, plan_units(prof, pol["plans"]), "#!plan\n")
+    assert files[PATHS["usage_tool"]] == ("#!/usr/bin/python3\n", 0o755)
+    assert files[PATHS["greeting"]] == (GREETING, 0o644)
+    assert files[PATHS["plan_tool"]] == ("#!plan\n", 0o755)
+    assert '"CPUQuota=100%"' in files[PATHS["plans"]][0]
+    start = files["/etc/systemd/system/fairshare-plan-night.timer"][0]
+    end = files["/etc/systemd/system/fairshare-plan-night-end.timer"][0]
+    assert start.startswith(MANAGED) and "OnCalendar=Mon..Fri 20:00\nUnit=fairshare-plan@night.service\n" in start
+    assert "OnCalendar=*-*-* 07:00:00\nUnit=fairshare-plan@base.service\n" in end
+
+
+def test_parts_not_given_are_left_alone_and_no_plans_remove_the_plan_files():
+    assert wanted_files() == {}
+    files = wanted_files(None, "tool", False, {}, None)
+    assert files[PATHS["greeting"]] == (None, 0o644)  # greeting off: removed
+    assert files[PATHS["plans"]][0] is None and files[PATHS["plan_tool"]][0] is None
+    assert files[PATHS["plan_service"]][0] is None and PATHS["profiles"] not in files
+
+
+def test_a_timer_name_that_is_not_ours_is_refused():
+    with pytest.raises(ValueError):
+        render_timer({"name": "../../evil.timer", "when": "daily", "plan": "x", "what": "start"})
