@@ -41,45 +41,10 @@ _value:
   type: dict
 """
 
-from ansible.errors import AnsibleFilterError
-from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
-    admission, cgroup_parents, resolve, to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes,
-)
-from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import plan_units
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
-
-
-def resolve_profiles(policy, users):
-    try:
-        return resolve(policy, users)
-    except UnitError as exc:
-        raise AnsibleFilterError("fairshare_policy: %s" % exc)
-
-
-def profile_admission(profiles, capacity, oversubscription=None):
-    try:
-        return admission(profiles, capacity, oversubscription)
-    except UnitError as exc:
-        raise AnsibleFilterError("admission: %s" % exc)
-
-
-def profile_cgroup_parents(profiles, init_system="systemd", driver=None, parent="fairshare"):
-    try:
-        return cgroup_parents(profiles, init_system, driver or None, parent)
-    except UnitError as exc:
-        raise AnsibleFilterError("cgroup_parent: %s" % exc)
-
-
-def profile_plans(profiles, plans, cgroup_version="v2"):
-    try:
-        return plan_units(profiles, plans or {}, cgroup_version)
-    except UnitError as exc:
-        raise AnsibleFilterError("fairshare_policy: %s" % exc)
+from ansible_collections.fairshare.resources.plugins.module_utils.policy import resolve
+from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import guarded
 
 
 class FilterModule(object):
     def filters(self):
-        return {"resolve_profiles": resolve_profiles, "profile_admission": profile_admission,
-                "profile_cgroup_limits": to_cgroup_limits, "profile_disk_quotas": to_disk_quotas,
-                "profile_tc_classes": to_tc_classes, "profile_gpu_users": to_gpu_users,
-                "profile_cgroup_parents": profile_cgroup_parents, "profile_plans": profile_plans}
+        return {"resolve_profiles": guarded("fairshare_policy", resolve)}

@@ -247,6 +247,7 @@ def cgroup_parents(profiles, init_system="systemd", driver=None, parent="fairsha
     """{user: {'': aggregate, workload: ...}}: the cgroup_parent a container engine takes for a
     user's containers. driver: docker's cgroup driver ('systemd' takes a slice name,
     'cgroupfs' a path from the cgroup root); None: what fits the host's init system."""
+    driver = driver or None  # '' (docker absent or not answering): what fits the host
     if driver not in (None, "systemd", "cgroupfs"):
         raise PolicyError("driver: %r is not a cgroup driver; allowed: systemd, cgroupfs" % driver)
     if init_system != "systemd" and driver == "systemd":
