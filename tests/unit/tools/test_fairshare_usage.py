@@ -15,6 +15,7 @@ TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "profi
 def tool(tmp_path, monkeypatch):
     monkeypatch.setenv("FAIRSHARE_PROFILES", str(tmp_path / "profiles.json"))
     monkeypatch.setenv("FAIRSHARE_CGROUP_ROOT", str(tmp_path / "cg"))
+    monkeypatch.setenv("FAIRSHARE_SEEN", str(tmp_path / "home" / ".cache" / "fairshare-usage.json"))
     loader = importlib.machinery.SourceFileLoader("fairshare_usage", TOOL)
     spec = importlib.util.spec_from_loader("fairshare_usage", loader)
     mod = importlib.util.module_from_spec(spec)
@@ -52,3 +53,21 @@ def test_explain_and_prometheus(tool, capsys):
     rep = tool.report("alice", tool.load()["profiles"]["alice"], "fairshare")
     prom = tool.prometheus([rep])
     assert 'fairshare_memory_bytes{user="alice"} 536870912' in prom and 'fairshare_oom_kills_total{user="alice"} 2' in prom
+
+
+def test_greeting_counts_oom_kills_since_the_last_login(tool, capsys, monkeypatch):
+    monkeypatch.setattr(tool.os, "getuid", lambda: 1000)
+    monkeypatch.setattr(tool.pwd, "getpwuid", lambda uid: type("pw", (), {"pw_name": "alice"}))
+    tool.main(["--brief"])
+    assert "2 process(es) killed for memory since your last login" in capsys.readouterr().out
+    tool.main(["--brief"])  # nothing new since
+    assert "killed" not in capsys.readouterr().out
+    events = tool.CGROUP + "/user.slice/user-1000.slice/memory.events"
+    with open(events, "w") as fh:
+        fh.write("oom_kill 5\n")
+    tool.main(["--brief"])
+    assert "3 process(es) killed" in capsys.readouterr().out
+    with open(events, "w") as fh:  # the slice began again: its counter too
+        fh.write("oom_kill 1\n")
+    tool.main(["--brief"])
+    assert "1 process(es) killed" in capsys.readouterr().out
