@@ -295,11 +295,14 @@ def to_tc_classes(profiles):
 
 
 def to_gpu_users(profiles):
-    """gpu.gpus (explicit list or all) wins; else count 0 -> none; a count > 0 is recorded, not placed."""
+    """gpu.gpus (explicit list or all) wins; else count 0 -> none, a count > 0 -> all (a count is
+    recorded, not placed on particular GPUs); unlimited users may open every GPU."""
     users = []
     for name, prof in sorted(profiles.items()):
         vals = prof["values"]
-        if "gpu.gpus" in vals:
+        if prof.get("unlimited"):
+            gpus = "all"
+        elif "gpu.gpus" in vals:
             gpus = vals["gpu.gpus"]["value"]
         elif "gpu.count" in vals:
             gpus = "none" if int(vals["gpu.count"]["value"]) == 0 else "all"

@@ -200,3 +200,15 @@ def test_plan_errors_name_the_path(plan, message):
     with pytest.raises(p.PolicyError) as err:
         p.resolve({"plans": {"night": plan}}, TWO)
     assert message in str(err.value)
+
+
+def test_gpu_users_by_list_count_and_unlimited():
+    prof = p.resolve(POLICY, USERS)
+    gpus = dict((u["name"], u["gpus"]) for u in p.to_gpu_users(prof))
+    assert gpus["sam"] == "all" and gpus["alice"] == "all"  # counts 1 and 2: recorded, not placed
+    assert gpus["ada"] == "all"  # unlimited (admin tier)
+    assert "nobodyelse" not in gpus  # no gpu value at all: gpu_access leaves the user alone
+    pol = dict(POLICY, defaults=dict(POLICY["defaults"], gpu={"count": 0}),
+               users={"nobodyelse": {"gpu": {"gpus": [1]}}})
+    gpus = dict((u["name"], u["gpus"]) for u in p.to_gpu_users(p.resolve(pol, USERS)))
+    assert gpus["nobodyelse"] == [1] and gpus["temp"] == "all" and gpus["ada"] == "all"
