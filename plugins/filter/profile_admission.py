@@ -9,17 +9,11 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: profile_admission
 short_description: Check that guarantees fit the host's capacity times oversubscription
-version_added: 0.1.0
+version_added: "0.1.0"
 description:
 - Sums guarantees (memory.min or memory.low, gpu.count) over users and fails, with the numbers, when they exceed capacity
   times oversubscription; returns ceiling ratios (cpu.max, memory.max) for the report.
-author:
-- fairshare.resources contributors (@fairshare)
 options:
-  _input:
-    description: The output of resolve_profiles.
-    type: dict
-    required: true
   capacity:
     description: '{cpus, memory_bytes, gpus}'
     type: dict
@@ -27,6 +21,8 @@ options:
   oversubscription:
     description: '{cpu, memory, gpu} factors (default 1.0).'
     type: dict
+extends_documentation_fragment:
+  - fairshare.resources.profiles
 """
 
 EXAMPLES = r"""

@@ -9,23 +9,19 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: profile_cgroup_limits
 short_description: Profiles to the limits list of cgroup_limit
-version_added: 0.1.0
+version_added: "0.1.0"
 description:
 - Turns the output of P(fairshare.resources.resolve_profiles#filter) into the O(fairshare.resources.cgroup_limit#module:limits)
   list, one entry per user (its aggregate), then one per workload of that user.
 - A workload is a child of the user's cgroup. On systemd hosts it is the slice C(user-UID-NAME.slice), which systemd nests
   in C(user-UID.slice); elsewhere the path C(user-UID/NAME) under the managed parent.
-author:
-- fairshare.resources contributors (@fairshare)
 options:
-  _input:
-    description: The input (the output of resolve_profiles).
-    type: dict
-    required: true
   init_system:
     description: The host's init system (C(ansible_facts.fairshare.init_system)); it decides the workload targets.
     type: str
     default: systemd
+extends_documentation_fragment:
+  - fairshare.resources.profiles
 """
 
 EXAMPLES = r"""

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: profile_cgroup_parents
 short_description: The cgroup_parent a container engine takes for each user and workload
-version_added: 0.1.0
+version_added: "0.1.0"
 description:
 - For each user of the profiles, the value to give docker (C(--cgroup-parent), compose C(cgroup_parent)) or podman (C(--cgroup-parent))
   so that the user's containers count against the user's limits, and one per workload of the user.
@@ -17,13 +17,7 @@ description:
   from the cgroup root (C(/user.slice/user-1000.slice/user-1000-build.slice)); on hosts without systemd the path under the
   managed parent (C(/fairshare/user-1000/build)).
 - Fails when the driver is C(systemd) on a host without systemd, saying how to switch docker to C(cgroupfs).
-author:
-- fairshare.resources contributors (@fairshare)
 options:
-  _input:
-    description: The input (the output of resolve_profiles).
-    type: dict
-    required: true
   init_system:
     description: The host's init system.
     type: str
@@ -36,6 +30,8 @@ options:
     description: The managed parent cgroup of hosts without systemd.
     type: str
     default: fairshare
+extends_documentation_fragment:
+  - fairshare.resources.profiles
 """
 
 EXAMPLES = r"""

@@ -8,28 +8,23 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 name: profile_disk_quotas
-short_description: Profiles to one {path, quotas} per filesystem for disk_quota
-version_added: 0.1.0
+short_description: The per-filesystem quota lists of disk_quota from resolved profiles
+version_added: "0.1.0"
 description:
-- Profiles to one {path, quotas} per filesystem for disk_quota.
-author:
-- fairshare.resources contributors (@fairshare)
-options:
-  _input:
-    description: The input (the output of resolve_profiles).
-    type: dict
-    required: true
+  - Turns resolved profiles into one entry per filesystem that a C(disk.<mount>) value names, each with the O(fairshare.resources.disk_quota#module:quotas) list of its users, for one disk_quota call per filesystem.
+extends_documentation_fragment:
+  - fairshare.resources.profiles
 """
 
 EXAMPLES = r"""
-- name: Use profile_disk_quotas
+- name: The per-filesystem quota lists of disk_quota from resolved profiles
   ansible.builtin.debug:
-    msg: "{{ profiles | fairshare.resources.profile_disk_quotas }}"
+    msg: "{{ fairshare_policy | fairshare.resources.resolve_profiles(ansible_facts.fairshare.users) | fairshare.resources.profile_disk_quotas }}"
 """
 
 RETURN = r"""
 _value:
-  description: Profiles to one {path, quotas} per filesystem for disk_quota.
+  description: "[{path: mount point, quotas: [{name, block_soft, block_hard, inode_soft, inode_hard}]}]"
   type: list
 """
 

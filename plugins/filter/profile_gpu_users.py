@@ -8,28 +8,25 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 name: profile_gpu_users
-short_description: Profiles to the users list of gpu_access
-version_added: 0.1.0
+short_description: The users list of gpu_access from resolved profiles
+version_added: "0.1.0"
 description:
-- Profiles to the users list of gpu_access.
-author:
-- fairshare.resources contributors (@fairshare)
-options:
-  _input:
-    description: The input (the output of resolve_profiles).
-    type: dict
-    required: true
+  - Turns resolved profiles into the O(fairshare.resources.gpu_access#module:users) list.
+  - C(gpu.gpus) (a list of indexes or UUIDs, or C(all)) wins; else C(gpu.count) 0 gives C(none) and a count above 0 gives C(all) (a count is recorded, not placed on particular GPUs); unlimited users get C(all).
+  - Users whose profile has no gpu value are left out, so gpu_access leaves them alone.
+extends_documentation_fragment:
+  - fairshare.resources.profiles
 """
 
 EXAMPLES = r"""
-- name: Use profile_gpu_users
+- name: The users list of gpu_access from resolved profiles
   ansible.builtin.debug:
-    msg: "{{ profiles | fairshare.resources.profile_gpu_users }}"
+    msg: "{{ fairshare_policy | fairshare.resources.resolve_profiles(ansible_facts.fairshare.users) | fairshare.resources.profile_gpu_users }}"
 """
 
 RETURN = r"""
 _value:
-  description: Profiles to the users list of gpu_access.
+  description: "gpu_access users list: [{name, gpus, mig}]"
   type: list
 """
 

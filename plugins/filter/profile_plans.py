@@ -9,20 +9,14 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: profile_plans
 short_description: The slice properties and timers of the policy's plans
-version_added: 0.1.0
+version_added: "0.1.0"
 description:
 - Turns C(fairshare_policy.plans) (C(night) with C(schedule), C(until) and C(scale) factors for C(cpu.max), C(cpu.weight),
   C(memory.max), C(pids.max)) and the resolved profiles into what C(fairshare-plan) applies on the host - per plan the C(systemctl
   set-property) arguments of each user's slice, the same properties at the user's own values as C(base), and the two timers
   of each plan.
 - A percentage C(memory.high) follows the scaled C(memory.max).
-author:
-- fairshare.resources contributors (@fairshare)
 options:
-  _input:
-    description: The output of resolve_profiles.
-    type: dict
-    required: true
   plans:
     description: C(fairshare_policy.plans).
     type: dict
@@ -31,6 +25,8 @@ options:
     description: The host's cgroup version (C(ansible_facts.fairshare.cgroup.version)); v1 uses the v1 property names.
     type: str
     default: v2
+extends_documentation_fragment:
+  - fairshare.resources.profiles
 """
 
 EXAMPLES = r"""

@@ -8,28 +8,23 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 name: profile_tc_classes
-short_description: Profiles to the egress classes of tc_shape
-version_added: 0.1.0
+short_description: The egress classes of tc_shape from resolved profiles
+version_added: "0.1.0"
 description:
-- Profiles to the egress classes of tc_shape.
-author:
-- fairshare.resources contributors (@fairshare)
-options:
-  _input:
-    description: The input (the output of resolve_profiles).
-    type: dict
-    required: true
+  - Turns resolved profiles into the O(fairshare.resources.tc_shape#module:egress.classes) list - one class per user with a C(net.egress) value (its C(rate), and C(ceil) where given).
+extends_documentation_fragment:
+  - fairshare.resources.profiles
 """
 
 EXAMPLES = r"""
-- name: Use profile_tc_classes
+- name: The egress classes of tc_shape from resolved profiles
   ansible.builtin.debug:
-    msg: "{{ profiles | fairshare.resources.profile_tc_classes }}"
+    msg: "{{ fairshare_policy | fairshare.resources.resolve_profiles(ansible_facts.fairshare.users) | fairshare.resources.profile_tc_classes }}"
 """
 
 RETURN = r"""
 _value:
-  description: Profiles to the egress classes of tc_shape.
+  description: "tc_shape classes: [{user, rate, ceil}]"
   type: list
 """
 

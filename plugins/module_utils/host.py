@@ -139,3 +139,10 @@ class Changes(object):
         self.actions.append(label)
         if not self.host.check_mode:
             self.host.run(argv)
+
+    def summary(self, result, with_diff):
+        """The module result with what was done: actions, changed, and the diff when asked for."""
+        result.update(actions=self.actions, changed=bool(self.actions))
+        if with_diff:
+            result["diff"] = self.diff
+        return result

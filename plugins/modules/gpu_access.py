@@ -317,11 +317,7 @@ def main():
             changes.file(STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
     except (UnitError, CommandError, OSError) as exc:
         module.fail_json(msg=str(exc), **result)
-    result["actions"] = changes.actions
-    result["changed"] = bool(changes.actions)
-    if module._diff:
-        result["diff"] = changes.diff
-    module.exit_json(**result)
+    module.exit_json(**changes.summary(result, module._diff))
 
 
 if __name__ == "__main__":
