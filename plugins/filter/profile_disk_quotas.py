@@ -11,7 +11,8 @@ name: profile_disk_quotas
 short_description: The per-filesystem quota lists of disk_quota from resolved profiles
 version_added: "0.1.0"
 description:
-  - Turns resolved profiles into one entry per filesystem that a C(disk.<mount>) value names, each with the O(fairshare.resources.disk_quota#module:quotas) list of its users, for one disk_quota call per filesystem.
+  - Turns resolved profiles into one entry per filesystem that a C(disk.<mount>) value names, each with the
+    O(fairshare.resources.disk_quota#module:quotas) list of its users, for one disk_quota call per filesystem.
 extends_documentation_fragment:
   - fairshare.resources.profiles
 """

@@ -12,7 +12,8 @@ short_description: The users list of gpu_access from resolved profiles
 version_added: "0.1.0"
 description:
   - Turns resolved profiles into the O(fairshare.resources.gpu_access#module:users) list.
-  - C(gpu.gpus) (a list of indexes or UUIDs, or C(all)) wins; else C(gpu.count) 0 gives C(none) and a count above 0 gives C(all) (a count is recorded, not placed on particular GPUs); unlimited users get C(all).
+  - C(gpu.gpus) (a list of indexes or UUIDs, or C(all)) wins; else C(gpu.count) 0 gives C(none) and a count above
+    0 gives C(all) (a count is recorded, not placed on particular GPUs); unlimited users get C(all).
   - Users whose profile has no gpu value are left out, so gpu_access leaves them alone.
 extends_documentation_fragment:
   - fairshare.resources.profiles

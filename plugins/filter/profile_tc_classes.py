@@ -11,7 +11,8 @@ name: profile_tc_classes
 short_description: The egress classes of tc_shape from resolved profiles
 version_added: "0.1.0"
 description:
-  - Turns resolved profiles into the O(fairshare.resources.tc_shape#module:egress.classes) list - one class per user with a C(net.egress) value (its C(rate), and C(ceil) where given).
+  - Turns resolved profiles into the O(fairshare.resources.tc_shape#module:egress.classes) list - one class per
+    user with a C(net.egress) value (its C(rate), and C(ceil) where given).
 extends_documentation_fragment:
   - fairshare.resources.profiles
 """

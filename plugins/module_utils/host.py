@@ -59,7 +59,9 @@ class Host(object):
         except (IOError, OSError):
             return None
 
-    def write_atomic(self, path, text, mode=0o644):
+    def write_atomic(self, path, text, mode=None):
+        """Write through a temporary file and a rename. mode None: a new file gets 0644 less the
+        umask and an existing one keeps its mode (what atomic_move does); else exactly mode."""
         directory = os.path.dirname(path)
         if not os.path.isdir(directory):
             os.makedirs(directory, 0o755)
@@ -67,8 +69,10 @@ class Host(object):
         try:
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
-            os.chmod(tmp, mode)
+            os.chmod(tmp, 0o644 if mode is None else mode)
             self.module.atomic_move(tmp, path)
+            if mode is not None:  # atomic_move would give a new file the umask's mode, an old one its own
+                os.chmod(path, mode)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
