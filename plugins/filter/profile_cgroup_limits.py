@@ -13,6 +13,7 @@ version_added: "0.1.0"
 description:
 - Turns the output of P(fairshare.resources.resolve_profiles#filter) into the O(fairshare.resources.cgroup_limit#module:limits)
   list, one entry per user (its aggregate), then one per workload of that user.
+- Unlimited users (a tier with C(unlimited)) are C(state=absent), so limits an earlier policy gave them are lifted.
 - A workload is a child of the user's cgroup. On systemd hosts it is the slice C(user-UID-NAME.slice), which systemd nests
   in C(user-UID.slice); elsewhere the path C(user-UID/NAME) under the managed parent.
 options:

@@ -226,9 +226,12 @@ def workload_target(uid, workload, init_system="systemd"):
 
 def to_cgroup_limits(profiles, init_system="systemd"):
     """Profiles -> the `limits` list of cgroup_limit: each user's aggregate, then its workloads
-    (users with no cgroup value are left out)."""
+    (users with no cgroup value are left out; unlimited users are state: absent)."""
     limits = []
     for name, prof in sorted(profiles.items()):
+        if prof.get("unlimited"):  # limits an earlier policy gave this user are lifted
+            limits.append({"user": name, "state": "absent"})
+            continue
         entry = dict((CGROUP_KEYS[k], v["value"]) for k, v in prof["values"].items() if k in CGROUP_KEYS)
         if entry:
             entry["user"] = name

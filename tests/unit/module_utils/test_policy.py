@@ -212,3 +212,9 @@ def test_gpu_users_by_list_count_and_unlimited():
                users={"nobodyelse": {"gpu": {"gpus": [1]}}})
     gpus = dict((u["name"], u["gpus"]) for u in p.to_gpu_users(p.resolve(pol, USERS)))
     assert gpus["nobodyelse"] == [1] and gpus["temp"] == "all" and gpus["ada"] == "all"
+
+
+def test_unlimited_users_have_their_limits_lifted():
+    limits = p.to_cgroup_limits(p.resolve(POLICY, USERS))
+    assert {"user": "ada", "state": "absent"} in limits  # admin tier: unlimited
+    assert [e for e in limits if e.get("user") == "sam"][0]["memory_max"] == "32G"
