@@ -110,7 +110,6 @@ def plan_units(profiles, plans, cgroup_version="v2"):
                 continue
             if "memory.high" in vals and "memory_max" in plan_entry:  # a % high follows the scaled max
                 base_entry["memory_high"] = plan_entry["memory_high"] = vals["memory.high"]["value"]
-                base_entry["memory_max"] = vals["memory.max"]["value"]
             unit = "user-%d.slice" % prof["uid"]
             scaled = _properties(plan_entry, version, where)
             units[unit] = ["%s=%s" % kv for kv in sorted(scaled.items())]

@@ -14,6 +14,9 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
+    DEFAULT_PARENT, cgroup_relpath, systemd_unit,
+)
 from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import validate_plans
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import parse_rate
 from ansible_collections.fairshare.resources.plugins.module_utils.units import (
@@ -216,6 +219,11 @@ CGROUP_KEYS = {"cpu.weight": "cpu_weight", "cpu.max": "cpu_max", "cpu.cpus": "cp
                "io.weight": "io_weight"}
 
 
+def workloads_of(prof):
+    """The names of a profile's workloads (its workloads.<name> values), sorted."""
+    return sorted(k[len("workloads."):] for k in prof["values"] if k.startswith("workloads."))
+
+
 def workload_target(uid, workload, init_system="systemd"):
     """The cgroup_limit target of a user's workload: a slice nested in the user's slice
     (systemd: user-1000-build.slice), else a path under the user's cgroupfs cgroup."""
@@ -236,20 +244,20 @@ def to_cgroup_limits(profiles, init_system="systemd"):
         if entry:
             entry["user"] = name
             limits.append(entry)
-        for key in sorted(k for k in prof["values"] if k.startswith("workloads.")):
-            block = prof["values"][key]["value"]
-            work = dict(workload_target(prof["uid"], key[len("workloads."):], init_system))
-            for section, body in block.items():
-                for k, v in body.items():
-                    work[CGROUP_KEYS["%s.%s" % (section, k)]] = v
-            limits.append(work)
+        for work in workloads_of(prof):
+            entry = workload_target(prof["uid"], work, init_system)
+            for section, body in prof["values"]["workloads." + work]["value"].items():
+                for key, value in body.items():
+                    entry[CGROUP_KEYS["%s.%s" % (section, key)]] = value
+            limits.append(entry)
     return limits
 
 
-def cgroup_parents(profiles, init_system="systemd", driver=None, parent="fairshare"):
+def cgroup_parents(profiles, init_system="systemd", driver=None, parent=DEFAULT_PARENT):
     """{user: {'': aggregate, workload: ...}}: the cgroup_parent a container engine takes for a
     user's containers. driver: docker's cgroup driver ('systemd' takes a slice name,
-    'cgroupfs' a path from the cgroup root); None: what fits the host's init system."""
+    'cgroupfs' a path from the cgroup root); None: what fits the host's init system.
+    The names are those of cgroup_limit's targets (workload_target, systemd_unit, cgroup_relpath)."""
     driver = driver or None  # '' (docker absent or not answering): what fits the host
     if driver not in (None, "systemd", "cgroupfs"):
         raise PolicyError("driver: %r is not a cgroup driver; allowed: systemd, cgroupfs" % driver)
@@ -259,16 +267,17 @@ def cgroup_parents(profiles, init_system="systemd", driver=None, parent="fairsha
     out = {}
     for name, prof in sorted(profiles.items()):
         uid = prof["uid"]
-        names = [""] + sorted(k[len("workloads."):] for k in prof["values"] if k.startswith("workloads."))
+        user_unit = systemd_unit("user", name, uid)
         mine = {}
-        for work in names:
-            if init_system != "systemd":
-                mine[work] = "/%s/user-%d%s" % (parent.strip("/"), uid, "/" + work if work else "")
-                continue
-            unit = "user-%d%s.slice" % (uid, "-" + work if work else "")
-            if driver == "cgroupfs":
-                unit = "/user.slice/user-%d.slice%s" % (uid, "/" + unit if work else "")
-            mine[work] = unit
+        for work in [""] + workloads_of(prof):
+            target = workload_target(uid, work, init_system) if work else None
+            if init_system != "systemd":  # the cgroupfs backend's own cgroup_parent: "/" + its relpath
+                kind, value = ("path", target["path"]) if work else ("user", name)
+                mine[work] = "/" + cgroup_relpath(kind, value, uid, parent)
+            elif driver == "cgroupfs":
+                mine[work] = "/user.slice/" + user_unit + ("/" + target["slice"] if work else "")
+            else:
+                mine[work] = target["slice"] if work else user_unit
         out[name] = mine
     return out
 

@@ -15,7 +15,8 @@ __metaclass__ = type
 import json
 import re
 
-MANAGED = "# managed by fairshare.resources: changes here are overwritten"
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import MANAGED_HEADER as MANAGED
+
 PATHS = {
     "profiles": "/etc/fairshare/profiles.json",
     "usage_tool": "/usr/local/bin/fairshare-usage",

@@ -147,8 +147,9 @@ def main():
                              % ", ".join(sorted(plans)), **result)
         if plans.get("timers") and not params["plan_tool"]:
             module.fail_json(msg="plan_tool: the text of fairshare-plan is required with plans", **result)
-        if init_system() != "systemd":
-            module.fail_json(msg="plans: switching plans needs systemd timers; this host runs %s" % init_system(), **result)
+        init = init_system()
+        if init != "systemd":
+            module.fail_json(msg="plans: switching plans needs systemd timers; this host runs %s" % init, **result)
     try:
         files = wanted_files(params["data"], params["usage_tool"], params["greeting"], plans, params["plan_tool"])
     except ValueError as exc:
