@@ -20,6 +20,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "testbed"))
+import fsguest  # noqa: E402  (testbed/fsguest.py: the guest's inventory)
 BIN = os.path.dirname(sys.executable)
 PYTHON = os.path.realpath(sys.executable)
 PARENT = "fairshare-bench"
@@ -71,19 +73,13 @@ class Guest(Local):
         self.guest = "bench%d" % os.getpid()
         boot = subprocess.run([sys.executable, os.path.join(ROOT, "testbed", "fsguest.py"), "start", self.guest],
                               capture_output=True, text=True, check=True)
-        facts = json.loads(boot.stdout)
-        self.inv = tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False)
-        self.inv.write("%s ansible_host=127.0.0.1 ansible_port=%d ansible_user=root ansible_private_key_file=%s "
-                       "ansible_python_interpreter=/usr/bin/python3\n" % (self.guest, facts["port"], facts["key"]))
-        self.inv.close()
-        self.inventory = ["-i", self.inv.name]
+        self.inventory = ["-i", fsguest.write_inventory(json.loads(boot.stdout))]
 
     def shell(self, script):
         subprocess.run([sys.executable, os.path.join(ROOT, "testbed", "fsguest.py"), "ssh", self.guest, "--",
                         "sh", "-c", "'%s'" % script], check=True, capture_output=True)
 
     def close(self):
-        os.unlink(self.inv.name)
         subprocess.run([sys.executable, os.path.join(ROOT, "testbed", "fsguest.py"), "stop", self.guest], check=False)
 
 

@@ -12,7 +12,8 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
+
+import fsguest as fsguest_lib  # testbed/fsguest.py, beside this file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, ".venv", "bin")
@@ -43,12 +44,9 @@ def main():
     if boot.returncode != 0:
         sys.stderr.write(boot.stderr[-2000:])
         return on_localhost()
-    facts = json.loads(boot.stdout)
-    with tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False) as inv:
-        inv.write("%s ansible_host=127.0.0.1 ansible_port=%d ansible_user=root ansible_private_key_file=%s "
-                  "ansible_python_interpreter=/usr/bin/python3\n" % (GUEST, facts["port"], facts["key"]))
+    inventory = fsguest_lib.write_inventory(json.loads(boot.stdout))
     try:
-        rc = playbook(inv.name, "examples/lab.yml") or playbook(inv.name, "playbooks/site.yml", *POLICY)
+        rc = playbook(inventory, "examples/lab.yml") or playbook(inventory, "playbooks/site.yml", *POLICY)
         if rc == 0:
             # something to show: lab01 holds 96 MiB of its 128M in its own slice for a minute
             fsguest("ssh", GUEST, "--", "systemd-run", "--quiet", "--collect", "--uid=lab01", "--slice=user-3001.slice",
@@ -60,7 +58,6 @@ def main():
                 fsguest("ssh", GUEST, "--", *cmd, check=False)
         return rc
     finally:
-        os.unlink(inv.name)
         fsguest("stop", GUEST, check=False)
 
 

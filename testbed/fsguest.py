@@ -197,6 +197,15 @@ def load(name):
         return json.load(fh)
 
 
+def write_inventory(facts):
+    """An Ansible inventory for the guest, in its run directory; returns its path."""
+    path = os.path.join(guest_dir(facts["name"]), "inventory.ini")
+    with open(path, "w") as fh:
+        fh.write("%s ansible_host=127.0.0.1 ansible_port=%d ansible_user=root ansible_private_key_file=%s "
+                 "ansible_python_interpreter=/usr/bin/python3\n" % (facts["name"], facts["port"], facts["key"]))
+    return path
+
+
 def wait_ssh(facts, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
