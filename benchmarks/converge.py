@@ -32,7 +32,11 @@ POLICY = {"fairshare_policy": {"min_uid": BASE_UID, "max_uid": BASE_UID + 1999,
                                "defaults": {"cpu": {"max": "200%", "weight": 100}, "memory": {"max": "2G", "high": "90%"},
                                             "pids": {"max": 4096}}}}
 EXTRA = {"profiles_network": False, "profiles_install_packages": False, "profiles_quotas": False, "profiles_gpu": False,
-         "profiles_cgroup_parent": PARENT}
+         "profiles_cgroup_parent": PARENT,
+         # the session script is written (cgroupfs), but this machine's own PAM files are left alone
+         "profiles_pam_session_files": []}
+# What the role leaves on a host besides cgroups; removed at the end where the run made them.
+HOST_FILES = ["/etc/fairshare/profiles.json", "/usr/local/bin/fairshare-usage", "/etc/profile.d/fairshare-usage.sh"]
 NAIVE = """---
 - name: The naive way - one task per user
   hosts: all
@@ -57,12 +61,17 @@ class Local(object):
 
     def __init__(self):
         self.inventory = ["-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=" + PYTHON]
+        self.had = [p for p in HOST_FILES if os.path.exists(p)]
 
     def shell(self, script):
         subprocess.run(["sh", "-c", script], check=True, capture_output=True)
 
     def close(self):
-        pass
+        for path in HOST_FILES:
+            if path not in self.had and os.path.exists(path):
+                os.unlink(path)
+        if os.path.isdir("/etc/fairshare") and not os.listdir("/etc/fairshare"):
+            os.rmdir("/etc/fairshare")
 
 
 class Guest(Local):

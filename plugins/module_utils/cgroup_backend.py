@@ -20,6 +20,9 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
     DROPIN_NAME, MANAGED_HEADER, cgroup_relpath, controllers_needed, display_limits,
     expected_files, parse_systemctl_show, render_dropin, reset_value, same_value,
 )
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
+    SCRIPT_DIR, SESSION_LEAF, render as render_persist_script, script_path,
+)
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import controller_home
 
 
@@ -149,8 +152,10 @@ class SystemdBackend(_Layout):
 class CgroupfsBackend(_Layout):
     name = "cgroupfs"
 
-    def __init__(self, host, layout, parent="fairshare"):
+    def __init__(self, host, layout, parent="fairshare", script_dir=SCRIPT_DIR):
         self.host, self.layout, self.parent = host, layout, parent.strip("/")
+        self.script_dir = script_dir
+        self.planned = []
 
     def dir_of(self, controller, relpath):
         return os.path.join(self.root_of(controller), relpath)
@@ -168,6 +173,8 @@ class CgroupfsBackend(_Layout):
                 if plan.state == "present" else ([], [])
             res["warnings"].extend(warnings)
             planned.append(files)
+            if plan.state == "present":
+                self.planned.append((plan, files))
             before, after, todo = {}, {}, []
             for ctrl, fname, want in files:
                 live = self.read_value(os.path.join(self.dir_of(ctrl, plan.relpath), fname))
@@ -201,6 +208,7 @@ class CgroupfsBackend(_Layout):
                 if plan.state == "present":
                     parts = plan.relpath.split("/")
                     keep.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+                    keep.add(plan.relpath + "/" + SESSION_LEAF)
             stale = self._managed_children()
             if not keep:  # nothing wanted: the managed parent goes too
                 stale = [self.parent] if self._existing_dirs(self.parent) else []
@@ -229,6 +237,37 @@ class CgroupfsBackend(_Layout):
                 res["verified"] = {}
         return {"targets": results, "removed": removed, "diff": diffs,
                 "changed": bool(writes or removals), "parent": self.parent}
+
+    def persist(self, enabled):
+        """Write (or, not enabled, remove) the parent's restore and session script
+        (cgroupfs_persist) for what apply() was asked; returns its path, changed, diff."""
+        path = script_path(self.parent, self.script_dir)
+        new = None
+        if enabled:
+            steps, users = [], []
+            for plan, files in sorted(self.planned, key=lambda pf: pf[0].relpath.count("/")):
+                dirs = []
+                for ctrl in controllers_needed(files):
+                    root = self.root_of(ctrl)
+                    steps.append((self.version_of(ctrl), ctrl, root, plan.relpath,
+                                  [(f, v) for c, f, v in files if c == ctrl]))
+                    if os.path.join(root, plan.relpath) not in dirs:
+                        dirs.append(os.path.join(root, plan.relpath))
+                if plan.kind == "user":
+                    users.append((plan.uid, dirs))
+            new = render_persist_script(self.parent, steps, users, path)
+        old = self.host.read(path)
+        if old is not None and not enabled and not old.startswith("#!/bin/sh\n" + MANAGED_HEADER):
+            return {"path": path, "changed": False, "diff": []}  # not ours: left alone
+        if old == new:
+            return {"path": path if new else None, "changed": False, "diff": []}
+        if not self.host.check_mode:
+            if new is None:
+                self.host.remove(path, prune=False)
+            else:
+                self.host.write_atomic(path, new, mode=0o755)
+        return {"path": path if new else None, "changed": True,
+                "diff": [{"before_header": path, "after_header": path, "before": old or "", "after": new or ""}]}
 
     def _resets(self, plan, files, before, after):
         """Scalar limits we set earlier that the target no longer asks for go back to no limit."""

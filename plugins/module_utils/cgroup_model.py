@@ -399,6 +399,27 @@ def reset_value(fname, version):
     return table.get(fname)
 
 
+def grouped_warnings(results, show=5):
+    """One line per distinct warning of RV(targets): the same text on many targets (a policy
+    that asks memory_high of 100 users on cgroup v1) is said once, naming the first few."""
+    order, who = [], {}
+    for res in results:
+        for text in res.get("warnings", []):
+            if text not in who:
+                order.append(text)
+                who[text] = []
+            who[text].append(res["target"])
+    lines = []
+    for text in order:
+        names = who[text]
+        if len(names) == 1:
+            lines.append("%s: %s" % (names[0], text))
+            continue
+        more = " and %d more" % (len(names) - show) if len(names) > show else ""
+        lines.append("%s (%d targets: %s%s)" % (text, len(names), ", ".join(names[:show]), more))
+    return lines
+
+
 def controllers_needed(files):
     seen = []
     for ctrl, dummy_f, dummy_v in files:

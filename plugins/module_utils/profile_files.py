@@ -5,7 +5,7 @@
 
 /etc/fairshare/profiles.json (read by fairshare-usage), the fairshare-usage tool and its
 login greeting, /etc/fairshare/plans.json, the fairshare-plan tool, its service and two
-timers per plan. Pure Python, no AnsibleModule import; the module profile_host writes them.
+timers per plan, and our session line in the PAM files of hosts without systemd. Pure Python, no AnsibleModule import; the module profile_host writes them.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,6 +16,7 @@ import json
 import re
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import MANAGED_HEADER as MANAGED
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import pam_line
 
 PATHS = {
     "profiles": "/etc/fairshare/profiles.json",
@@ -32,6 +33,23 @@ _TIMER_RE = re.compile(r"^fairshare-plan-[a-z0-9_]{1,32}(-end)?\.timer$")
 GREETING = MANAGED + "\n[ -x %s ] && %s --brief 2>/dev/null || true\n" % (PATHS["usage_tool"], PATHS["usage_tool"])
 PLAN_SERVICE = (MANAGED + "\n[Unit]\nDescription=fairshare plan %i\n[Service]\nType=oneshot\n"
                 "ExecStart=" + PATHS["plan_tool"] + " %i\n")
+
+
+PAM_MARK = "# fairshare.resources: login sessions into the user's cgroup (cgroup_limit persist)"
+SESSION_HOOK_RE = re.compile(r"^/etc/fairshare/cgroupfs-[A-Za-z0-9_.@:-]+\.sh$")
+_PAM_OURS = re.compile(r"^\s*session\s+\S+\s+pam_exec\.so\s.*/etc/fairshare/cgroupfs-[^\s/]+\.sh\s+session\s*$")
+
+
+def pam_session_text(old, hook=None):
+    """A PAM session file's text with our one line at the end (hook: cgroup_limit's persist
+    script), or without it (hook None). Only our marker and pam_exec line are touched."""
+    kept = [line for line in old.splitlines(True) if line.rstrip("\n") != PAM_MARK and not _PAM_OURS.match(line)]
+    text = "".join(kept)
+    if hook:
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += PAM_MARK + "\n" + pam_line(hook) + "\n"
+    return text
 
 
 def as_json(data):

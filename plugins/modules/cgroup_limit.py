@@ -139,11 +139,25 @@ options:
     description: Allow limits on root and system slices, and limits below the safe minimums.
     type: bool
     default: false
+  persist:
+    description:
+      - For what is handled in cgroupfs (the cgroupfs backend, and O(limits[].path) targets),
+        write C(/etc/fairshare/cgroupfs-<parent>.sh), a POSIX shell script with two commands.
+        C(restore) recreates the cgroups and writes their limits, as after a reboot.
+        C(session), run by C(pam_exec) at session open, moves the login into the user's cgroup
+        (restoring the tree first when a reboot removed it) and always exits 0.
+      - Add C(session optional pam_exec.so quiet /etc/fairshare/cgroupfs-<parent>.sh session)
+        to the distribution's PAM session file, or let the C(profiles) role do it.
+      - V(false) removes that script if it is ours.
+    type: bool
+    default: false
 notes:
   - Settings the running cgroup version cannot enforce (for example O(limits[].memory_high) on
-    cgroup v1) are reported in RV(targets[].warnings), never dropped silently.
-  - On hosts without systemd a login does not join the user's cgroup by itself; put sessions
-    in C(/sys/fs/cgroup/<controller>/<parent>/user-<UID>) with a PAM session hook.
+    cgroup v1) are reported in RV(targets[].warnings), never dropped silently; the task's
+    warnings say each distinct one once, with how many targets it concerns.
+  - On hosts without systemd a login does not join the user's cgroup by itself, and cgroupfs
+    is empty after a reboot; O(persist=true) writes the session hook and restore script for
+    that. On cgroup v2 a session goes into the leaf C(<parent>/user-<UID>/login-sessions).
 seealso:
   - name: systemd.resource-control
     description: The systemd settings this module writes.
@@ -183,6 +197,20 @@ EXAMPLES = r"""
     limits:
       - user: alice
         memory_max: 8G
+
+- name: A host without systemd - limits that survive a reboot and hold login sessions
+  fairshare.resources.cgroup_limit:
+    backend: cgroupfs
+    persist: true
+    limits:
+      - user: alice
+        memory_max: 8G
+  register: limits
+
+- name: Run the session hook at every session open (Debian's PAM session file)
+  ansible.builtin.lineinfile:
+    path: /etc/pam.d/common-session
+    line: "session optional pam_exec.so quiet {{ limits.persist_script }} session"
 """
 
 RETURN = r"""
@@ -253,6 +281,11 @@ removed:
   returned: always
   type: list
   elements: dict
+persist_script:
+  description: The restore and session script of O(persist) (null when there is none).
+  returned: when the cgroupfs backend or path targets are in use
+  type: str
+  sample: /etc/fairshare/cgroupfs-fairshare.sh
 """
 
 import pwd
@@ -262,7 +295,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend
     BackendError, CgroupfsBackend, Plan, SystemdBackend,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
-    check_protected, normalize_limits, parse_target,
+    check_protected, grouped_warnings, normalize_limits, parse_target,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
@@ -320,6 +353,7 @@ def main():
             parent=dict(type="str", default="fairshare"),
             exclusive=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
+            persist=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -343,7 +377,7 @@ def main():
             unit_plans = [p for p in plans if p.kind != "path"]
             path_plans = [p for p in plans if p.kind == "path"]
             out = SystemdBackend(host, layout).apply(unit_plans, module.params["exclusive"])
-            if path_plans or module.params["exclusive"]:
+            if path_plans or module.params["exclusive"] or module.params["persist"]:
                 extra = cgfs.apply(path_plans, module.params["exclusive"] and bool(path_plans))
                 by_index = dict((p.index, r) for p, r in zip(unit_plans, out["targets"]))
                 by_index.update((p.index, r) for p, r in zip(path_plans, extra["targets"]))
@@ -353,13 +387,17 @@ def main():
                 out["changed"] = out["changed"] or extra["changed"]
         else:
             out = cgfs.apply(plans, module.params["exclusive"])
+        if backend_name == "cgroupfs" or cgfs.planned or module.params["persist"]:
+            kept = cgfs.persist(module.params["persist"] and bool(cgfs.planned))
+            out["persist_script"] = kept["path"]
+            out["diff"] += kept["diff"]
+            out["changed"] = out["changed"] or kept["changed"]
     except (BackendError, CommandError, UnitError, OSError) as exc:
         module.fail_json(msg=str(exc), **result)
     diff = out.pop("diff")
     result.update(out)
-    for res in result["targets"]:
-        for warning in res["warnings"]:
-            module.warn("%s: %s" % (res["target"], warning))
+    for warning in grouped_warnings(result["targets"]):
+        module.warn(warning)
     if module._diff:
         result["diff"] = diff
     module.exit_json(**result)

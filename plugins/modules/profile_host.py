@@ -54,7 +54,23 @@ options:
     description: The text of C(fairshare-plan), installed as C(/usr/local/sbin/fairshare-plan); required with plans
       that have timers.
     type: str
+  session_hook:
+    description:
+      - The session script of M(fairshare.resources.cgroup_limit) for hosts without systemd
+        (RV(fairshare.resources.cgroup_limit#module:persist_script), C(/etc/fairshare/cgroupfs-<parent>.sh)). Each file of O(pam_files) gets one line at
+        its end, C(session optional pam_exec.so quiet <script> session), under a marker comment, so a login lands in
+        the user's cgroup.
+      - Empty or null removes that line (and only that line) from the O(pam_files).
+    type: str
+  pam_files:
+    description: The PAM session files of the distribution (the role's C(vars/<os_family>.yml)). Files that do not
+      exist are skipped; an existing file keeps its mode.
+    type: list
+    elements: str
+    default: []
 notes:
+  - The PAM line is V(optional) and the script always exits 0, so it cannot refuse a login. On RedHat
+    C(authselect) rewrites C(system-auth) and C(password-auth); put the line in a custom profile there.
   - Timers are matched by name (C(fairshare-plan-NAME.timer), C(fairshare-plan-NAME-end.timer)); only files that
     start with the C(# managed by fairshare.resources) header are ever removed.
 seealso:
@@ -68,6 +84,11 @@ EXAMPLES = r"""
     usage_tool: "{{ lookup('ansible.builtin.file', 'fairshare-usage') }}"
     plans: "{{ profiles | fairshare.resources.profile_plans(fairshare_policy.plans) }}"
     plan_tool: "{{ lookup('ansible.builtin.file', 'fairshare-plan') }}"
+
+- name: A host without systemd - logins go into the users' cgroups
+  fairshare.resources.profile_host:
+    session_hook: /etc/fairshare/cgroupfs-fairshare.sh
+    pam_files: [/etc/pam.d/common-session, /etc/pam.d/common-session-noninteractive]
 """
 
 RETURN = r"""
@@ -102,7 +123,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
-    MANAGED, TIMER_GLOB, UNIT_DIR, wanted_files,
+    MANAGED, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, pam_session_text, wanted_files,
 )
 
 
@@ -133,6 +154,8 @@ def main():
             greeting=dict(type="bool", default=True),
             plans=dict(type="dict"),
             plan_tool=dict(type="str"),
+            session_hook=dict(type="str"),
+            pam_files=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -150,6 +173,13 @@ def main():
         init = init_system()
         if init != "systemd":
             module.fail_json(msg="plans: switching plans needs systemd timers; this host runs %s" % init, **result)
+    hook = params["session_hook"] or None
+    if hook and not SESSION_HOOK_RE.match(hook):
+        module.fail_json(msg="session_hook: %r is not a script of cgroup_limit persist; expected "
+                             "/etc/fairshare/cgroupfs-<parent>.sh" % hook, **result)
+    for path in params["pam_files"]:
+        if not os.path.isabs(path):
+            module.fail_json(msg="pam_files: %r is not an absolute path" % path, **result)
     try:
         files = wanted_files(params["data"], params["usage_tool"], params["greeting"], plans, params["plan_tool"])
     except ValueError as exc:
@@ -171,6 +201,18 @@ def main():
             did = changes.file(path, text, mode, prune=False)
             units_changed |= did and path.startswith(UNIT_DIR + "/")
             result["files"].append({"path": path, "changed": did})
+        pam_found = []
+        for path in params["pam_files"]:
+            old = host.read(path)
+            if old is None:
+                continue
+            pam_found.append(path)
+            did = changes.file(path, pam_session_text(old, hook), os.stat(path).st_mode & 0o7777, prune=False)
+            result["files"].append({"path": path, "changed": did})
+        if hook and not pam_found:
+            module.warn("pam_files: none of %s exists here; logins are not put into the users' cgroups"
+                        % ", ".join(params["pam_files"]) if params["pam_files"] else
+                        "session_hook: no pam_files given; logins are not put into the users' cgroups")
         if units_changed:
             changes.run("systemctl daemon-reload", ["systemctl", "daemon-reload"])
         off = timers if (module.check_mode and units_changed) else timers_off(host, timers)

@@ -41,6 +41,46 @@ def run_module(name, args, check=False, diff=False, guest=None, netns=None):
     return result
 
 
+_PAM_SESSION = r'''
+import ctypes, ctypes.util, json, os, sys
+service, user, uid, size = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4])
+pam = ctypes.CDLL(ctypes.util.find_library("pam"))
+CONV = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+class Conv(ctypes.Structure):
+    _fields_ = [("conv", CONV), ("appdata_ptr", ctypes.c_void_p)]
+conv = Conv(CONV(lambda n, msg, resp, data: 19), None)  # no questions in a session stack: PAM_CONV_ERR
+handle = ctypes.c_void_p()
+started = pam.pam_start(service.encode(), user, ctypes.byref(conv), ctypes.byref(handle))
+opened = pam.pam_open_session(handle, 0)
+cgroup = open("/proc/self/cgroup").read()
+child = os.fork()
+if child == 0:  # what su or sshd does next: the user's own process
+    os.setgid(uid)
+    os.setuid(uid)
+    block = bytearray(size * 1024 * 1024)
+    print("survived", flush=True)
+    os._exit(0)
+status = os.waitpid(child, 0)[1]
+pam.pam_close_session(handle, 0)
+pam.pam_end(handle, opened)
+print(json.dumps({"start": started, "open": opened, "cgroup": cgroup, "signal": os.WTERMSIG(status)
+                  if os.WIFSIGNALED(status) else None}))
+'''
+
+
+def pam_session(service, pw, alloc_mb):
+    """Open a real PAM session (libpam, /etc/pam.d/SERVICE) for a user the way su or sshd does,
+    then, as that user in a child, allocate alloc_mb MiB. -> {start, open (PAM return codes),
+    cgroup (/proc/self/cgroup after the session opened), cgroups {controller: path}, signal, survived}."""
+    proc = subprocess.run([PYTHON, "-c", _PAM_SESSION, service, pw.pw_name, str(pw.pw_uid), str(alloc_mb)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    seen["survived"] = "survived" in proc.stdout
+    seen["cgroups"] = dict((ctrl, line.split(":", 2)[2]) for line in seen["cgroup"].splitlines()
+                           for ctrl in line.split(":")[1].split(","))
+    return seen
+
+
 @pytest.fixture
 def test_user():
     """A throw-away user, removed afterwards."""

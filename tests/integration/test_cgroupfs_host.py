@@ -5,13 +5,14 @@ loop stays at its CPU quota, forks past pids.max fail, direct writes run at the
 blkio throttle. Everything made here is removed afterwards.
 """
 import os
+import pwd
 import subprocess
 import tempfile
 import time
 
 import pytest
 
-from conftest import PYTHON, run_module
+from conftest import PYTHON, pam_session, run_module
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import read_cgroup_layout
 
 LAYOUT = read_cgroup_layout()
@@ -37,6 +38,9 @@ def limited(test_user):
     assert out["_status"] in ("CHANGED", "SUCCESS"), out
     for ctrl in LAYOUT["v1"]:
         assert not os.path.exists(os.path.join(LAYOUT["v1"][ctrl], PARENT)), "cleanup left %s" % ctrl
+    assert not os.path.exists("/etc/fairshare/cgroupfs-%s.sh" % PARENT)
+    if os.path.isdir("/etc/fairshare") and not os.listdir("/etc/fairshare"):
+        os.rmdir("/etc/fairshare")
 
 
 def in_cgroup(ctrls, uid, code, timeout=60):
@@ -129,3 +133,41 @@ def test_bad_input_changes_nothing(limited):
         out = apply(limits)
         assert out["_status"].startswith("FAILED") and fragment in out["msg"], out
     assert not os.path.exists(cg("memory", limited.pw_uid))
+
+
+
+
+def test_persist_restores_after_reboot_and_pam_puts_the_login_in_the_cgroup(limited):
+    """persist=true: the tree comes back after it is gone (a reboot), and a real PAM session
+    (libpam, our own service file with pam_exec) lands the login in the user's cgroup."""
+    uid = limited.pw_uid
+    wanted = [{"user": limited.pw_name, "memory_max": "64M", "cpu_max": "50%"}]
+    first = apply(wanted, persist=True)
+    script = first["persist_script"]
+    assert first["changed"] and script == "/etc/fairshare/cgroupfs-%s.sh" % PARENT and os.access(script, os.X_OK)
+    assert apply(wanted, persist=True)["changed"] is False
+    for ctrl in ("memory", "cpu"):  # what a reboot does to cgroupfs (our cgroups only, no processes in them)
+        os.rmdir(cg(ctrl, uid))
+        os.rmdir(os.path.dirname(cg(ctrl, uid)))
+    restore = subprocess.run([script, "restore"], capture_output=True, text=True, check=False)
+    assert restore.returncode == 0, restore.stderr
+    with open(cg("memory", uid, "memory.limit_in_bytes")) as fh:
+        assert fh.read().strip() == str(64 << 20)
+    assert apply(wanted, persist=True)["changed"] is False  # the restored tree is exactly what the module wants
+    for ctrl in ("memory", "cpu"):
+        os.rmdir(cg(ctrl, uid))
+        os.rmdir(os.path.dirname(cg(ctrl, uid)))
+    service = "fairshare-itest%d" % os.getpid()
+    pam_file = "/etc/pam.d/" + service
+    with open(pam_file, "w") as fh:
+        fh.write("session optional pam_exec.so quiet %s session\n" % script)
+    try:
+        seen = pam_session(service, limited, 200)
+        other = pam_session(service, pwd.getpwnam("nobody"), 1)  # a user not managed here is left where it is
+    finally:
+        os.unlink(pam_file)
+    print("pam session: %s; the user's 200 MB allocator ended by signal %s" % (seen, seen["signal"]))
+    assert seen["start"] == 0 and seen["open"] == 0
+    assert seen["cgroups"]["cpu"] == seen["cgroups"]["memory"] == "/%s/user-%d" % (PARENT, uid)  # restored at login, session in
+    assert seen["signal"] == 9 and not seen["survived"]
+    assert PARENT not in other["cgroup"] and other["survived"]

@@ -7,16 +7,18 @@ an empty policy is a no-op.
 """
 import json
 import os
+import pwd
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from conftest import PYTHON, ROOT
+from conftest import PYTHON, ROOT, pam_session
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 PARENT = "fairshare-roletest%d" % os.getpid()
+PAM_SERVICE = "fairshare-roletest%d" % os.getpid()  # our own PAM service: the host's PAM files are not touched
 GROUPS = ["fsrt-students", "fsrt-researchers", "fsrt-staff"]
 USERS = [("fsrt-alice", 42000, "fsrt-researchers"), ("fsrt-sam", 42001, "fsrt-students"),
          ("fsrt-stan", 42002, "fsrt-staff"), ("fsrt-none", 42003, None)]
@@ -46,16 +48,17 @@ def people(tmp_path):
             subprocess.run(["userdel", name], check=False)
         for group in GROUPS:
             subprocess.run(["groupdel", group], check=False)
-        for path in ("/usr/local/bin/fairshare-usage", "/etc/profile.d/fairshare-usage.sh", "/etc/fairshare/profiles.json"):
-            if os.path.exists(path):
-                os.unlink(path)
-        if os.path.isdir("/etc/fairshare") and not os.listdir("/etc/fairshare"):
-            os.rmdir("/etc/fairshare")
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"))
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-c", "local", "-e",
                         "ansible_python_interpreter=" + PYTHON, "-m", "fairshare.resources.cgroup_limit", "-a",
                         '{"backend": "cgroupfs", "parent": "%s", "exclusive": true, "limits": []}' % PARENT],
-                       env=env, capture_output=True, check=False)
+                       env=env, capture_output=True, check=False)  # also removes its session script
+        for path in ("/usr/local/bin/fairshare-usage", "/etc/profile.d/fairshare-usage.sh", "/etc/fairshare/profiles.json",
+                     "/etc/pam.d/" + PAM_SERVICE):
+            if os.path.exists(path):
+                os.unlink(path)
+        if os.path.isdir("/etc/fairshare") and not os.listdir("/etc/fairshare"):
+            os.rmdir("/etc/fairshare")
 
 
 def site(policy_file, extra):
@@ -71,7 +74,9 @@ def site(policy_file, extra):
 
 def test_site_applies_the_resolved_profiles(people):
     extra = ('{"profiles_network": false, "profiles_install_packages": false, "profiles_cgroup_backend": "cgroupfs", '
-             '"profiles_cgroup_parent": "%s"}' % PARENT)
+             '"profiles_cgroup_parent": "%s", "profiles_pam_session_files": ["/etc/pam.d/%s"]}' % (PARENT, PAM_SERVICE))
+    with open("/etc/pam.d/" + PAM_SERVICE, "w") as fh:
+        fh.write("session required pam_permit.so\n")
     empty = people / "empty.yml"
     empty.write_text("fairshare_policy: {}\n")
     assert site(empty, extra)["changed"] == "0"
@@ -88,6 +93,17 @@ def test_site_applies_the_resolved_profiles(people):
         with open(base % ("cpu", uid, "cpu.cfs_quota_us")) as fh:
             assert int(fh.read()) == quota, name
     assert site(policy, extra)["changed"] == "0"
+
+    # no systemd here: a login passes the PAM session hook the role added and lands in the user's cgroup
+    with open("/etc/pam.d/" + PAM_SERVICE) as fh:
+        assert fh.read().splitlines()[-1] == ("session optional pam_exec.so quiet /etc/fairshare/cgroupfs-%s.sh session"
+                                              % PARENT)
+    sam_pw = pwd.getpwnam("fsrt-sam")
+    login = pam_session(PAM_SERVICE, sam_pw, 1200)
+    print("PAM login of fsrt-sam: memory cgroup %s; 1200 MiB under her 1G -> signal %s"
+          % (login["cgroups"]["memory"], login["signal"]))
+    assert login["open"] == 0 and login["cgroups"]["memory"] == "/%s/user-%d" % (PARENT, sam_pw.pw_uid)
+    assert login["signal"] == 9 and not login["survived"]
 
     # two layers: sam's workload "jobs" is a child of sam's cgroup with its own, lower memory limit
     sam = [u for n, u, _g in USERS if n == "fsrt-sam"][0]

@@ -135,3 +135,83 @@ def test_systemd_backend_absent_and_check_mode(tmp_path):
 def test_systemd_version_from_layout(version):
     layout = {"version": version, "v2_root": "/x", "v2_controllers": [], "v1": {"memory": "/m"} if version == "v1" else {}}
     assert b.SystemdBackend(None, layout).version == version
+
+
+def _sh(script, *args, **env):
+    import subprocess
+    return subprocess.run(["sh", str(script)] + list(args), env=dict(os.environ, **env), capture_output=True, text=True)
+
+
+def test_cgroupfs_persist_script_restores_the_tree_and_moves_a_session(tmp_path):
+    import shutil
+    layout = v1_layout(str(tmp_path / "cg"))
+    host = FakeKernel(FakeModule())
+    backend = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path / "etc"))
+    plans = [plan(0, "path", "user-0/jobs", {"memory_max": "50M", "cpuset_cpus": "1"}),
+             plan(1, "user", "root", {"memory_max": "100M", "cpu_max": "50%", "cpuset_cpus": "0-1"}, uid=0),
+             plan(2, "path", "other", {"pids_max": 7})]
+    backend.apply(plans, False)
+    out = backend.persist(True)
+    script = tmp_path / "etc" / "cgroupfs-fairshare.sh"
+    assert out["changed"] and out["path"] == str(script) and os.stat(str(script)).st_mode & 0o777 == 0o755
+    assert b.CgroupfsBackend(host, layout, script_dir=str(tmp_path / "etc")).apply(plans, False)["changed"] is False
+    again = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path / "etc"))
+    again.apply(plans, False)
+    assert again.persist(True)["changed"] is False
+    before = dict((str(p.relative_to(tmp_path)), p.read_text().strip()) for p in (tmp_path / "cg").rglob("*")
+                  if p.is_file() and "fairshare" in str(p) and p.read_text().strip()
+                  and p.name not in ("cgroup.procs", "cgroup.subtree_control"))  # the fake kernel's empty files aside
+    assert sorted(k.split("/", 2)[2] for k in before if "/jobs/" in k) == ["fairshare/user-0/jobs/cpuset.cpus",
+                                                                        "fairshare/user-0/jobs/cpuset.mems",
+                                                                        "fairshare/user-0/jobs/memory.limit_in_bytes"]
+    assert len(before) == 11
+    for ctrl in ("cpu", "memory", "pids", "cpuset"):
+        shutil.rmtree(str(tmp_path / "cg" / ctrl / "fairshare"))  # what a reboot does to cgroupfs
+    res = _sh(script, "restore")
+    assert res.returncode == 0, res.stderr
+    after = dict((k, (tmp_path / k).read_text().strip()) for k in before)
+    assert after == before  # same files, same values (cpuset.mems copied down, user before its workload)
+    # a login of the user whose cgroup is gone again: restored, then the PAM caller ($PPID) moved in
+    shutil.rmtree(str(tmp_path / "cg" / "memory" / "fairshare"))
+    res = _sh(script, "session", PAM_TYPE="open_session", PAM_USER="root")
+    assert res.returncode == 0
+    for ctrl in ("cpu", "memory", "cpuset"):
+        assert (tmp_path / "cg" / ctrl / "fairshare" / "user-0" / "cgroup.procs").read_text().strip() == str(os.getpid())
+    assert not (tmp_path / "cg" / "pids" / "fairshare" / "user-0").exists()  # no pids limit: not in that hierarchy
+    assert (tmp_path / "cg" / "memory" / "fairshare" / "user-0" / "memory.limit_in_bytes").read_text().strip() \
+        == str(100 << 20)
+    # close_session, unknown users and a user not managed here: nothing, and still exit 0
+    (tmp_path / "cg" / "memory" / "fairshare" / "user-0" / "cgroup.procs").write_text("")
+    for env in ({"PAM_TYPE": "close_session", "PAM_USER": "root"}, {"PAM_TYPE": "open_session", "PAM_USER": "nosuchuser-x"},
+                {"PAM_TYPE": "open_session", "PAM_USER": "nobody"}):
+        assert _sh(script, "session", **env).returncode == 0
+    assert (tmp_path / "cg" / "memory" / "fairshare" / "user-0" / "cgroup.procs").read_text() == ""
+    assert _sh(script, "bogus").returncode == 2
+    gone = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path / "etc"))
+    assert gone.persist(False)["changed"] and not script.exists()
+
+
+def test_cgroupfs_persist_v2_session_goes_into_a_leaf(tmp_path):
+    root = tmp_path / "cg"
+    root.mkdir()
+    (root / "cgroup.subtree_control").write_text("")
+    layout = {"version": "v2", "v2_root": str(root), "v2_controllers": ["cpu", "memory", "pids"], "v1": {}}
+    host = FakeKernel(FakeModule())
+    backend = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path))
+    backend.apply([plan(0, "user", "root", {"memory_max": "100M", "pids_max": 10}, uid=0)], False)
+    script = backend.persist(True)["path"]
+    assert _sh(script, "session", PAM_TYPE="open_session", PAM_USER="root").returncode == 0
+    leaf = root / "fairshare" / "user-0" / "login-sessions"
+    assert (leaf / "cgroup.procs").read_text().strip() == str(os.getpid())
+    # the leaf is ours: exclusive keeps it while the user is listed
+    out = b.CgroupfsBackend(host, layout).apply([plan(0, "user", "root", {"memory_max": "100M", "pids_max": 10},
+                                                      uid=0)], True)
+    assert out["removed"] == [] and leaf.exists()
+
+
+def test_cgroupfs_persist_leaves_a_foreign_file_alone(tmp_path):
+    layout = v1_layout(str(tmp_path / "cg"))
+    (tmp_path / "cgroupfs-fairshare.sh").write_text("#!/bin/sh\necho mine\n")
+    backend = b.CgroupfsBackend(FakeKernel(FakeModule()), layout, script_dir=str(tmp_path))
+    assert backend.persist(False)["changed"] is False
+    assert (tmp_path / "cgroupfs-fairshare.sh").read_text() == "#!/bin/sh\necho mine\n"

@@ -163,3 +163,16 @@ def test_relpaths():
     assert m.cgroup_relpath("user", "alice", 1000) == "fairshare/user-1000"
     assert m.cgroup_relpath("slice", "research.slice") == "fairshare/research"
     assert m.cgroup_relpath("path", "workers/w1", parent="/fs/") == "fs/workers/w1"
+
+
+def test_grouped_warnings_says_a_shared_warning_once():
+    results = [{"target": "user:u%d" % i, "warnings": ["memory_high: cgroup v1 cannot enforce it; not applied"]}
+               for i in range(8)]
+    results.insert(2, {"target": "slice:x.slice", "warnings": ["io_max 8:0: no such device"]})
+    results.append({"target": "user:quiet", "warnings": []})
+    lines = m.grouped_warnings(results, show=3)
+    assert lines == ["memory_high: cgroup v1 cannot enforce it; not applied (8 targets: user:u0, user:u1, user:u2"
+                     " and 5 more)",
+                     "slice:x.slice: io_max 8:0: no such device"]
+    assert m.grouped_warnings(results[:2], show=3) == [
+        "memory_high: cgroup v1 cannot enforce it; not applied (2 targets: user:u0, user:u1)"]

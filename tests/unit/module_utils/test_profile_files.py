@@ -1,5 +1,6 @@
 from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import plan_units
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import resolve
+from ansible_collections.fairshare.resources.plugins.module_utils import profile_files as pf
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
     GREETING, MANAGED, PATHS, render_timer, wanted_files,
 )
@@ -33,3 +34,17 @@ def test_parts_not_given_are_left_alone_and_no_plans_remove_the_plan_files():
 def test_a_timer_name_that_is_not_ours_is_refused():
     with pytest.raises(ValueError):
         render_timer({"name": "../../evil.timer", "when": "daily", "plan": "x", "what": "start"})
+
+
+def test_pam_session_text_adds_our_line_once_and_removes_only_it():
+    debian = ("# /etc/pam.d/common-session\nsession [default=1] pam_permit.so\nsession requisite pam_deny.so\n"
+              "session optional pam_exec.so /usr/local/bin/someone-elses-hook\n")
+    hook = "/etc/fairshare/cgroupfs-fairshare.sh"
+    added = pf.pam_session_text(debian, hook)
+    assert added == debian + pf.PAM_MARK + "\nsession optional pam_exec.so quiet %s session\n" % hook
+    assert pf.pam_session_text(added, hook) == added  # idempotent
+    moved = pf.pam_session_text(added, "/etc/fairshare/cgroupfs-lab.sh")
+    assert moved.count("pam_exec.so quiet") == 1 and moved.endswith("cgroupfs-lab.sh session\n")
+    assert pf.pam_session_text(added) == debian  # removed: someone else's pam_exec line stays
+    assert pf.pam_session_text("session required pam_unix.so", hook).startswith("session required pam_unix.so\n#")
+    assert pf.SESSION_HOOK_RE.match(hook) and not pf.SESSION_HOOK_RE.match("/tmp/x.sh")

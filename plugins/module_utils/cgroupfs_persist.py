@@ -1,0 +1,137 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What keeps cgroup_limit's cgroupfs tree useful on hosts without systemd.
+
+cgroupfs forgets everything at a reboot, and nothing puts a login session into the
+user's cgroup by itself. cgroup_limit (persist=true) writes one POSIX shell script per
+managed parent, rendered here from the same (controller, file, value) list the backend
+writes:
+
+  <script> restore   recreates the parent's cgroups and writes their limits;
+  <script> session   run by pam_exec at session open (PAM_TYPE, PAM_USER): moves the
+                     process opening the session (su, sshd, login, cron - the
+                     parent of pam_exec's child) into the user's cgroup, so the shell
+                     or job it starts next is limited. When the user's cgroup is gone
+                     (the host rebooted) it runs restore first. It always exits 0: a
+                     login is never refused because of it.
+
+On cgroup v2 a cgroup with controllers enabled for its children may hold no processes,
+so there the session goes into a leaf SESSION_LEAF below the user's cgroup (a name no
+workload can take: workload names are [a-z0-9_]).
+
+Pure Python, no AnsibleModule import.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import shlex
+
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import MANAGED_HEADER
+
+SCRIPT_DIR = "/etc/fairshare"
+SESSION_LEAF = "login-sessions"
+
+
+def script_path(parent, directory=SCRIPT_DIR):
+    """/etc/fairshare/cgroupfs-<parent>.sh ('/' in a nested parent becomes '-')."""
+    return "%s/cgroupfs-%s.sh" % (directory, parent.strip("/").replace("/", "-"))
+
+
+_HEAD = r'''#!/bin/sh
+%(header)s
+# The cgroups of fairshare.resources.cgroup_limit under %(parent)s (cgroupfs backend).
+#   %(path)s restore   recreate them and write their limits (after a reboot)
+#   %(path)s session   from pam_exec (PAM_TYPE, PAM_USER): put the session in the user's cgroup
+LEAF=%(leaf)s
+status=0
+
+put() {
+    printf '%%s\n' "$2" 2>/dev/null >"$1" || { echo "fairshare: cannot write '$2' to $1" >&2; status=1; }
+}
+
+# mk VERSION CONTROLLER ROOT RELPATH: mkdir each level; v2 enables the controller in each
+# parent's cgroup.subtree_control, v1 cpuset copies cpuset.mems and cpuset.cpus down.
+mk() {
+    dir=$3
+    rest=$4
+    while [ -n "$rest" ]; do
+        part=${rest%%%%/*}
+        if [ "$part" = "$rest" ]; then rest=; else rest=${rest#*/}; fi
+        if [ "$1" = v2 ] && ! grep -qw -- "$2" "$dir/cgroup.subtree_control" 2>/dev/null; then
+            put "$dir/cgroup.subtree_control" "+$2"
+        fi
+        [ -d "$dir/$part" ] || mkdir "$dir/$part" || status=1
+        if [ "$1" = v1 ] && [ "$2" = cpuset ]; then
+            for f in cpuset.mems cpuset.cpus; do
+                [ -n "$(cat "$dir/$part/$f" 2>/dev/null)" ] || put "$dir/$part/$f" "$(cat "$dir/$f" 2>/dev/null)"
+            done
+        fi
+        dir=$dir/$part
+    done
+}
+
+restore() {
+'''
+
+_TAIL = r'''}
+
+# dirs_of UID: the user's cgroup in each hierarchy, or nothing for a user not managed here.
+dirs_of() {
+    case "$1" in
+%(cases)s
+        *) return 1 ;;
+    esac
+}
+
+session() {
+    [ "${PAM_TYPE:-}" = open_session ] || return 0
+    uid=$(id -u -- "${PAM_USER:-}" 2>/dev/null) || return 0
+    dirs=$(dirs_of "$uid") || return 0
+    for dir in $dirs; do
+        [ -d "$dir" ] || { restore >/dev/null 2>&1; break; }
+    done
+    for dir in $dirs; do
+        [ -d "$dir" ] || continue
+        if [ -f "$dir/cgroup.subtree_control" ]; then
+            [ -d "$dir/$LEAF" ] || mkdir "$dir/$LEAF" 2>/dev/null
+            dir=$dir/$LEAF
+        fi
+        echo "$PPID" 2>/dev/null >"$dir/cgroup.procs"
+    done
+    return 0
+}
+
+case "${1:-}" in
+    restore) restore; exit $status ;;
+    session) session; exit 0 ;;
+    *) echo "usage: $0 restore|session" >&2; exit 2 ;;
+esac
+'''
+
+
+def render(parent, steps, users, path):
+    """The script's text.
+
+    steps: [(version, controller, root, relpath, [(file, value), ...])] in write order;
+    users: [(uid, [cgroup dir, ...])] of the user targets, the ones a login is put into;
+    path: where the script goes (named in its usage lines).
+    """
+    q = shlex.quote
+    lines = []
+    for version, ctrl, root, relpath, files in steps:
+        lines.append("    mk %s %s %s %s\n" % (version, ctrl, q(root), q(relpath)))
+        for fname, value in files:
+            lines.append("    put %s %s\n" % (q("%s/%s/%s" % (root, relpath, fname)), q(value)))
+    if not lines:
+        lines.append("    :\n")
+    cases = "".join("        %d) echo %s ;;\n" % (uid, q(" ".join(dirs))) for uid, dirs in users if dirs)
+    values = dict(header=MANAGED_HEADER, parent=parent, path=path, leaf=SESSION_LEAF)
+    return _HEAD % values + "".join(lines) + _TAIL % dict(cases=cases.rstrip("\n"))
+
+
+def pam_line(script):
+    """The PAM session line that runs a script (optional: it never blocks a login)."""
+    return "session optional pam_exec.so quiet %s session" % script
