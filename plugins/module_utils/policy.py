@@ -283,7 +283,9 @@ def cgroup_parents(profiles, init_system="systemd", driver=None, parent=DEFAULT_
 
 
 def to_disk_quotas(profiles):
-    """Profiles -> [{'path': mount, 'quotas': [...]}], one disk_quota call per filesystem."""
+    """Profiles -> [{'path': mount, 'quotas': [...]}], one disk_quota call per filesystem.
+    Unlimited users get state: absent on every filesystem the policy puts quotas on, so a
+    quota an earlier policy gave them is lifted (their files stay)."""
     mounts = {}
     for name, prof in sorted(profiles.items()):
         for key, val in prof["values"].items():
@@ -291,7 +293,9 @@ def to_disk_quotas(profiles):
                 entry = dict(val["value"])
                 entry["name"] = name
                 mounts.setdefault(key[len("disk."):], []).append(entry)
-    return [{"path": path, "quotas": quotas} for path, quotas in sorted(mounts.items())]
+    unlimited = [name for name, prof in sorted(profiles.items()) if prof.get("unlimited")]
+    return [{"path": path, "quotas": quotas + [{"name": name, "state": "absent"} for name in unlimited]}
+            for path, quotas in sorted(mounts.items())]
 
 
 def to_tc_classes(profiles):

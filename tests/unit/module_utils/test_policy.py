@@ -218,3 +218,8 @@ def test_unlimited_users_have_their_limits_lifted():
     limits = p.to_cgroup_limits(p.resolve(POLICY, USERS))
     assert {"user": "ada", "state": "absent"} in limits  # admin tier: unlimited
     assert [e for e in limits if e.get("user") == "sam"][0]["memory_max"] == "32G"
+    pol = dict(POLICY, defaults=dict(POLICY["defaults"], disk={"/home": {"block_hard": "10G"}}))
+    quotas = p.to_disk_quotas(p.resolve(pol, USERS))
+    assert [q["path"] for q in quotas] == ["/home"]
+    assert {"name": "ada", "state": "absent"} in quotas[0]["quotas"]  # an earlier quota is lifted, files stay
+    assert [q for q in quotas[0]["quotas"] if q["name"] == "sam"][0]["block_hard"] == "10G"
