@@ -135,8 +135,6 @@ def test_bad_input_changes_nothing(limited):
     assert not os.path.exists(cg("memory", limited.pw_uid))
 
 
-
-
 def test_persist_restores_after_reboot_and_pam_puts_the_login_in_the_cgroup(limited):
     """persist=true: the tree comes back after it is gone (a reboot), and a real PAM session
     (libpam, our own service file with pam_exec) lands the login in the user's cgroup."""
