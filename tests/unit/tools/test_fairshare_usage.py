@@ -45,6 +45,17 @@ def test_report_reads_usage_and_limits(tool):
     assert not idle["active"] and idle["memory"]["max"] == 4 << 30
 
 
+def test_report_of_the_cgroupfs_backend_on_cgroup_v2(tool, tmp_path):
+    """No systemd, cgroup v2: the user's cgroup is <parent>/user-UID (the session in its leaf)."""
+    bob = tmp_path / "cg" / "fairshare" / "user-1001"
+    (bob / "login-sessions").mkdir(parents=True)
+    (bob / "memory.current").write_text("1073741824\n")
+    (bob / "memory.events").write_text("oom_kill 0\n")
+    (bob / "pids.current").write_text("7\n")
+    rep = tool.report("bob", tool.load()["profiles"]["bob"], "fairshare")
+    assert rep["active"] and rep["memory"] == {"used": 1 << 30, "max": 4 << 30} and rep["pids"]["used"] == 7
+
+
 def test_explain_and_prometheus(tool, capsys):
     assert tool.main(["--explain", "alice"]) == 0
     out = capsys.readouterr().out
