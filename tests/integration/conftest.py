@@ -41,7 +41,7 @@ def run_module(name, args, check=False, diff=False, guest=None, netns=None):
     return result
 
 
-_PAM_SESSION = r'''
+PAM_SESSION = r'''
 import ctypes, ctypes.util, json, os, sys
 service, user, uid, size = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4])
 pam = ctypes.CDLL(ctypes.util.find_library("pam"))
@@ -72,7 +72,7 @@ def pam_session(service, pw, alloc_mb):
     """Open a real PAM session (libpam, /etc/pam.d/SERVICE) for a user the way su or sshd does,
     then, as that user in a child, allocate alloc_mb MiB. -> {start, open (PAM return codes),
     cgroup (/proc/self/cgroup after the session opened), cgroups {controller: path}, signal, survived}."""
-    proc = subprocess.run([PYTHON, "-c", _PAM_SESSION, service, pw.pw_name, str(pw.pw_uid), str(alloc_mb)],
+    proc = subprocess.run([PYTHON, "-c", PAM_SESSION, service, pw.pw_name, str(pw.pw_uid), str(alloc_mb)],
                           capture_output=True, text=True, timeout=120, check=False)
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     seen["survived"] = "survived" in proc.stdout
