@@ -34,7 +34,7 @@ POLICY = {"fairshare_policy": {"min_uid": BASE_UID, "max_uid": BASE_UID + 1999,
 EXTRA = {"profiles_network": False, "profiles_install_packages": False, "profiles_quotas": False, "profiles_gpu": False,
          "profiles_cgroup_parent": PARENT,
          # the session script is written (cgroupfs), but this machine's own PAM files are left alone
-         "profiles_pam_session_files": []}
+         "profiles_pam_session_files": [], "profiles_pam_config": ""}
 # What the role leaves on a host besides cgroups; removed at the end where the run made them.
 HOST_FILES = ["/etc/fairshare/profiles.json", "/usr/local/bin/fairshare-usage", "/etc/profile.d/fairshare-usage.sh"]
 NAIVE = """---

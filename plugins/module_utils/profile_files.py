@@ -42,14 +42,41 @@ _PAM_OURS = re.compile(r"^\s*session\s+\S+\s+pam_exec\.so\s.*/etc/fairshare/cgro
 
 def pam_session_text(old, hook=None):
     """A PAM session file's text with our one line at the end (hook: cgroup_limit's persist
-    script), or without it (hook None). Only our marker and pam_exec line are touched."""
-    kept = [line for line in old.splitlines(True) if line.rstrip("\n") != PAM_MARK and not _PAM_OURS.match(line)]
+    script), or without it (hook None). Only our marker and the pam_exec line right below it
+    are touched; a line someone wrote by hand, or pam-auth-update's, stays."""
+    lines = old.splitlines(True)
+    kept, skip = [], False
+    for line in lines:
+        if skip and _PAM_OURS.match(line):
+            skip = False
+            continue
+        skip = line.rstrip("\n") == PAM_MARK
+        if not skip:
+            kept.append(line)
     text = "".join(kept)
     if hook:
         if text and not text.endswith("\n"):
             text += "\n"
         text += PAM_MARK + "\n" + pam_line(hook) + "\n"
     return text
+
+
+def has_session_line(text, hook):
+    """Does a PAM file run the hook at session open (ours, or written by pam-auth-update)?"""
+    want = re.compile(r"^\s*session\s+\S+\s+pam_exec\.so\s+quiet\s+%s\s+session\s*$" % re.escape(hook))
+    return any(want.match(line) for line in text.splitlines())
+
+
+PAM_CONFIG_DIR = "/usr/share/pam-configs"
+PAM_CONFIG_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+def pam_config_text(hook):
+    """Debian's pam-auth-update profile for the hook: one optional session line, added to
+    common-session and common-session-noninteractive, after the other profiles (priority 0)."""
+    return ("Name: fairshare.resources - logins into the users' cgroups (cgroup_limit persist)\n"
+            "Default: yes\nPriority: 0\nSession-Type: Additional\nSession:\n\t%s\n"
+            % pam_line(hook)[len("session "):].replace(" ", "\t", 1))
 
 
 def as_json(data):

@@ -64,10 +64,18 @@ options:
     type: str
   pam_files:
     description: The PAM session files of the distribution (the role's C(vars/<os_family>.yml)). Files that do not
-      exist are skipped; an existing file keeps its mode.
+      exist are skipped; an existing file keeps its mode. With O(pam_config) they are only checked for the line
+      (and a line this module wrote there itself earlier is taken out).
     type: list
     elements: str
     default: []
+  pam_config:
+    description:
+      - Debian's way instead of editing O(pam_files) - the name of a C(pam-auth-update) profile in
+        C(/usr/share/pam-configs) that carries the session line; the module writes it and runs
+        C(pam-auth-update --package --enable NAME), or with no O(session_hook) C(--remove NAME) and deletes it.
+      - When pam-auth-update leaves a file without the line (the file was edited by hand), the task warns.
+    type: str
 notes:
   - The PAM line is V(optional) and the script always exits 0, so it cannot refuse a login. On RedHat
     C(authselect) rewrites C(system-auth) and C(password-auth); put the line in a custom profile there.
@@ -85,9 +93,15 @@ EXAMPLES = r"""
     plans: "{{ profiles | fairshare.resources.profile_plans(fairshare_policy.plans) }}"
     plan_tool: "{{ lookup('ansible.builtin.file', 'fairshare-plan') }}"
 
-- name: A host without systemd - logins go into the users' cgroups
+- name: A RedHat host without systemd - logins go into the users' cgroups
   fairshare.resources.profile_host:
     session_hook: /etc/fairshare/cgroupfs-fairshare.sh
+    pam_files: [/etc/pam.d/system-auth, /etc/pam.d/password-auth]
+
+- name: The same on Debian, through a pam-auth-update profile
+  fairshare.resources.profile_host:
+    session_hook: /etc/fairshare/cgroupfs-fairshare.sh
+    pam_config: fairshare-session
     pam_files: [/etc/pam.d/common-session, /etc/pam.d/common-session-noninteractive]
 """
 
@@ -123,7 +137,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
-    MANAGED, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, pam_session_text, wanted_files,
+    MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_RE, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, has_session_line,
+    pam_config_text, pam_session_text, wanted_files,
 )
 
 
@@ -146,6 +161,43 @@ def timers_off(host, names):
     return [name for name, en, ac in states if en.strip() != "enabled" or ac.strip() != "active"]
 
 
+def pam_session(module, host, changes, hook, result):
+    """Our session line: in the pam_files themselves, or through a pam-auth-update profile."""
+    params = module.params
+    found = [p for p in params["pam_files"] if host.read(p) is not None]
+    config = params["pam_config"]
+    for path in found:  # with pam_config only a line we wrote ourselves earlier goes
+        text = pam_session_text(host.read(path), None if config else hook)
+        result["files"].append({"path": path, "changed": changes.file(path, text, os.stat(path).st_mode & 0o7777,
+                                                                      prune=False)})
+    if config:
+        profile = os.path.join(PAM_CONFIG_DIR, config)
+        before = dict((p, host.read(p)) for p in found)
+        did = False
+        if hook:
+            did = changes.file(profile, pam_config_text(hook), 0o644, prune=False)
+            if did or [p for p in found if not has_session_line(host.read(p), hook)]:
+                changes.run("pam-auth-update --package --enable %s" % config,
+                            ["pam-auth-update", "--package", "--enable", config])
+        elif (host.read(profile) or "").startswith("Name: fairshare.resources"):
+            changes.run("pam-auth-update --package --remove %s" % config,
+                        ["pam-auth-update", "--package", "--remove", config])
+            did = changes.file(profile, None, prune=False)
+        result["files"].append({"path": profile, "changed": did})
+        for path in found:
+            after = host.read(path)
+            if after != before[path]:
+                changes.diff.append({"before_header": path, "after_header": path, "before": before[path],
+                                     "after": after})
+            if hook and not module.check_mode and not has_session_line(after, hook):
+                module.warn("pam_config: pam-auth-update left %s without the session line (edited by hand? "
+                            "see pam-auth-update --force); logins there are not put into the users' cgroups" % path)
+    if hook and not found:
+        module.warn("pam_files: none of %s exists here; logins are not put into the users' cgroups"
+                    % ", ".join(params["pam_files"]) if params["pam_files"] else
+                    "session_hook: no pam_files given; logins are not put into the users' cgroups")
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -156,6 +208,7 @@ def main():
             plan_tool=dict(type="str"),
             session_hook=dict(type="str"),
             pam_files=dict(type="list", elements="str", default=[]),
+            pam_config=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -180,6 +233,9 @@ def main():
     for path in params["pam_files"]:
         if not os.path.isabs(path):
             module.fail_json(msg="pam_files: %r is not an absolute path" % path, **result)
+    if params["pam_config"] and not PAM_CONFIG_RE.match(params["pam_config"]):
+        module.fail_json(msg="pam_config: %r is not a pam-auth-update profile name; use a-z, 0-9, '.', '_', '-'"
+                             % params["pam_config"], **result)
     try:
         files = wanted_files(params["data"], params["usage_tool"], params["greeting"], plans, params["plan_tool"])
     except ValueError as exc:
@@ -201,18 +257,7 @@ def main():
             did = changes.file(path, text, mode, prune=False)
             units_changed |= did and path.startswith(UNIT_DIR + "/")
             result["files"].append({"path": path, "changed": did})
-        pam_found = []
-        for path in params["pam_files"]:
-            old = host.read(path)
-            if old is None:
-                continue
-            pam_found.append(path)
-            did = changes.file(path, pam_session_text(old, hook), os.stat(path).st_mode & 0o7777, prune=False)
-            result["files"].append({"path": path, "changed": did})
-        if hook and not pam_found:
-            module.warn("pam_files: none of %s exists here; logins are not put into the users' cgroups"
-                        % ", ".join(params["pam_files"]) if params["pam_files"] else
-                        "session_hook: no pam_files given; logins are not put into the users' cgroups")
+        pam_session(module, host, changes, hook, result)
         if units_changed:
             changes.run("systemctl daemon-reload", ["systemctl", "daemon-reload"])
         off = timers if (module.check_mode and units_changed) else timers_off(host, timers)

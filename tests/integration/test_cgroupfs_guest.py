@@ -47,3 +47,37 @@ def test_v2_session_hook_restores_and_puts_the_login_in_the_leaf(guest):
         run_module("cgroup_limit", dict(backend="cgroupfs", parent=PARENT, exclusive=True, limits=[]), guest=guest)
         ssh("rm -f /etc/pam.d/%s /root/pamsession.py; userdel fsv2; test ! -e %s && test ! -d /sys/fs/cgroup/%s"
             % (SERVICE, SCRIPT, PARENT))
+
+
+def test_debian_pam_auth_update_profile_and_a_real_su_login(guest):
+    """profile_host pam_config: the line goes into common-session through pam-auth-update; `su`
+    (the guest's own PAM stack) then lands in the user's cgroup and is held to its memory.max."""
+    ssh = guest["ssh"]
+    parent, script = "fairshare-debtest", "/etc/fairshare/cgroupfs-fairshare-debtest.sh"
+    files = ["/etc/pam.d/common-session", "/etc/pam.d/common-session-noninteractive"]
+    hooked = dict(session_hook=script, pam_config="fairshare-session", pam_files=files)
+    ssh("id fsdeb >/dev/null 2>&1 || useradd -M -s /bin/sh fsdeb")
+    uid = int(ssh("id -u fsdeb").stdout.strip())
+    try:
+        limits = run_module("cgroup_limit", dict(backend="cgroupfs", parent=parent, persist=True,
+                                                 limits=[{"user": "fsdeb", "memory_max": "64M"}]), guest=guest)
+        assert limits["persist_script"] == script
+        first = run_module("profile_host", hooked, guest=guest)
+        assert first["changed"] and "pam-auth-update --package --enable fairshare-session" in first["actions"], first
+        assert run_module("profile_host", hooked, guest=guest)["changed"] is False
+        lines = ssh("grep -h 'pam_exec.so quiet %s session' %s" % (script, " ".join(files))).stdout.splitlines()
+        assert len(lines) == 2 and all(line.split()[:2] == ["session", "optional"] for line in lines), lines
+        where = ssh("su -s /bin/sh fsdeb -c 'cat /proc/self/cgroup'").stdout.strip()
+        alloc = ssh("su -s /bin/sh fsdeb -c \"python3 -c 'b = bytearray(200 << 20); print(1)'\"; echo rc=$?",
+                    check=False).stdout.strip().splitlines()
+        print("guest su login (pam-auth-update profile): %s; 200 MiB under 64M -> %s" % (where, alloc[-1]))
+        assert where == "0::/%s/user-%d/login-sessions" % (parent, uid)
+        assert alloc == ["rc=137"]  # su reports its child's SIGKILL as 128 + 9; "1" was never printed
+        gone = run_module("profile_host", dict(hooked, session_hook=""), guest=guest)
+        assert gone["changed"] and "pam-auth-update --package --remove fairshare-session" in gone["actions"], gone
+        assert ssh("grep -c 'cgroupfs-' %s; test ! -e /usr/share/pam-configs/fairshare-session" % " ".join(files),
+                   check=False).stdout.split() == ["%s:0" % f for f in files]
+    finally:
+        run_module("profile_host", dict(hooked, session_hook=""), guest=guest)
+        run_module("cgroup_limit", dict(backend="cgroupfs", parent=parent, exclusive=True, limits=[]), guest=guest)
+        ssh("userdel fsdeb")

@@ -74,7 +74,7 @@ def site(policy_file, extra):
 
 def test_site_applies_the_resolved_profiles(people):
     extra = ('{"profiles_network": false, "profiles_install_packages": false, "profiles_cgroup_backend": "cgroupfs", '
-             '"profiles_cgroup_parent": "%s", "profiles_pam_session_files": ["/etc/pam.d/%s"]}' % (PARENT, PAM_SERVICE))
+             '"profiles_cgroup_parent": "%s", "profiles_pam_session_files": ["/etc/pam.d/%s"], "profiles_pam_config": ""}' % (PARENT, PAM_SERVICE))
     with open("/etc/pam.d/" + PAM_SERVICE, "w") as fh:
         fh.write("session required pam_permit.so\n")
     empty = people / "empty.yml"

@@ -48,3 +48,16 @@ def test_pam_session_text_adds_our_line_once_and_removes_only_it():
     assert pf.pam_session_text(added) == debian  # removed: someone else's pam_exec line stays
     assert pf.pam_session_text("session required pam_unix.so", hook).startswith("session required pam_unix.so\n#")
     assert pf.SESSION_HOOK_RE.match(hook) and not pf.SESSION_HOOK_RE.match("/tmp/x.sh")
+
+
+def test_pam_lines_of_others_and_the_pam_auth_update_profile():
+    hook = "/etc/fairshare/cgroupfs-fairshare.sh"
+    by_pam_auth_update = "session\toptional\t\t\tpam_exec.so quiet %s session\n" % hook
+    text = "session required pam_unix.so\n" + by_pam_auth_update
+    assert pf.pam_session_text(text) == text  # not below our marker: not ours to remove
+    assert pf.has_session_line(text, hook) and not pf.has_session_line(text, "/etc/fairshare/cgroupfs-x.sh")
+    assert not pf.has_session_line("session optional pam_exec.so quiet %s session-not\n" % hook, hook)
+    profile = pf.pam_config_text(hook)
+    assert profile.startswith("Name: fairshare.resources") and "Session-Type: Additional\n" in profile
+    assert profile.endswith("Session:\n\toptional\tpam_exec.so quiet %s session\n" % hook)
+    assert pf.PAM_CONFIG_RE.match("fairshare-session") and not pf.PAM_CONFIG_RE.match("../etc/passwd")
