@@ -15,12 +15,12 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER  # noqa: F401 (re-exported)
 from ansible_collections.fairshare.resources.plugins.module_utils.units import (
     UNLIMITED, UnitError, check_minimum, cpu_quota_us, cpu_to_percent, expand_cpulist,
     format_size, page_round, parse_cpu, parse_cpulist, parse_int, parse_percent_of, parse_size,
 )
 
-MANAGED_HEADER = "# managed by fairshare.resources: changes here are overwritten"
 DROPIN_NAME = "50-fairshare.conf"
 DEFAULT_PARENT = "fairshare"
 CPU_PERIOD_US = 100000

@@ -12,9 +12,9 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
-MANAGED_HEADER = "# managed by fairshare.resources: changes here are overwritten"
 NVIDIA_MAJOR = 195
 TOOLKIT_KEY = "accept-nvidia-visible-devices-envvar-when-unprivileged"
 # What every restricted user keeps (systemd's DevicePolicy=auto set, plus terminals and misc):

@@ -16,7 +16,6 @@ import re
 
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UNLIMITED, UnitError, parse_size
 
-MANAGED_HEADER = "# managed by fairshare.resources: changes here are overwritten"
 SUPPORTED_FS = ("ext4", "xfs", "btrfs")
 LIMIT_KEYS = ("block_soft", "block_hard", "inode_soft", "inode_hard")
 TYPE_FLAG = {"user": "-u", "group": "-g", "project": "-P"}

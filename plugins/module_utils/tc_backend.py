@@ -10,8 +10,9 @@ __metaclass__ = type
 import json
 import os
 
+from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
-    MANAGED_HEADER, NFT_TABLE, diff_tree, egress_tree, nft_load_script, parse_classes, parse_nft_rules,
+    NFT_TABLE, diff_tree, egress_tree, nft_load_script, parse_classes, parse_nft_rules,
     parse_qdiscs, tc_commands,
 )
 

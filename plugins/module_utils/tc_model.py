@@ -22,7 +22,6 @@ from ansible_collections.fairshare.resources.plugins.module_utils.units import U
 NFT_TABLE = "fairshare"
 ROOT_CLASS = "1:1"
 DEFAULT_CLASS = "1:2"
-MANAGED_HEADER = "# managed by fairshare.resources: changes here are overwritten"
 # tc's rate units: bit units are decimal, "bps" units are bytes per second.
 _RATE_UNITS = {"bit": 1, "kbit": 1000, "mbit": 10 ** 6, "gbit": 10 ** 9, "tbit": 10 ** 12,
                "bps": 8, "kbps": 8000, "mbps": 8 * 10 ** 6, "gbps": 8 * 10 ** 9, "tbps": 8 * 10 ** 12}
