@@ -23,6 +23,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
     SCRIPT_DIR, SESSION_LEAF, render as render_persist_script, script_path,
 )
+from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import controller_home
 
 
@@ -259,15 +260,9 @@ class CgroupfsBackend(_Layout):
         old = self.host.read(path)
         if old is not None and not enabled and not old.startswith("#!/bin/sh\n" + MANAGED_HEADER):
             return {"path": path, "changed": False, "diff": []}  # not ours: left alone
-        if old == new:
-            return {"path": path if new else None, "changed": False, "diff": []}
-        if not self.host.check_mode:
-            if new is None:
-                self.host.remove(path, prune=False)
-            else:
-                self.host.write_atomic(path, new, mode=0o755)
-        return {"path": path if new else None, "changed": True,
-                "diff": [{"before_header": path, "after_header": path, "before": old or "", "after": new or ""}]}
+        changes = Changes(self.host)
+        changed = changes.file(path, new, 0o755, prune=False)
+        return {"path": path if new else None, "changed": changed, "diff": changes.diff}
 
     def _resets(self, plan, files, before, after):
         """Scalar limits we set earlier that the target no longer asks for go back to no limit."""

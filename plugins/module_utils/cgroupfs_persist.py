@@ -132,6 +132,11 @@ def render(parent, steps, users, path):
     return _HEAD % values + "".join(lines) + _TAIL % dict(cases=cases.rstrip("\n"))
 
 
+def pam_module(script):
+    """The module and arguments of the PAM session line that runs a script."""
+    return "pam_exec.so quiet %s session" % script
+
+
 def pam_line(script):
     """The PAM session line that runs a script (optional: it never blocks a login)."""
-    return "session optional pam_exec.so quiet %s session" % script
+    return "session optional " + pam_module(script)

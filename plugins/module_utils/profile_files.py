@@ -5,7 +5,8 @@
 
 /etc/fairshare/profiles.json (read by fairshare-usage), the fairshare-usage tool and its
 login greeting, /etc/fairshare/plans.json, the fairshare-plan tool, its service and two
-timers per plan, and our session line in the PAM files of hosts without systemd. Pure Python, no AnsibleModule import; the module profile_host writes them.
+timers per plan, and our session line in the PAM files of hosts without systemd. Pure
+Python, no AnsibleModule import; the module profile_host writes them.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,7 +17,9 @@ import json
 import re
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import MANAGED_HEADER as MANAGED
-from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import pam_line
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
+    SCRIPT_DIR, pam_line, pam_module,
+)
 
 PATHS = {
     "profiles": "/etc/fairshare/profiles.json",
@@ -36,8 +39,9 @@ PLAN_SERVICE = (MANAGED + "\n[Unit]\nDescription=fairshare plan %i\n[Service]\nT
 
 
 PAM_MARK = "# fairshare.resources: login sessions into the user's cgroup (cgroup_limit persist)"
-SESSION_HOOK_RE = re.compile(r"^/etc/fairshare/cgroupfs-[A-Za-z0-9_.@:-]+\.sh$")
-_PAM_OURS = re.compile(r"^\s*session\s+\S+\s+pam_exec\.so\s.*/etc/fairshare/cgroupfs-[^\s/]+\.sh\s+session\s*$")
+_SCRIPTS = re.escape(SCRIPT_DIR + "/cgroupfs-")  # cgroupfs_persist.script_path
+SESSION_HOOK_RE = re.compile(r"^%s[A-Za-z0-9_.@:-]+\.sh$" % _SCRIPTS)
+_PAM_OURS = re.compile(r"^\s*session\s+\S+\s+pam_exec\.so\s.*%s[^\s/]+\.sh\s+session\s*$" % _SCRIPTS)
 
 
 def pam_session_text(old, hook=None):
@@ -69,14 +73,15 @@ def has_session_line(text, hook):
 
 PAM_CONFIG_DIR = "/usr/share/pam-configs"
 PAM_CONFIG_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+PAM_CONFIG_HEAD = "Name: fairshare.resources"  # how our pam-auth-update profile starts
 
 
 def pam_config_text(hook):
     """Debian's pam-auth-update profile for the hook: one optional session line, added to
     common-session and common-session-noninteractive, after the other profiles (priority 0)."""
-    return ("Name: fairshare.resources - logins into the users' cgroups (cgroup_limit persist)\n"
-            "Default: yes\nPriority: 0\nSession-Type: Additional\nSession:\n\t%s\n"
-            % pam_line(hook)[len("session "):].replace(" ", "\t", 1))
+    return ("%s - logins into the users' cgroups (cgroup_limit persist)\n"
+            "Default: yes\nPriority: 0\nSession-Type: Additional\nSession:\n\toptional\t%s\n"
+            % (PAM_CONFIG_HEAD, pam_module(hook)))
 
 
 def as_json(data):

@@ -10,6 +10,7 @@ __metaclass__ = type
 import json
 import os
 
+from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
 from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
     NFT_TABLE, diff_tree, egress_tree, nft_load_script, parse_classes, parse_nft_rules,
@@ -150,23 +151,18 @@ class TcShaper(object):
             "".join(" ".join(_quote(a) for a in argv) + "\n" for argv in commands) + \
             ("nft -f - <<'FAIRSHARE_NFT'\n%sFAIRSHARE_NFT\n" % nft_script if nft_script else "")
         files = {RESTORE_SCRIPT: script, UNIT_FILE: UNIT} if enabled else {}
-        for path in (RESTORE_SCRIPT, UNIT_FILE):
-            old = self.host.read(path)
+        changes = Changes(self.host)
+        unit_changed = False
+        for path, mode in ((RESTORE_SCRIPT, 0o755), (UNIT_FILE, 0o644)):
             new = files.get(path)
-            if old == new:
-                continue
             if path == UNIT_FILE and not is_systemd:
-                if new:
+                if new and self.host.read(path) != new:
                     self.warnings.append("persist: no systemd here; run %s from your boot scripts" % RESTORE_SCRIPT)
                 continue
-            self.actions.append("%s %s" % ("write" if new else "remove", path))
-            self.diff.append({"before_header": path, "after_header": path, "before": old or "", "after": new or ""})
-            if not self.host.check_mode:
-                if new:
-                    self.host.write_atomic(path, new, mode=0o755 if path == RESTORE_SCRIPT else 0o644)
-                else:
-                    self.host.remove(path)
-        if is_systemd and not self.host.check_mode and any(a.endswith(UNIT_FILE) for a in self.actions):
+            unit_changed = changes.file(path, new, mode) and path == UNIT_FILE
+        self.actions += changes.actions
+        self.diff += changes.diff
+        if is_systemd and not self.host.check_mode and unit_changed:
             self.host.run(["systemctl", "daemon-reload"])
             self.host.run(["systemctl", "enable" if enabled else "disable", "fairshare-tc.service"], check=False)
 

@@ -137,7 +137,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
-    MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_RE, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, has_session_line,
+    MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, has_session_line,
     pam_config_text, pam_session_text, wanted_files,
 )
 
@@ -164,35 +164,37 @@ def timers_off(host, names):
 def pam_session(module, host, changes, hook, result):
     """Our session line: in the pam_files themselves, or through a pam-auth-update profile."""
     params = module.params
-    found = [p for p in params["pam_files"] if host.read(p) is not None]
     config = params["pam_config"]
-    for path in found:  # with pam_config only a line we wrote ourselves earlier goes
-        text = pam_session_text(host.read(path), None if config else hook)
-        result["files"].append({"path": path, "changed": changes.file(path, text, os.stat(path).st_mode & 0o7777,
-                                                                      prune=False)})
+    texts = {}  # each PAM file as it stands after our own edit (as it was, in check mode)
+    for path in params["pam_files"]:
+        old = host.read(path)
+        if old is None:
+            continue
+        text = pam_session_text(old, None if config else hook)  # with pam_config only a line we wrote earlier goes
+        did = changes.file(path, text, os.stat(path).st_mode & 0o7777, prune=False)
+        result["files"].append({"path": path, "changed": did})
+        texts[path] = old if module.check_mode else text
     if config:
         profile = os.path.join(PAM_CONFIG_DIR, config)
-        before = dict((p, host.read(p)) for p in found)
         did = False
         if hook:
             did = changes.file(profile, pam_config_text(hook), 0o644, prune=False)
-            if did or [p for p in found if not has_session_line(host.read(p), hook)]:
+            if did or not all(has_session_line(text, hook) for text in texts.values()):
                 changes.run("pam-auth-update --package --enable %s" % config,
                             ["pam-auth-update", "--package", "--enable", config])
-        elif (host.read(profile) or "").startswith("Name: fairshare.resources"):
+        elif (host.read(profile) or "").startswith(PAM_CONFIG_HEAD):
             changes.run("pam-auth-update --package --remove %s" % config,
                         ["pam-auth-update", "--package", "--remove", config])
             did = changes.file(profile, None, prune=False)
         result["files"].append({"path": profile, "changed": did})
-        for path in found:
-            after = host.read(path)
-            if after != before[path]:
-                changes.diff.append({"before_header": path, "after_header": path, "before": before[path],
-                                     "after": after})
+        for path, before in sorted(texts.items()):
+            after = host.read(path)  # what pam-auth-update made of it
+            if after != before:
+                changes.diff.append({"before_header": path, "after_header": path, "before": before, "after": after})
             if hook and not module.check_mode and not has_session_line(after, hook):
                 module.warn("pam_config: pam-auth-update left %s without the session line (edited by hand? "
                             "see pam-auth-update --force); logins there are not put into the users' cgroups" % path)
-    if hook and not found:
+    if hook and not texts:
         module.warn("pam_files: none of %s exists here; logins are not put into the users' cgroups"
                     % ", ".join(params["pam_files"]) if params["pam_files"] else
                     "session_hook: no pam_files given; logins are not put into the users' cgroups")
