@@ -19,7 +19,7 @@ ARTIFACTS := $(ROOT)/artifacts
 # The pip that the pinned ansible-core's ansible-test bootstraps into its sanity venvs.
 ANSIBLE_TEST_PIP := 24.2
 
-.PHONY: help setup apt venv tree demo demo-host demo-clean unit integration sanity lint build doc test molecule image clean \
+.PHONY: help setup apt venv tree galaxy demo demo-host demo-clean unit integration sanity lint build doc test molecule image clean \
 	containers-setup molecule-containers
 
 help:
@@ -83,6 +83,19 @@ build: venv tree
 	$(BIN)/ansible-galaxy collection install --force -p build/dist/installed build/dist/fairshare-resources-*.tar.gz
 	ANSIBLE_COLLECTIONS_PATH=build/dist/installed $(BIN)/ansible-doc fairshare.resources.cgroup_limit | head -5
 
+# What Galaxy does with an upload (galaxy-importer, offline: tests/galaxy/importer.cfg), and the
+# changelog: its fragments lint clean and CHANGELOG.rst is what antsibull-changelog makes of them.
+galaxy: build
+	$(BIN)/antsibull-changelog lint
+	@cp CHANGELOG.rst build/CHANGELOG.rst.committed
+	$(BIN)/antsibull-changelog generate
+	@if ! cmp -s CHANGELOG.rst build/CHANGELOG.rst.committed; then \
+	  cp build/CHANGELOG.rst.committed CHANGELOG.rst; \
+	  echo "CHANGELOG.rst is not what antsibull-changelog generate makes: run it and commit"; exit 1; fi
+	cd build && GALAXY_IMPORTER_CONFIG=$(ROOT)/tests/galaxy/importer.cfg $(BIN)/python -m galaxy_importer.main \
+	  dist/fairshare-resources-*.tar.gz 2>&1 | tee galaxy-importer.log | grep -v '^Loading '
+	@grep -q '^Importer processing completed successfully' build/galaxy-importer.log
+
 image: setup
 	$(PY) testbed/fsguest.py build
 
@@ -107,8 +120,17 @@ $(addprefix molecule-,$(SCENARIOS)): molecule-%: setup
 
 molecule: molecule-host molecule-default molecule-cgroup_v1 molecule-containers
 
-test: unit sanity lint build integration molecule-host molecule-default
-	@echo "make test: all layers passed"
+TEST_LAYERS := unit sanity lint build galaxy integration molecule-host molecule-default
+# Each layer in turn, timed; the times are printed at the end (the README quotes them).
+test: setup
+	@rm -f build/test-times.txt; mkdir -p build; \
+	for layer in $(TEST_LAYERS); do \
+	  start=$$(date +%s); \
+	  $(MAKE) --no-print-directory $$layer; \
+	  echo "$$layer $$(( $$(date +%s) - start ))" >> build/test-times.txt; \
+	done; \
+	echo "make test: time per layer (s)"; column -t build/test-times.txt; \
+	echo "make test: all layers passed in $$(awk '{s += $$2} END {print s}' build/test-times.txt) s"
 
 clean:
 	rm -rf build .pytest_cache

@@ -39,15 +39,26 @@ def on_localhost():
                     "--check", "--diff", "playbooks/site.yml", *POLICY)
 
 
+def step(text):
+    print("\ndemo: %s" % text, flush=True)
+
+
 def main():
-    boot = fsguest("start", GUEST, capture_output=True, text=True, check=False)
+    step("[1/4] a throw-away Debian guest (the image is built once, then cached under %s)"
+         % os.path.dirname(fsguest_lib.image_dir()))
+    # fsguest's progress (stderr) goes straight to the terminal; its one JSON document (stdout) is ours
+    boot = fsguest("start", GUEST, stdout=subprocess.PIPE, text=True, check=False)
     if boot.returncode != 0:
-        sys.stderr.write(boot.stderr[-2000:])
         return on_localhost()
     inventory = fsguest_lib.write_inventory(json.loads(boot.stdout))
     try:
-        rc = playbook(inventory, "examples/lab.yml") or playbook(inventory, "playbooks/site.yml", *POLICY)
+        step("[2/4] the example lab in the guest: 20 users, /srv/lab, the link fsv0, GPU device nodes")
+        rc = playbook(inventory, "examples/lab.yml")
         if rc == 0:
+            step("[3/4] playbooks/site.yml with examples/policy.yml")
+            rc = playbook(inventory, "playbooks/site.yml", *POLICY)
+        if rc == 0:
+            step("[4/4] what the users see")
             # something to show: lab01 holds 96 MiB of its 128M in its own slice for a minute
             fsguest("ssh", GUEST, "--", "systemd-run", "--quiet", "--collect", "--uid=lab01", "--slice=user-3001.slice",
                     "python3", "-c", "'import time; b = bytes(range(256)) * (96 << 12); time.sleep(60)'", check=False)

@@ -74,6 +74,18 @@ def log(msg):
     print("fsguest: %s" % msg, file=sys.stderr, flush=True)
 
 
+# `start` prints exactly one JSON document on standard output; everything else (our progress,
+# mmdebstrap, mkfs.ext4's "Creating regular file ...", qemu-img, ssh-keygen) goes to standard
+# error. main() points fd 1 at stderr for the whole command and keeps the real stdout here.
+RESULT_FD = None
+
+
+def emit(document):
+    """The command's one result on the real standard output (JSON, one line)."""
+    data = (json.dumps(document) + "\n").encode()
+    os.write(RESULT_FD if RESULT_FD is not None else 1, data)
+
+
 def mirror():
     """The Debian mirror this machine's apt already uses."""
     for path in ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"]:
@@ -110,6 +122,8 @@ def build(_args=None):
     os.makedirs(tmp)
     rootfs = os.path.join(tmp, "rootfs")
     start = time.time()
+    log("no cached image at %s: building it once (about 2-4 minutes here)" % out)
+    log("[1/3] mmdebstrap: Debian %s with %d packages from %s" % (SUITE, len(PACKAGES), mirror()))
     run(["mmdebstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES),
          "--components=main", SUITE, rootfs, mirror()],
         stdout=subprocess.DEVNULL)
@@ -121,6 +135,7 @@ def build(_args=None):
             fh.write(text)
         os.chmod(path, mode)
 
+    log("[2/3] test bed files (ssh key unit, network, fstab) after %.0f s" % (time.time() - start))
     put("/etc/systemd/system/fairshare-sshkey.service", KEY_UNIT)
     put("/usr/local/sbin/fairshare-sshkey", KEY_SCRIPT, 0o755)
     put("/etc/systemd/network/10-dhcp.network", NETWORK)
@@ -140,6 +155,7 @@ def build(_args=None):
     initrd = sorted(f for f in os.listdir(boot) if f.startswith("initrd.img-"))[-1]
     shutil.copy(os.path.join(boot, kernel), os.path.join(tmp, "vmlinuz"))
     shutil.copy(os.path.join(boot, initrd), os.path.join(tmp, "initrd.img"))
+    log("[3/3] mkfs.ext4: the 4G root image after %.0f s" % (time.time() - start))
     run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", rootfs, os.path.join(tmp, "rootfs.img"), "4G"])
     shutil.rmtree(rootfs)
     with open(os.path.join(tmp, "done"), "w") as fh:
@@ -207,8 +223,14 @@ def write_inventory(facts):
 
 
 def wait_ssh(facts, timeout):
-    deadline = time.time() + timeout
+    started = time.time()
+    deadline = started + timeout
+    said = started
     while time.time() < deadline:
+        if time.time() - said >= 15:
+            said = time.time()
+            log("%s: waiting for ssh, %.0f s of at most %d (console %s)"
+                % (facts["name"], said - started, timeout, facts["console"]))
         if not alive(facts):
             raise SystemExit("fsguest: qemu of %s died; console log: %s" % (facts["name"], facts["console"]))
         rc = subprocess.run(ssh_base(facts) + ["true"], stdin=subprocess.DEVNULL,
@@ -280,6 +302,7 @@ def start(args):
     with open(os.path.join(gdir, "facts.json"), "w") as fh:
         json.dump(facts, fh)
     t0 = time.time()
+    log("booting %s under %s (about 30-60 s to ssh)" % (args.name, "KVM" if kvm_boots() else "QEMU TCG"))
     log("$ " + " ".join(cmd))
     subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ssh(facts, args.timeout)
@@ -287,7 +310,7 @@ def start(args):
     with open(os.path.join(gdir, "facts.json"), "w") as fh:
         json.dump(facts, fh)
     log("%s up in %.1f s (ssh 127.0.0.1:%d, console %s)" % (args.name, facts["boot_seconds"], port, facts["console"]))
-    print(json.dumps(facts))
+    emit(facts)
 
 
 def stop(args):
@@ -354,6 +377,11 @@ def main():
     s.add_argument("--timeout", type=int, default=240)
     s.set_defaults(func=reboot)
     args = p.parse_args()
+    if args.action != "ssh":  # ssh passes the guest command's output through as it is
+        global RESULT_FD  # pylint: disable=global-statement
+        RESULT_FD = os.dup(1)
+        sys.stdout.flush()
+        os.dup2(2, 1)
     args.func(args)
 
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: fairshare.resources contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Plans (seed 001): named overlays that scale users' limits on a schedule.
+"""Plans: named overlays that scale users' limits on a schedule.
 
     plans:
       night: {schedule: "Mon..Fri 20:00", until: "07:00", scale: {cpu.max: 2.0, memory.max: 1.5}}

@@ -22,7 +22,7 @@ _CPU_PERCENT_RE = re.compile(r"^(\d+(?:\.\d+)?)%$")
 _NUMBER_RE = re.compile(r"^\d+(?:\.\d+)?$")
 _CPULIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
-# Below these a limit locks users out of their own logins (design.md §2).
+# Below these a limit locks users out of their own logins (docs/cgroup_limit.md, "Safety").
 SAFE_MINIMUMS = {"memory_max": 64 << 20, "pids_max": 32}
 PAGE_SIZE = 4096
 

@@ -181,7 +181,7 @@ EXAMPLES = r"""
           - device: /dev/sda
             wbps: 50M
 
-- name: Nested cgroups for container workloads (seed 003); use cgroup_parent with docker
+- name: Nested cgroups for container workloads; use cgroup_parent with docker
   fairshare.resources.cgroup_limit:
     backend: cgroupfs
     limits:

@@ -105,7 +105,7 @@ def guest():
     if out.returncode != 0:
         subprocess.run([sys.executable, tool, "stop", name], check=False)
         pytest.fail("guest did not boot: %s" % out.stderr[-2000:])
-    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    facts = json.loads(out.stdout)  # exactly one JSON document (test_fsguest.py)
 
     def ssh(command, check=True):
         proc = subprocess.run([sys.executable, tool, "ssh", name, "--", command], capture_output=True, text=True,

@@ -44,3 +44,19 @@ def test_cgroups_role_applies_its_list(tmp_path, test_user):
             path = "/sys/fs/cgroup/%s/%s" % (ctrl, parent)
             if os.path.isdir(path):
                 os.rmdir(path)
+
+
+@pytest.mark.parametrize("name,deprecated", [("fairshare_gpu_users", False), ("gpu_users", True)])
+def test_gpu_role_takes_its_prefixed_names_and_the_deprecated_ones(tmp_path, name, deprecated):
+    """The role's own names reach gpu_access; the old unprefixed ones still do for one release, with a warning."""
+    play = tmp_path / "play.yml"
+    play.write_text("- hosts: all\n  gather_facts: false\n  roles: [fairshare.resources.gpu]\n")
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1")
+    extra = '{"%s": [{"name": "root", "gpus": []}]}' % name
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c",
+                          "local", "--check", "-v", "-e", "ansible_python_interpreter=" + PYTHON, "-e", extra,
+                          str(play)], env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout[-2000:]
+    ran = out.stdout.split("GPU access for every listed user, in one call", 1)[1].split("PLAY RECAP")[0]
+    assert "skipping" not in ran and "ok: [localhost]" in ran, ran
+    assert ("deprecated and removed in 1.0.0; use fairshare_gpu_users" in out.stdout) == deprecated, out.stdout[-2000:]
