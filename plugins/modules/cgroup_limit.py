@@ -26,6 +26,8 @@ description:
     marker; O(exclusive=true) removes managed objects of targets not listed, and nothing else.
 author:
   - fairshare.resources contributors (@fairshare)
+extends_documentation_fragment:
+  - fairshare.resources.report
 attributes:
   check_mode:
     support: full
@@ -214,6 +216,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description:
+    - Per list of the result (RV(targets), RV(removed)), how many entries there are (V(total)), changed, were returned
+      and were left out (O(report=auto) on a large host).
+  returned: always
+  type: dict
+  sample: {targets: {total: 10000, changed: 10000, returned: 100, omitted: 9900}}
 backend:
   description: The backend used.
   returned: always
@@ -291,6 +300,7 @@ persist_script:
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fairshare.resources.plugins.module_utils.bounded import REPORT_CHOICES, bound_result
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
     BackendError, CgroupfsBackend, Plan, SystemdBackend,
 )
@@ -354,6 +364,7 @@ def main():
             exclusive=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
             persist=dict(type="bool", default=False),
+            report=dict(type="str", choices=REPORT_CHOICES, default="auto"),
         ),
         supports_check_mode=True,
     )
@@ -398,9 +409,8 @@ def main():
     result.update(out)
     for warning in grouped_warnings(result["targets"]):
         module.warn(warning)
-    if module._diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    params = module.params
+    module.exit_json(**bound_result(result, ["targets", "removed"], params["report"], module._diff, diff, params))
 
 
 if __name__ == "__main__":

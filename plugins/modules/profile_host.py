@@ -23,6 +23,8 @@ description:
   - One call instead of one task per file keeps a converge of many hosts short.
 author:
   - fairshare.resources contributors (@fairshare)
+extends_documentation_fragment:
+  - fairshare.resources.report
 attributes:
   check_mode:
     support: full
@@ -106,6 +108,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description:
+    - Per list of the result (RV(files)), how many entries there are (V(total)), changed, were returned
+      and were left out (O(report=auto) on a large host).
+  returned: always
+  type: dict
+  sample: {files: {total: 10000, changed: 10000, returned: 100, omitted: 9900}}
 files:
   description: Every file this call manages, with whether it was written or removed.
   returned: always
@@ -134,6 +143,7 @@ import glob
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fairshare.resources.plugins.module_utils.bounded import REPORT_CHOICES, bound_result
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
@@ -211,6 +221,7 @@ def main():
             session_hook=dict(type="str"),
             pam_files=dict(type="list", elements="str", default=[]),
             pam_config=dict(type="str"),
+            report=dict(type="str", choices=REPORT_CHOICES, default="auto"),
         ),
         supports_check_mode=True,
     )
@@ -267,7 +278,8 @@ def main():
             changes.run("enable and start %s" % ", ".join(off), ["systemctl", "enable", "--now"] + off)
     except (CommandError, OSError) as exc:
         module.fail_json(msg=str(exc), **result)
-    module.exit_json(**changes.summary(result, module._diff))
+    changes.summary(result, False)
+    module.exit_json(**bound_result(result, ["files"], params["report"], module._diff, changes.diff, params))
 
 
 if __name__ == "__main__":

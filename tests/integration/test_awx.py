@@ -83,8 +83,8 @@ def test_site_yml_through_ansible_runner(installed, awx_users, tmp_path):
     (pdd / "inventory").mkdir()
     (pdd / "env").mkdir()
     shutil.copy(os.path.join(ROOT, "playbooks", "site.yml"), str(pdd / "project" / "site.yml"))
-    (pdd / "inventory" / "hosts").write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
-                                              % PYTHON)
+    hosts = "localhost ansible_connection=local ansible_python_interpreter=%s\n" % PYTHON
+    (pdd / "inventory" / "hosts").write_text(hosts)
     policy = {"fairshare_policy": {"min_uid": 43000, "max_uid": 43099,
                                    "defaults": {"cpu": {"max": "100%"}, "memory": {"max": "1G"}, "pids": {"max": 2048}},
                                    "users": {"fsawx-b": {"memory": {"max": "2G"}}}},

@@ -30,8 +30,8 @@ def test_start_from_an_empty_cache_prints_one_json_document():
         proc = subprocess.run([sys.executable, TOOL, "start", name], env=env, capture_output=True, text=True,
                               timeout=1500, check=False)
         took = time.time() - t0
-        print("fsguest start from an empty cache: rc %d in %.0f s; stdout %d bytes" % (proc.returncode, took,
-                                                                                          len(proc.stdout)))
+        print("fsguest start from an empty cache: rc %d in %.0f s; stdout %d bytes"
+              % (proc.returncode, took, len(proc.stdout)))
         assert proc.returncode == 0, proc.stderr[-3000:]
         # the image was built here, in this test, not taken from a cache
         assert "building it once" in proc.stderr, proc.stderr[-3000:]
