@@ -39,6 +39,16 @@ def on_localhost():
                     "--check", "--diff", "playbooks/site.yml", *POLICY)
 
 
+def in_guest(*cmd):
+    """A command in the guest, its output to the terminal; a guest that does not answer in 180 s is an error."""
+    try:
+        return fsguest("ssh", GUEST, "--", *cmd, check=False, timeout=180).returncode
+    except subprocess.TimeoutExpired:
+        print("demo: no answer from the guest in 180 s to: %s (console log: %s)"
+              % (" ".join(cmd), os.path.join(fsguest_lib.guest_dir(GUEST), "console.log")), flush=True)
+        return 124
+
+
 def step(text):
     print("\ndemo: %s" % text, flush=True)
 
@@ -60,13 +70,14 @@ def main():
         if rc == 0:
             step("[4/4] what the users see")
             # something to show: lab01 holds 96 MiB of its 128M in its own slice for a minute
-            fsguest("ssh", GUEST, "--", "systemd-run", "--quiet", "--collect", "--uid=lab01", "--slice=user-3001.slice",
-                    "python3", "-c", "'import time; b = bytes(range(256)) * (96 << 12); time.sleep(60)'", check=False)
-            fsguest("ssh", GUEST, "--", "sleep", "3", check=False)
+            rc = in_guest("systemd-run", "--quiet", "--collect", "--uid=lab01", "--slice=user-3001.slice", "python3",
+                          "-c", "'import time; b = bytes(range(256)) * (96 << 12); time.sleep(60)'")
+            rc = rc or in_guest("sleep", "3")
             for cmd in (["fairshare-usage", "--all"], ["fairshare-plan", "--status"],
                         ["fairshare-usage", "--explain", "lab05"]):
-                print("\n[guest]# " + " ".join(cmd), flush=True)
-                fsguest("ssh", GUEST, "--", *cmd, check=False)
+                if rc == 0:
+                    print("\n[guest]# " + " ".join(cmd), flush=True)
+                    rc = in_guest(*cmd)
         return rc
     finally:
         fsguest("stop", GUEST, check=False)
