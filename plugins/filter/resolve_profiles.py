@@ -13,7 +13,8 @@ version_added: "0.1.0"
 description:
   - Applies defaults, then the user's tier (C(users.<name>.tier), else the first matching C(rules) entry,
     else the first tier whose C(match) fits), then C(users.<name>) overrides, to every regular user
-    (uid >= C(min_uid), not in C(exempt_users), or named in C(users)).
+    (uid from C(min_uid) to C(max_uid), default 1000 to 4294967293 so that directory users with large uids are
+    covered, outside C(reserved_uids), default C([[60000, 65535]]); not in C(exempt_users); or named in C(users)).
   - Every value carries where it came from; a policy error names the exact path.
 author:
   - fairshare.resources contributors (@fairshare)

@@ -53,7 +53,7 @@ NESTED = {"net": {"rate": parse_rate, "ceil": parse_rate}, "disk": DISK_KEYS}
 WORKLOAD_SECTIONS = ("cpu", "memory", "pids", "io")
 _WORKLOAD_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 SECTIONS = tuple(SCHEMA) + tuple(NESTED) + ("workloads",)
-TOP_KEYS = ("exempt_users", "min_uid", "max_uid", "defaults", "tiers", "rules", "users", "aggregate", "plans",
+TOP_KEYS = ("exempt_users", "min_uid", "max_uid", "reserved_uids", "defaults", "tiers", "rules", "users", "aggregate", "plans",
             "oversubscription")
 
 
@@ -136,6 +136,47 @@ def _tier_match(match, user):
     return bool(set(groups) & set(user["groups"])) or user["name"] in users
 
 
+# The users a policy covers by default: every uid from 1000 up, directory users included
+# (SSSD and winbind map AD users to uids in the hundreds of thousands or millions), except
+# the block below 65536 that is not people's: Debian's globally allocated 60000-64999,
+# systemd's dynamic service users 61184-65519, nobody 65534. 4294967294 and 4294967295
+# are (uid_t) -2 and -1, never users.
+UID_MAX = 4294967293
+RESERVED_UIDS = [[60000, 65535]]
+
+
+def _uid(field, value):
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())) or \
+            not 0 <= int(value) <= UID_MAX:
+        raise PolicyError("%s: %r is not a uid; allowed: a whole number from 0 to %d" % (field, value, UID_MAX))
+    return int(value)
+
+
+def uid_range(policy):
+    """(min_uid, max_uid, reserved [(lo, hi)]) of a policy, checked."""
+    low = _uid("min_uid", policy.get("min_uid", 1000))
+    high = _uid("max_uid", policy.get("max_uid", UID_MAX))
+    if low > high:
+        raise PolicyError("max_uid: %d is below min_uid %d" % (high, low))
+    reserved = policy.get("reserved_uids", RESERVED_UIDS)
+    if not isinstance(reserved, list):
+        raise PolicyError("reserved_uids: %r is not a list of [first, last] uid ranges" % (reserved,))
+    blocks = []
+    for i, block in enumerate(reserved):
+        if not isinstance(block, (list, tuple)) or len(block) != 2:
+            raise PolicyError("reserved_uids[%d]: %r is not a [first, last] uid range" % (i, block))
+        lo, hi = _uid("reserved_uids[%d][0]" % i, block[0]), _uid("reserved_uids[%d][1]" % i, block[1])
+        if lo > hi:
+            raise PolicyError("reserved_uids[%d]: %d is above %d" % (i, lo, hi))
+        blocks.append((lo, hi))
+    return low, high, blocks
+
+
+def covers_uid(uid_bounds, uid):
+    low, high, reserved = uid_bounds
+    return low <= uid <= high and not any(lo <= uid <= hi for lo, hi in reserved)
+
+
 def validate(policy):
     """Check the whole policy once; raises PolicyError naming the path."""
     if not isinstance(policy, dict):
@@ -143,6 +184,7 @@ def validate(policy):
     for key in policy:
         if key not in TOP_KEYS:
             raise PolicyError("%s: unknown key; allowed: %s" % (key, ", ".join(TOP_KEYS)))
+    uid_range(policy)
     flatten("defaults", policy.get("defaults"))
     tiers = policy.get("tiers") or {}
     for name, tier in tiers.items():
@@ -187,13 +229,12 @@ def resolve(policy, users):
     """
     validate(policy)
     exempt = set(policy.get("exempt_users", ["root"]))
-    min_uid = int(policy.get("min_uid", 1000))
-    max_uid = int(policy.get("max_uid", 65533))  # nobody (65534) is nobody's user
+    bounds = uid_range(policy)
     named = policy.get("users") or {}
     tiers = policy.get("tiers") or {}
     profiles = {}
     for user in users:
-        if user["name"] not in named and (user["name"] in exempt or not min_uid <= user["uid"] <= max_uid):
+        if user["name"] not in named and (user["name"] in exempt or not covers_uid(bounds, user["uid"])):
             continue
         tier, tier_from = tier_of(policy, user)
         layers = [("defaults", policy.get("defaults"))]

@@ -120,7 +120,7 @@ class TcShaper(object):
 
     def classify(self, classes):
         live = self.read_nft()
-        wanted = sorted((c["uid"], "1:%x" % c["uid"]) for c in classes)
+        wanted = sorted((c["uid"], c["classid"]) for c in classes)
         if live != wanted:
             self.actions.append("nft: table inet %s with %d user rules" % (NFT_TABLE, len(classes)))
             self.diff.append({"before_header": "nft inet %s" % NFT_TABLE, "after_header": "nft inet %s" % NFT_TABLE,

@@ -51,10 +51,51 @@ def format_rate(bps):
     return "%dbit" % bps
 
 
-def class_of_uid(uid):
-    if uid < 3 or uid > 0xffff:
-        raise UnitError("uid %d has no class of its own (classes are 1:<uid in hex>, uid 3 to 65535)" % uid)
-    return "1:%x" % uid
+FIRST_MINOR = 3  # 1:1 is the root class, 1:2 the default class
+LAST_MINOR = 0xffff  # an HTB class id is major:minor, each 16 bits
+
+
+def _minor(classid):
+    try:
+        major, minor = str(classid).split(":")
+        return int(minor, 16) if major == "1" else None
+    except ValueError:
+        return None
+
+
+def allocate_classids(uids, existing=None):
+    """{uid: '1:<minor hex>'} for every uid, stable from run to run.
+
+    A class id is 16 bits and a uid 32, so a class cannot simply be the uid (directory users
+    have uids in the hundreds of thousands or millions). In order: a user keeps the class the
+    live nftables table gives them (existing: {uid: classid}); a uid from 3 to 65535 gets 1:<uid
+    in hex> when that is free (the classes of earlier releases); every other user gets the
+    highest free class id, in uid order, so that the same users get the same classes even
+    when the table is gone. Refused when there are more users than class ids.
+    """
+    wanted = sorted(set(uids))
+    if len(wanted) > LAST_MINOR - FIRST_MINOR + 1:
+        raise UnitError("egress.classes: %d users, but there are only %d class ids"
+                        % (len(wanted), LAST_MINOR - FIRST_MINOR + 1))
+    taken, minors = set(), {}
+    for uid in wanted:
+        minor = _minor((existing or {}).get(uid))
+        if minor is not None and FIRST_MINOR <= minor <= LAST_MINOR and minor not in taken:
+            minors[uid] = minor
+            taken.add(minor)
+    for uid in wanted:
+        if uid not in minors and FIRST_MINOR <= uid <= LAST_MINOR and uid not in taken:
+            minors[uid] = uid
+            taken.add(uid)
+    free = LAST_MINOR
+    for uid in wanted:
+        if uid in minors:
+            continue
+        while free in taken:
+            free -= 1
+        minors[uid] = free
+        taken.add(free)
+    return dict((uid, "1:%x" % minor) for uid, minor in minors.items())
 
 
 def egress_tree(link_bps, default, classes, leaf):
@@ -64,7 +105,7 @@ def egress_tree(link_bps, default, classes, leaf):
                         DEFAULT_CLASS: {"parent": ROOT_CLASS, "rate": default["rate"], "ceil": default["ceil"]}},
             "leaves": {DEFAULT_CLASS: leaf}}
     for cls in classes:
-        cid = class_of_uid(cls["uid"])
+        cid = cls["classid"]
         tree["classes"][cid] = {"parent": ROOT_CLASS, "rate": cls["rate"], "ceil": cls["ceil"]}
         tree["leaves"][cid] = leaf
     return tree
@@ -196,7 +237,7 @@ def tc_commands(dev, wanted, actions):
 
 def render_nft(classes):
     """Our whole nftables table: socket owner uid -> skb priority = the user's HTB class."""
-    rules = "".join("\t\tmeta skuid %d meta priority set %s\n" % (c["uid"], class_of_uid(c["uid"]))
+    rules = "".join("\t\tmeta skuid %d meta priority set %s\n" % (c["uid"], c["classid"])
                     for c in sorted(classes, key=lambda c: c["uid"]))
     return ("table inet %s {\n\tchain egress {\n\t\ttype filter hook output priority 0; policy accept;\n%s\t}\n}\n"
             % (NFT_TABLE, rules))

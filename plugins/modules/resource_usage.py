@@ -65,6 +65,7 @@ usage:
        quota: {/home: {blocks: 1048576, inodes: 120}}, net_bytes_sent: 123456}
 """
 
+import json
 import os
 import pwd
 
@@ -72,7 +73,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import parse_repquota
-from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import class_of_uid
+from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import NFT_TABLE, parse_nft_rules
 from ansible_collections.fairshare.resources.plugins.module_utils.usage import (
     parse_tc_class_stats, read_usage, user_cgroup,
 )
@@ -96,8 +97,12 @@ def main():
     try:
         quotas = dict((path, parse_repquota(host.run(["repquota", "-v", "-n", "-p", "-u", path]))[0])
                       for path in module.params["quota_paths"])
-        sent = parse_tc_class_stats(host.run(["tc", "-s", "class", "show", "dev", module.params["interface"]])) \
-            if module.params["interface"] else {}
+        sent, classes = {}, {}
+        if module.params["interface"]:
+            sent = parse_tc_class_stats(host.run(["tc", "-s", "class", "show", "dev", module.params["interface"]]))
+            # each user's class, as tc_shape allocated it: the live nftables table says (no table: no classes)
+            rc, out, _err = host.run(["nft", "-j", "list", "table", "inet", NFT_TABLE], check=False)
+            classes = dict(parse_nft_rules(json.loads(out))) if rc == 0 else {}
     except CommandError as exc:
         module.fail_json(msg=str(exc))
     usage = []
@@ -110,7 +115,7 @@ def main():
                                       "inodes": rows.get(pw.pw_uid, {}).get("inode_used", 0)})
                               for path, rows in quotas.items())
         if module.params["interface"]:
-            entry["net_bytes_sent"] = sent.get(class_of_uid(pw.pw_uid)) if 3 <= pw.pw_uid <= 0xffff else None
+            entry["net_bytes_sent"] = sent.get(classes[pw.pw_uid]) if pw.pw_uid in classes else None
         usage.append(entry)
     module.exit_json(changed=False, usage=usage)
 

@@ -19,7 +19,7 @@ description:
     warning) where it doesn't.
   - Users are classified without any tc filter - an nftables table C(inet fairshare) (ours, IPv4
     and IPv6) sets the packet priority to the user's class from the socket owner
-    (C(meta skuid UID meta priority set 1:<uid in hex>)), which HTB honours.
+    (C(meta skuid UID meta priority set 1:<class>)), which HTB honours.
   - Ingress - the interface's ingress is redirected to an ifb device and shaped there at
     O(ingress.rate) (per interface; per-user ingress is not done).
   - Per-interface mode (O(interfaces)) - a TBF with rate and burst on each listed interface (VM TAP devices).
@@ -120,7 +120,9 @@ options:
     default: present
 notes:
   - Rates are tc units - C(kbit), C(mbit), C(gbit) are bits per second, C(kbps), C(mbps) bytes per second.
-  - A user's class is C(1:<uid in hex>); the default class is C(1:2).
+  - A user's class id is allocated and stable from run to run - the one the live nftables table gives the user,
+    else C(1:<uid in hex>) for a uid from 3 to 65535 where that is free, else the highest free id (uids above
+    65535, such as directory users'); the result's C(classes) say which. The default class is C(1:2).
 """
 
 EXAMPLES = r"""
@@ -186,7 +188,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.tc_backend imp
     STATE_FILE, TcError, TcShaper,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
-    check_admission, class_of_uid, diff_tree, egress_tree, format_rate, nft_load_script, parse_rate,
+    allocate_classids, check_admission, diff_tree, egress_tree, format_rate, nft_load_script, parse_rate,
     tbf_burst, tc_commands,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
@@ -234,7 +236,6 @@ def validate(params, shaper):
             seen[pw.pw_uid] = i
             entry = rate_ceil(where, cls)
             entry.update(user=pw.pw_name, uid=pw.pw_uid, name="user %s" % pw.pw_name)
-            class_of_uid(pw.pw_uid)
             plan["classes"].append(entry)
         check_admission("egress on %s" % dev, link, default, plan["classes"], params["oversubscription"])
         plan["egress"] = {"link": link, "default": default}
@@ -293,6 +294,9 @@ def main():
             restore, devices, ifbs = [], [], []
             dev = plan["dev"]
             if plan["egress"]:
+                ids = allocate_classids([c["uid"] for c in plan["classes"]], dict(shaper.read_nft() or []))
+                for cls in plan["classes"]:
+                    cls["classid"] = ids[cls["uid"]]
                 tree = egress_tree(plan["egress"]["link"], plan["egress"]["default"], plan["classes"], shaper.leaf)
                 dummy, after = shaper.shape(dev, tree)
                 shaper.classify(plan["classes"])
@@ -300,7 +304,7 @@ def main():
                 devices.append(dev)
                 result["interface"] = dev
                 result["tree"] = after
-                result["classes"] = [{"user": c["user"], "uid": c["uid"], "classid": class_of_uid(c["uid"]),
+                result["classes"] = [{"user": c["user"], "uid": c["uid"], "classid": c["classid"],
                                       "rate": format_rate(c["rate"]), "ceil": format_rate(c["ceil"])}
                                      for c in plan["classes"]]
             if plan["ingress"]:

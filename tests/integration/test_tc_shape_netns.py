@@ -147,3 +147,39 @@ def test_tbf_per_interface(link, test_user):
     assert abs(rate - 10e6) <= 1e6
     run_module("tc_shape", {"state": "absent"}, netns=CLIENT)
     assert "tbf" not in ns(CLIENT, "tc", "qdisc", "show", "dev", link).stdout
+
+
+@pytest.fixture
+def directory_user():
+    """A user with a uid like an id-mapped directory user's (above 65535: no 16-bit class id of its own)."""
+    name, uid = "fsbig%d" % os.getpid(), 1500000 + os.getpid() % 1000
+    subprocess.run(["useradd", "-M", "-u", str(uid), "-s", "/bin/sh", name], check=True)
+    try:
+        yield name, uid
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+def test_a_uid_above_65535_gets_its_class(link, test_user, directory_user):
+    name, uid = directory_user
+    args = dict(interface="vA", egress={"rate": "100mbit", "default": {"rate": "50mbit", "ceil": "50mbit"},
+                                        "classes": [{"user": name, "rate": "5mbit", "ceil": "5mbit"},
+                                                    {"user": test_user.pw_name, "rate": "10mbit", "ceil": "10mbit"}]})
+    try:
+        first = run_module("tc_shape", args, netns=CLIENT)
+        assert first["changed"], first
+        ids = dict((c["uid"], c["classid"]) for c in first["classes"])
+        assert ids == {uid: "1:ffff", test_user.pw_uid: "1:%x" % test_user.pw_uid}, ids
+        again = run_module("tc_shape", args, netns=CLIENT)  # the same classes from the live table: no change
+        assert again["changed"] is False and dict((c["uid"], c["classid"]) for c in again["classes"]) == ids
+        big_bps, small_bps = together((uid, 4, 5301), (test_user.pw_uid, 4, 5302))
+        print("uid %d at 5mbit (class %s) measured %.2f Mbit/s, uid %d at 10mbit %.2f Mbit/s at the same time"
+              % (uid, ids[uid], big_bps / 1e6, test_user.pw_uid, small_bps / 1e6))
+        assert abs(big_bps - 5e6) <= 0.5e6
+        assert abs(small_bps - 10e6) <= 1e6
+        usage = run_module("resource_usage", {"users": [name], "interface": "vA"}, netns=CLIENT)
+        sent = usage["usage"][0]["net_bytes_sent"]
+        print("resource_usage: %s sent %s bytes through its class" % (name, sent))
+        assert sent and sent > 5e6 * 6 / 8 * 0.5
+    finally:
+        run_module("tc_shape", {"state": "absent"}, netns=CLIENT)

@@ -16,7 +16,7 @@ POLICY = {
         "researcher": {"match": {"groups": ["researchers"]}, "memory": {"max": "64G"}, "gpu": {"count": 2, "mig": 4}},
         "admin": {"match": {"groups": ["sudo", "wheel"]}, "unlimited": True},
     },
-    "rules": [{"tier": "researcher", "when": {"all": [{"group": "staff"}, {"not": {"uid_range": [60000, 65000]}}]}}],
+    "rules": [{"tier": "researcher", "when": {"all": [{"group": "staff"}, {"not": {"uid_range": [70000, 75000]}}]}}],
     "users": {"alice": {"tier": "researcher", "memory": {"max": "128G"}}},
 }
 USERS = [
@@ -25,7 +25,7 @@ USERS = [
     {"name": "alice", "uid": 1000, "groups": ["students"]},
     {"name": "sam", "uid": 1001, "groups": ["students"]},
     {"name": "stan", "uid": 1002, "groups": ["staff", "students"]},
-    {"name": "temp", "uid": 60001, "groups": ["staff", "students"]},
+    {"name": "temp", "uid": 70001, "groups": ["staff", "students"]},
     {"name": "ada", "uid": 1003, "groups": ["sudo"]},
     {"name": "nobodyelse", "uid": 1004, "groups": []},
     {"name": "nobody", "uid": 65534, "groups": ["nogroup"]},
@@ -34,7 +34,7 @@ USERS = [
 
 def test_resolution_precedence_and_sources():
     prof = p.resolve(POLICY, USERS)
-    # root exempt, daemon below min_uid, nobody above max_uid
+    # root exempt, daemon below min_uid, nobody in reserved_uids
     assert set(prof) == {"alice", "sam", "stan", "temp", "ada", "nobodyelse"}
     assert prof["alice"]["tier"] == "researcher" and prof["alice"]["tier_from"] == "users.alice.tier"
     assert prof["alice"]["values"]["memory.max"] == {"value": "128G", "from": "users.alice.memory.max"}
@@ -223,3 +223,33 @@ def test_unlimited_users_have_their_limits_lifted():
     assert [q["path"] for q in quotas] == ["/home"]
     assert {"name": "ada", "state": "absent"} in quotas[0]["quotas"]  # an earlier quota is lifted, files stay
     assert [q for q in quotas[0]["quotas"] if q["name"] == "sam"][0]["block_hard"] == "10G"
+
+
+def test_default_uid_range_covers_directory_users_not_reserved_ones():
+    users = [{"name": "aduser", "uid": 1500001, "groups": ["domain users"]},
+             {"name": "ldapuser", "uid": 200000, "groups": ["students"]},
+             {"name": "dynamic", "uid": 61200, "groups": []},  # systemd DynamicUser=
+             {"name": "nobody", "uid": 65534, "groups": ["nogroup"]},
+             {"name": "minus2", "uid": 4294967294, "groups": []},
+             {"name": "local", "uid": 1000, "groups": []}]
+    policy = {"defaults": {"memory": {"max": "4G"}}}
+    assert set(p.resolve(policy, users)) == {"aduser", "ldapuser", "local"}
+    everyone = {"aduser", "ldapuser", "local", "dynamic", "nobody"}
+    assert set(p.resolve(dict(policy, reserved_uids=[]), users)) == everyone
+    assert set(p.resolve(dict(policy, max_uid=65533), users)) == {"local"}
+    assert set(p.resolve(dict(policy, users={"nobody": {"memory": {"max": "1G"}}}), users)) == {
+        "aduser", "ldapuser", "local", "nobody"}  # named users are covered whatever their uid
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"min_uid": "x"}, "min_uid: 'x' is not a uid; allowed: a whole number from 0 to 4294967293"),
+    ({"max_uid": 4294967295}, "max_uid: 4294967295 is not a uid"),
+    ({"min_uid": 5000, "max_uid": 4000}, "max_uid: 4000 is below min_uid 5000"),
+    ({"reserved_uids": [[1, 2, 3]]}, "reserved_uids[0]: [1, 2, 3] is not a [first, last] uid range"),
+    ({"reserved_uids": [[10, 5]]}, "reserved_uids[0]: 10 is above 5"),
+    ({"reserved_uids": "60000-65535"}, "reserved_uids: '60000-65535' is not a list"),
+])
+def test_bad_uid_ranges_are_named(extra, message):
+    with pytest.raises(p.PolicyError) as err:
+        p.validate(dict({"defaults": {}}, **extra))
+    assert message in str(err.value)

@@ -45,11 +45,13 @@ def test_read_tree():
 
 def test_wanted_tree_and_diff():
     default = {"rate": 50 * 10 ** 6, "ceil": 100 * 10 ** 6}
-    tree = t.egress_tree(100 * 10 ** 6, default, [{"uid": 1000, "rate": 5 * 10 ** 6, "ceil": 5 * 10 ** 6}], "pfifo")
+    user = {"uid": 1000, "classid": "1:3e8", "rate": 5 * 10 ** 6, "ceil": 5 * 10 ** 6}
+    tree = t.egress_tree(100 * 10 ** 6, default, [user], "pfifo")
     root, leaves, dummy = t.parse_qdiscs(QDISCS)
     live = {"root": root, "classes": t.parse_classes(CLASSES), "leaves": leaves}
     assert t.diff_tree(live, tree) == []
-    tree2 = t.egress_tree(100 * 10 ** 6, default, [{"uid": 1001, "rate": 10 ** 7, "ceil": 2 * 10 ** 7}], "fq_codel")
+    other = {"uid": 1001, "classid": "1:3e9", "rate": 10 ** 7, "ceil": 2 * 10 ** 7}
+    tree2 = t.egress_tree(100 * 10 ** 6, default, [other], "fq_codel")
     actions = t.diff_tree(live, tree2)
     assert ("class", "1:3e9") in actions and ("delete-class", "1:3e8") in actions
     assert ("leaf", "1:2") in actions and ("leaf", "1:3e9") in actions and ("root",) not in actions
@@ -75,14 +77,39 @@ def test_admission_refuses_with_numbers():
 
 def test_nft_rules_round_trip():
     assert t.parse_nft_rules(NFT) == [(1000, "1:3e8")]
-    text = t.render_nft([{"uid": 1001}, {"uid": 1000}])
+    text = t.render_nft([{"uid": 1001, "classid": "1:3e9"}, {"uid": 1000, "classid": "1:3e8"}])
     assert text.index("skuid 1000") < text.index("skuid 1001") and "priority set 1:3e9" in text
     assert t.nft_load_script([]).startswith("add table inet fairshare\nflush table inet fairshare\n")
 
 
-def test_class_ids():
-    assert t.class_of_uid(1000) == "1:3e8" and t.class_of_uid(65535) == "1:ffff"
-    for bad in (0, 2, 70000):
-        with pytest.raises(UnitError):
-            t.class_of_uid(bad)
+def test_class_ids_of_small_uids_are_the_uid():
+    assert t.allocate_classids([1000, 65535, 3]) == {1000: "1:3e8", 65535: "1:ffff", 3: "1:3"}
     assert t.format_rate(50 * 10 ** 6) == "50mbit" and t.format_rate(1234) == "1234bit"
+
+
+def test_large_uids_get_free_class_ids_from_the_top():
+    ids = t.allocate_classids([200000, 1000, 1500000, 2])
+    assert ids == {1000: "1:3e8", 2: "1:ffff", 200000: "1:fffe", 1500000: "1:fffd"}
+    assert len(set(ids.values())) == 4
+    # the same users get the same classes with no live table (a reboot without persistence)
+    assert t.allocate_classids([1500000, 2, 1000, 200000]) == ids
+
+
+def test_class_ids_are_stable_from_run_to_run():
+    first = t.allocate_classids([200000, 300000])
+    assert first == {200000: "1:ffff", 300000: "1:fffe"}
+    # 200000 leaves, 100000 comes: nobody else moves, the newcomer takes a free id
+    second = t.allocate_classids([100000, 300000], existing=first)
+    assert second[300000] == "1:fffe" and second[100000] == "1:ffff"
+    # a small uid whose own id another user holds gets a free one, the holder keeps theirs
+    third = t.allocate_classids([65535, 300000, 100000], existing=second)
+    assert third[100000] == "1:ffff" and third[300000] == "1:fffe" and third[65535] == "1:fffd"
+    # an existing id that is not ours (another major, root or default class) is not kept
+    assert t.allocate_classids([1000], existing={1000: "2:5"}) == {1000: "1:3e8"}
+    assert t.allocate_classids([200000], existing={200000: "1:2"}) == {200000: "1:ffff"}
+
+
+def test_more_users_than_class_ids_is_refused():
+    with pytest.raises(UnitError) as err:
+        t.allocate_classids(range(100000, 100000 + 65534))
+    assert "65534 users, but there are only 65533 class ids" in str(err.value)
