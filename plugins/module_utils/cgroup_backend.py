@@ -31,6 +31,58 @@ class BackendError(Exception):
     pass
 
 
+# Cgroups of container engines and VM managers: a user's process in one of them is in a
+# container's limits, and moving it out would break the container. Data, not code: a path
+# with one of these words as (part of) a component is left alone.
+CONTAINER_CGROUP_WORDS = ("docker", "containerd", "libpod", "podman", "lxc", "kubepods", "crio", "machine", "garden",
+                          "buildkit", "incus", "lxd")
+
+
+def parse_proc_cgroup(text):
+    """/proc/PID/cgroup -> {controller: path}; the v2 line is under ''."""
+    paths = {}
+    for line in (text or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":
+            paths[""] = parts[2]
+        for ctrl in parts[1].split(","):
+            if ctrl:
+                paths[ctrl] = parts[2]
+    return paths
+
+
+def in_container_cgroup(path):
+    return any(word in part for part in path.strip("/").split("/") for word in CONTAINER_CGROUP_WORDS)
+
+
+def adoption_moves(processes, users, parent):
+    """Which running processes go where.
+
+    processes: [(pid, uid, {controller: path})] as read from /proc;
+    users: {uid: [(controller, target cgroup dir)]} (the target: the user's cgroup, the session
+    leaf on v2), controller '' for the v2 hierarchy;
+    -> (moves [(pid, uid, target dir)], left {uid: number of processes left where they are
+    because a container engine's cgroup holds them}).
+    A process already anywhere below the managed parent is not moved (a workload, a session).
+    """
+    moves, left = [], {}
+    for pid, uid, paths in processes:
+        for ctrl, target in users.get(uid, ()):
+            where = paths.get(ctrl)
+            if where is None:
+                continue
+            rel = where.strip("/")
+            if rel == parent or rel.startswith(parent + "/"):
+                continue
+            if in_container_cgroup(where):
+                left[uid] = left.get(uid, 0) + 1
+                break
+            moves.append((pid, uid, target))
+    return moves, left
+
+
 class _Layout(object):
     """Where each controller of the host's cgroup layout lives (platform.controller_home)."""
 
@@ -263,6 +315,59 @@ class CgroupfsBackend(_Layout):
         changes = Changes(self.host)
         changed = changes.file(path, new, 0o755, prune=False)
         return {"path": path if new else None, "changed": changed, "diff": changes.diff}
+
+    def read_processes(self, uids):
+        """[(pid, uid, {controller: path})] of the processes whose real uid is one of uids."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            status = self.host.read("/proc/%s/status" % entry) or ""
+            uid = None
+            for line in status.splitlines():
+                if line.startswith("Uid:"):
+                    uid = int(line.split()[1])
+                    break
+            if uid in uids:
+                cgroup = self.host.read("/proc/%s/cgroup" % entry)
+                if cgroup is not None:
+                    found.append((int(entry), uid, parse_proc_cgroup(cgroup)))
+        return found
+
+    def adopt(self, results):
+        """Move the listed users' running processes into their cgroups (on v2 the session leaf),
+        as a login through the session hook would land. Sets adopted and left_in_containers in
+        each present user target's result; returns whether a process moved (or would, in check mode)."""
+        users = {}
+        for plan, files in self.planned:
+            if plan.kind != "user":
+                continue
+            for ctrl in controllers_needed(files):
+                v2 = self.version_of(ctrl) == "v2"
+                entry = ("" if v2 else ctrl, os.path.join(self.root_of(ctrl), plan.relpath, SESSION_LEAF if v2 else ""))
+                if entry not in users.setdefault(plan.uid, []):
+                    users[plan.uid].append(entry)
+        if not users:
+            return False
+        moves, left = adoption_moves(self.read_processes(set(users)), users, self.parent)
+        moved = {}
+        for pid, uid, target in moves:
+            moved.setdefault(uid, set()).add(pid)
+            if self.host.check_mode:
+                continue
+            try:
+                if not os.path.isdir(target):
+                    self.host.mkdir(target)
+                self.host.write_kernel(os.path.join(target, "cgroup.procs"), str(pid))
+            except (IOError, OSError) as exc:
+                if exc.errno != errno.ESRCH:  # a process that ended meanwhile is no error
+                    raise BackendError("moving pid %d of uid %d into %s failed: %s" % (pid, uid, target, exc))
+        for res in results:
+            if res.get("kind") == "user" and res.get("state") == "present" and res.get("uid") in users:
+                res["adopted"] = len(moved.get(res["uid"], ()))
+                res["left_in_containers"] = left.get(res["uid"], 0)
+                res["changed"] = res["changed"] or bool(res["adopted"])
+        return bool(moves)
 
     def _resets(self, plan, files, before, after):
         """Scalar limits we set earlier that the target no longer asks for go back to no limit."""

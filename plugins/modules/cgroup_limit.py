@@ -153,6 +153,18 @@ options:
       - V(false) removes that script if it is ours.
     type: bool
     default: false
+  adopt_processes:
+    description:
+      - With the cgroupfs backend, move the listed users' processes that are already running into their
+        cgroups (on cgroup v2 the session leaf C(<parent>/user-<UID>/login-sessions)), as a login through the
+        session hook of O(persist) would land, so that a process started before the limits (or outside a
+        login) is held to them too. Reported per target in RV(targets[].adopted).
+      - A process in a container engine's cgroup (docker, containerd, libpod, lxc, kubepods and the like) is
+        left where it is and counted in RV(targets[].left_in_containers); one already below O(parent) (a
+        workload, a session) is not moved.
+      - On systemd hosts logind places sessions; this option does nothing there.
+    type: bool
+    default: true
 notes:
   - Settings the running cgroup version cannot enforce (for example O(limits[].memory_high) on
     cgroup v1) are reported in RV(targets[].warnings), never dropped silently; the task's
@@ -281,6 +293,14 @@ targets:
       description: The value a container engine takes as cgroup_parent for this target.
       type: str
       sample: /fairshare/workers/w1/crs1
+    adopted:
+      description: How many of the user's running processes were moved into the user's cgroup (cgroupfs).
+      type: int
+      sample: 3
+    left_in_containers:
+      description: How many of the user's processes were left in a container engine's cgroup (cgroupfs).
+      type: int
+      sample: 0
     warnings:
       description: Settings this host cannot enforce, and read-back mismatches.
       type: list
@@ -364,6 +384,7 @@ def main():
             exclusive=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
             persist=dict(type="bool", default=False),
+            adopt_processes=dict(type="bool", default=True),
             report=dict(type="str", choices=REPORT_CHOICES, default="auto"),
         ),
         supports_check_mode=True,
@@ -398,6 +419,8 @@ def main():
                 out["changed"] = out["changed"] or extra["changed"]
         else:
             out = cgfs.apply(plans, module.params["exclusive"])
+            if module.params["adopt_processes"] and cgfs.adopt(out["targets"]):
+                out["changed"] = True
         if backend_name == "cgroupfs" or cgfs.planned or module.params["persist"]:
             kept = cgfs.persist(module.params["persist"] and bool(cgfs.planned))
             out["persist_script"] = kept["path"]

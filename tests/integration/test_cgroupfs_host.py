@@ -169,3 +169,45 @@ def test_persist_restores_after_reboot_and_pam_puts_the_login_in_the_cgroup(limi
     assert seen["cgroups"]["cpu"] == seen["cgroups"]["memory"] == "/%s/user-%d" % (PARENT, uid)  # restored at login, session in
     assert seen["signal"] == 9 and not seen["survived"]
     assert PARENT not in other["cgroup"] and other["survived"]
+
+
+ALLOC_ON_SIGNAL = "import sys; sys.stdin.readline(); b = bytearray(200 << 20); print('survived', flush=True)"
+
+
+def test_processes_running_before_the_run_are_moved_into_their_cgroup(limited):
+    """A process the user started before the limits existed is held to them after a run (adopt_processes)."""
+    uid = limited.pw_uid
+    before = subprocess.Popen(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", PYTHON, "-c",
+                               ALLOC_ON_SIGNAL], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    kept = subprocess.Popen(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", PYTHON, "-c",
+                             ALLOC_ON_SIGNAL], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        wanted = [{"user": limited.pw_name, "memory_max": "64M"}]
+        # adopt_processes: false leaves running processes alone
+        off = apply(wanted, adopt_processes=False)
+        assert off["changed"] and "adopted" not in off["targets"][0], off
+        check = run_module("cgroup_limit", dict(backend="cgroupfs", parent=PARENT, limits=wanted), check=True)
+        assert check["targets"][0]["adopted"] == 2, check  # would move both, moves nothing
+        with open("/proc/%d/cgroup" % before.pid) as fh:
+            assert "memory:/%s/" % PARENT not in fh.read()
+        kept.stdin.write("go\n")  # the second one allocates before the run, outside the limits: it survives
+        kept.stdin.flush()
+        assert kept.stdout.readline().strip() == "survived"
+        kept.wait(timeout=30)
+        out = apply(wanted)
+        assert out["changed"] and out["targets"][0]["adopted"] == 1, out
+        with open("/proc/%d/cgroup" % before.pid) as fh:
+            cgroup = fh.read()
+        print("after the run: %s" % " ".join(ln for ln in cgroup.splitlines() if ":memory:" in ln))
+        assert "memory:/%s/user-%d\n" % (PARENT, uid) in cgroup
+        assert apply(wanted)["changed"] is False  # nothing left to move
+        before.stdin.write("go\n")
+        before.stdin.flush()
+        rc = before.wait(timeout=60)
+        print("the process started before the run, 200 MiB under 64M: rc %d" % rc)
+        assert rc == -9 and before.stdout.read() == ""
+    finally:
+        for proc in (before, kept):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -216,3 +216,25 @@ def test_cgroupfs_persist_leaves_a_foreign_file_alone(tmp_path):
     backend = b.CgroupfsBackend(FakeKernel(FakeModule()), layout, script_dir=str(tmp_path))
     assert backend.persist(False)["changed"] is False
     assert (tmp_path / "cgroupfs-fairshare.sh").read_text() == "#!/bin/sh\necho mine\n"
+
+
+def test_proc_cgroup_and_which_processes_move():
+    from ansible_collections.fairshare.resources.plugins.module_utils import cgroup_backend as cb
+    v1 = cb.parse_proc_cgroup("9:name=systemd:/\n4:memory:/process_api/abc\n1:cpu,cpuacct:/openrc.sshd\n0::/\n")
+    assert v1 == {"name=systemd": "/", "memory": "/process_api/abc", "cpu": "/openrc.sshd", "cpuacct": "/openrc.sshd",
+                  "": "/"}
+    users = {1000: [("memory", "/m/fs/user-1000/"), ("cpu", "/c/fs/user-1000/")],
+             2000: [("", "/u/fs/user-2000/login-sessions")]}
+    processes = [
+        (10, 1000, v1),  # a login before the limits: both hierarchies move
+        (11, 1000, {"memory": "/fs/user-1000", "cpu": "/fs/user-1000/jobs"}),  # ours already: stays
+        (12, 1000, {"memory": "/docker/0123abcd", "cpu": "/docker/0123abcd"}),  # a container's: left, counted
+        (13, 2000, {"": "/system.slice/cron.service"}),  # v2: into the session leaf
+        (14, 2000, {"": "/user.slice/user-2000.slice/user@2000.service/user.slice/libpod-4f2a.scope"}),
+        (15, 3000, {"": "/"}),  # not a listed user
+    ]
+    moves, left = cb.adoption_moves(processes, users, "fs")
+    assert moves == [(10, 1000, "/m/fs/user-1000/"), (10, 1000, "/c/fs/user-1000/"),
+                     (13, 2000, "/u/fs/user-2000/login-sessions")]
+    assert left == {1000: 1, 2000: 1}
+    assert cb.in_container_cgroup("/kubepods/burstable/pod1/abc") and not cb.in_container_cgroup("/openrc.sshd")
