@@ -58,3 +58,20 @@ def parse_passwd_group(passwd, group):
             groups.add(by_gid[fields[3]])
         users.append({"name": fields[0], "uid": int(fields[2]), "groups": sorted(groups)})
     return users
+
+
+# Groups whose members drive a root container engine: their containers start outside every
+# user's limits (rootful docker, LXD, Incus). Data: the module's container_groups default.
+CONTAINER_GROUPS = ["docker", "lxd", "incus-admin"]
+
+
+def container_group_members(users, groups, exempt=()):
+    """{group: [names]} of the users (parse_passwd_group's list) in each of groups, but exempt ones."""
+    found = {}
+    for user in users:
+        if user["name"] in exempt:
+            continue
+        for group in groups:
+            if group in user["groups"]:
+                found.setdefault(group, []).append(user["name"])
+    return dict((g, sorted(names)) for g, names in found.items())

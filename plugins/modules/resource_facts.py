@@ -34,6 +34,20 @@ options:
     description: Include the host's users (C(getent passwd) and C(getent group), so LDAP/SSSD users count).
     type: bool
     default: true
+  container_groups:
+    description:
+      - Groups whose members can start containers through a root container engine (rootful docker, LXD,
+        Incus) - outside every limit of theirs. Their members (but O(container_group_exempt)) are returned in
+        C(container_group_members) and named in a warning.
+      - Rootless podman runs inside the user's own limits and needs no group.
+    type: list
+    elements: str
+    default: [docker, lxd, incus-admin]
+  container_group_exempt:
+    description: Users not to warn about (the policy's C(exempt_users); the profiles role passes them).
+    type: list
+    elements: str
+    default: [root]
 """
 
 EXAMPLES = r"""
@@ -52,7 +66,9 @@ ansible_facts:
   type: dict
   contains:
     fairshare:
-      description: cpus, memory_bytes, mounts, nics, gpus, cgroup, init_system, family, containers, users.
+      description:
+        - cpus, memory_bytes, mounts, nics, gpus, cgroup, init_system, family, containers, users, and
+          container_group_members ({group - [users]}, with O(users)).
       type: dict
       sample:
         cpus: {threads: 2, cores: 2, sockets: 1}
@@ -72,7 +88,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.facts import (
-    parse_cpuinfo, parse_meminfo, parse_passwd_group,
+    CONTAINER_GROUPS, container_group_members, parse_cpuinfo, parse_meminfo, parse_passwd_group,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
@@ -133,7 +149,12 @@ def container_engines(host):
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(users=dict(type="bool", default=True)), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=dict(users=dict(type="bool", default=True),
+                                              container_groups=dict(type="list", elements="str",
+                                                                    default=list(CONTAINER_GROUPS)),
+                                              container_group_exempt=dict(type="list", elements="str",
+                                                                          default=["root"])),
+                           supports_check_mode=True)
     host = Host(module)
     layout = read_cgroup_layout()
     facts = {
@@ -154,6 +175,13 @@ def main():
         if rc or rc2:  # no getent: the local files
             passwd, group = host.read("/etc/passwd") or "", host.read("/etc/group") or ""
         facts["users"] = parse_passwd_group(passwd, group)
+        members = container_group_members(facts["users"], module.params["container_groups"],
+                                          module.params["container_group_exempt"])
+        facts["container_group_members"] = members
+        for name, users in sorted(members.items()):
+            module.warn("%d user(s) in group %s can start containers outside their limits through a root container "
+                        "engine: %s (remove them from the group, or give them rootless podman, which runs inside "
+                        "their limits)" % (len(users), name, ", ".join(users[:20]) + (" ..." if len(users) > 20 else "")))
     module.exit_json(changed=False, ansible_facts={"fairshare": facts})
 
 

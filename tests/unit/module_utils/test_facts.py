@@ -18,3 +18,13 @@ def test_passwd_group_primary_and_secondary():
     group = "root:x:0:\nalice:x:1000:\nstudents:x:2000:alice,bob\nsudo:x:27:\n"
     assert f.parse_passwd_group(passwd, group) == [
         {"name": "root", "uid": 0, "groups": ["root"]}, {"name": "alice", "uid": 1000, "groups": ["alice", "students"]}]
+
+
+def test_container_group_members_but_exempt_ones():
+    from ansible_collections.fairshare.resources.plugins.module_utils import facts as fx
+    users = fx.parse_passwd_group(
+        "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/h:/bin/sh\nbob:x:1001:998::/h:/bin/sh\ncarol:x:1002:1002::/h:/bin/sh\n",
+        "root:x:0:\nalice:x:1000:\ncarol:x:1002:\ndocker:x:998:root,alice\nlxd:x:997:carol\nvideo:x:44:carol\n")
+    assert fx.container_group_members(users, fx.CONTAINER_GROUPS, ["root"]) == {"docker": ["alice", "bob"],
+                                                                               "lxd": ["carol"]}
+    assert fx.container_group_members(users, ["docker"], ["root", "alice", "bob"]) == {}
