@@ -15,7 +15,6 @@ size of its job event, of its result and of its diff, and the largest event:
 
 AWX's callback empties a result over 700 kB; the collection keeps each one under 500 kB.
 """
-import glob
 import json
 import os
 import shutil
@@ -25,8 +24,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, ".venv", "bin")
 PYTHON = os.path.realpath(sys.executable)
+sys.path.insert(0, os.path.join(ROOT, "testbed"))
+import awxjob  # noqa: E402  (testbed/awxjob.py: site.yml through ansible-runner, as AWX runs it)
 FIRST_UID = 200000  # above every system range, and like directory users (no uid of the host taken twice)
 GROUP_GID = 199999
 
@@ -53,12 +53,6 @@ def inside(n, tmp):
     """In the private mount namespace: the fake user database, then site.yml through ansible-runner."""
     for name in ("passwd", "group"):
         subprocess.run(["mount", "--bind", os.path.join(tmp, name), "/etc/" + name], check=True)
-    pdd = os.path.join(tmp, "pdd")
-    for sub in ("project", "inventory", "env"):
-        os.makedirs(os.path.join(pdd, sub))
-    shutil.copy(os.path.join(ROOT, "playbooks", "site.yml"), os.path.join(pdd, "project", "site.yml"))
-    with open(os.path.join(pdd, "inventory", "hosts"), "w") as fh:
-        fh.write("localhost ansible_connection=local ansible_python_interpreter=%s\n" % PYTHON)
     policy = {"fairshare_policy": {
         "min_uid": FIRST_UID, "max_uid": FIRST_UID + n - 1,
         "defaults": {"cpu": {"max": "100%"}, "memory": {"max": "2G", "high": "90%"}, "pids": {"max": 2048}},
@@ -67,23 +61,14 @@ def inside(n, tmp):
         "profiles_install_packages": False, "profiles_quotas": False, "profiles_network": False,
         "profiles_gpu": False, "profiles_cgroup_parent": "fairshare-bench%d" % os.getpid(),
         "profiles_pam_session_files": [], "profiles_pam_config": ""}
-    with open(os.path.join(pdd, "env", "extravars"), "w") as fh:
-        json.dump(policy, fh)
-    with open(os.path.join(pdd, "env", "envvars"), "w") as fh:
-        json.dump({"ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, "build")}, fh)
-    with open(os.path.join(pdd, "env", "cmdline"), "w") as fh:
-        fh.write("--check --diff")
     t0 = time.time()
-    proc = subprocess.run([os.path.join(BIN, "ansible-runner"), "run", pdd, "-p", "site.yml", "--ident", "bench"],
-                          capture_output=True, text=True, check=False)
+    proc, artifacts = awxjob.run_site(os.path.join(tmp, "pdd"), policy, os.path.join(ROOT, "build"), PYTHON,
+                                      ident="bench", timeout=None)
     seconds = time.time() - t0
     if proc.returncode != 0:
         sys.exit("ansible-runner failed (%d): %s" % (proc.returncode, (proc.stdout + proc.stderr)[-3000:]))
     sizes = []
-    for path in glob.glob(os.path.join(pdd, "artifacts", "bench", "job_events", "*.json")):
-        with open(path) as fh:
-            event = json.load(fh)
-        size = os.path.getsize(path)
+    for size, event in awxjob.job_events(artifacts):
         sizes.append(size)
         data = event.get("event_data", {})
         action = data.get("task_action") or ""

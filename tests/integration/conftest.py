@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import parse_proc_cgroup
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
 # The real interpreter, not a pyenv shim that forks bash and eats a pids budget (testbed.md).
@@ -76,8 +78,7 @@ def pam_session(service, pw, alloc_mb):
                           capture_output=True, text=True, timeout=120, check=False)
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     seen["survived"] = "survived" in proc.stdout
-    seen["cgroups"] = dict((ctrl, line.split(":", 2)[2]) for line in seen["cgroup"].splitlines()
-                           for ctrl in line.split(":")[1].split(","))
+    seen["cgroups"] = parse_proc_cgroup(seen["cgroup"])
     return seen
 
 

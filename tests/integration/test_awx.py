@@ -8,10 +8,8 @@ in check mode with --diff (nothing on this host changes) for users the test make
 events are read back as AWX reads them. The execution environment: `ansible-builder create`
 (offline) and `ansible-builder introspect` of the installed collection.
 """
-import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -19,6 +17,9 @@ import pytest
 import yaml
 
 from conftest import PYTHON, ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "testbed"))
+import awxjob  # noqa: E402  (testbed/awxjob.py: site.yml through ansible-runner)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 BIN = os.path.dirname(sys.executable)
@@ -78,34 +79,20 @@ def test_requirements_install_only_what_a_user_needs(installed):
 
 
 def test_site_yml_through_ansible_runner(installed, awx_users, tmp_path):
-    pdd = tmp_path / "pdd"
-    (pdd / "project").mkdir(parents=True)
-    (pdd / "inventory").mkdir()
-    (pdd / "env").mkdir()
-    shutil.copy(os.path.join(ROOT, "playbooks", "site.yml"), str(pdd / "project" / "site.yml"))
-    hosts = "localhost ansible_connection=local ansible_python_interpreter=%s\n" % PYTHON
-    (pdd / "inventory" / "hosts").write_text(hosts)
     policy = {"fairshare_policy": {"min_uid": 43000, "max_uid": 43099,
                                    "defaults": {"cpu": {"max": "100%"}, "memory": {"max": "1G"}, "pids": {"max": 2048}},
                                    "users": {"fsawx-b": {"memory": {"max": "2G"}}}},
               "profiles_install_packages": False, "profiles_cgroup_parent": "fairshare-awx%d" % os.getpid()}
-    (pdd / "env" / "extravars").write_text(json.dumps(policy))
-    (pdd / "env" / "envvars").write_text(json.dumps({
-        "ANSIBLE_COLLECTIONS_PATH": str(installed / "requirements_collections")}))
-    (pdd / "env" / "cmdline").write_text("--check --diff")
-    proc = subprocess.run([os.path.join(BIN, "ansible-runner"), "run", str(pdd), "-p", "site.yml", "--ident", "job1"],
-                          env=env_without_our_tree(), capture_output=True, text=True, timeout=900, check=False)
-    artifacts = pdd / "artifacts" / "job1"
+    proc, artifacts = awxjob.run_site(str(tmp_path / "pdd"), policy, str(installed / "requirements_collections"),
+                                      PYTHON, ident="job1", env=env_without_our_tree())
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert (artifacts / "status").read_text() == "successful"
-    events = []
-    for path in sorted(glob.glob(str(artifacts / "job_events" / "*.json"))):
-        size = os.path.getsize(path)
-        assert size < AWX_EVENT_CAP, (path, size)
-        with open(path) as fh:
-            events.append(json.load(fh))
-    print("ansible-runner: %d job events, largest %d bytes" % (
-        len(events), max(os.path.getsize(p) for p in glob.glob(str(artifacts / "job_events" / "*.json")))))
+    with open(os.path.join(artifacts, "status")) as fh:
+        assert fh.read() == "successful"
+    sized = awxjob.job_events(artifacts)
+    for size, event in sized:
+        assert size < AWX_EVENT_CAP, (event["counter"], event["event"], size)
+    events = [event for _size, event in sized]
+    print("ansible-runner: %d job events, largest %d bytes" % (len(events), max(size for size, _e in sized)))
     stats = [e for e in events if e["event"] == "playbook_on_stats"]
     assert len(stats) == 1 and not stats[0]["event_data"]["failures"] and not stats[0]["event_data"]["dark"]
     oks = dict((e["event_data"]["task_action"], e["event_data"]["res"]) for e in events
