@@ -15,16 +15,18 @@ __metaclass__ = type
 import errno
 import glob
 import os
+import pwd
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
-    DROPIN_NAME, MANAGED_HEADER, cgroup_relpath, controllers_needed, display_limits,
-    expected_files, parse_systemctl_show, render_dropin, reset_value, same_value,
+    DROPIN_NAME, MANAGED_HEADER, cgroup_relpath, check_protected, controllers_needed, display_limits,
+    expected_files, normalize_limits, parse_systemctl_show, parse_target, render_dropin, reset_value, same_value,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
     SCRIPT_DIR, SESSION_LEAF, render as render_persist_script, script_path,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import controller_home
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
 
 class BackendError(Exception):
@@ -111,6 +113,40 @@ class Plan(object):
     def result(self):
         return {"target": self.label, "kind": self.kind, "name": self.name, "uid": self.uid,
                 "state": self.state, "changed": False, "warnings": []}
+
+
+def resolve_user(value, where):
+    try:
+        entry = pwd.getpwuid(int(value)) if value.isdigit() else pwd.getpwnam(value)
+    except (KeyError, ValueError):
+        raise UnitError("%s.user: %r is not a user on this host (not in the passwd database)" % (where, value))
+    return entry.pw_name, entry.pw_uid
+
+
+def build_plans(entries, state, force, parent, devnum):
+    """Validate every limits entry of cgroup_limit before anything changes; return Plans.
+
+    state, force, parent: the module's defaults for every entry; devnum(device) checks io devices.
+    """
+    plans, seen = [], {}
+    for index, entry in enumerate(entries):
+        where = "limits[%d]" % index
+        kind, name = parse_target(entry, where)
+        uid = None
+        if kind == "user":
+            name, uid = resolve_user(name, where)
+        check_protected(kind, name, uid, force, where)
+        wanted = entry.get("state") or state
+        limits = normalize_limits(entry, where, force) if wanted == "present" else {}
+        for rule in limits.get("io_max", []):
+            devnum(rule["device"])  # the device must exist now, not at apply time
+        plan = Plan(index, kind, name, uid, wanted, limits, parent)
+        key = plan.unit or plan.relpath
+        if key in seen:
+            raise UnitError("%s: %s is the same target as limits[%d]" % (where, plan.label, seen[key]))
+        seen[key] = index
+        plans.append(plan)
+    return plans
 
 
 def _lines(props):
@@ -338,15 +374,7 @@ class CgroupfsBackend(_Layout):
         """Move the listed users' running processes into their cgroups (on v2 the session leaf),
         as a login through the session hook would land. Sets adopted and left_in_containers in
         each present user target's result; returns whether a process moved (or would, in check mode)."""
-        users = {}
-        for plan, files in self.planned:
-            if plan.kind != "user":
-                continue
-            for ctrl in controllers_needed(files):
-                v2 = self.version_of(ctrl) == "v2"
-                entry = ("" if v2 else ctrl, os.path.join(self.root_of(ctrl), plan.relpath, SESSION_LEAF if v2 else ""))
-                if entry not in users.setdefault(plan.uid, []):
-                    users[plan.uid].append(entry)
+        users = self._session_dirs()
         if not users:
             return False
         moves, left = adoption_moves(self.read_processes(set(users)), users, self.parent)
@@ -368,6 +396,32 @@ class CgroupfsBackend(_Layout):
                 res["left_in_containers"] = left.get(res["uid"], 0)
                 res["changed"] = res["changed"] or bool(res["adopted"])
         return bool(moves)
+
+    def _session_dirs(self):
+        """{uid: [(controller, or '' on v2, cgroup dir)]}: where a user's login lands (on v2 the
+        session leaf), for the user targets planned here."""
+        users = {}
+        for plan, files in self.planned:
+            if plan.kind != "user":
+                continue
+            for ctrl in controllers_needed(files):
+                v2 = self.version_of(ctrl) == "v2"
+                entry = ("" if v2 else ctrl, os.path.join(self.root_of(ctrl), plan.relpath, SESSION_LEAF if v2 else ""))
+                if entry not in users.setdefault(plan.uid, []):
+                    users[plan.uid].append(entry)
+        return users
+
+    def enter(self, pid):
+        """Put one process (the one opening a login session) into the cgroups of the users planned
+        here, as the session hook of persist does for the users it lists; returns the dirs."""
+        dirs = []
+        for entries in self._session_dirs().values():
+            for _ctrl, target in entries:
+                if not os.path.isdir(target):
+                    self.host.mkdir(target)
+                self.host.write_kernel(os.path.join(target, "cgroup.procs"), str(pid))
+                dirs.append(target.rstrip("/"))
+        return dirs
 
     def _resets(self, plan, files, before, after):
         """Scalar limits we set earlier that the target no longer asks for go back to no limit."""

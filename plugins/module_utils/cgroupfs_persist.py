@@ -13,8 +13,11 @@ writes:
                      process opening the session (su, sshd, login, cron - the
                      parent of pam_exec's child) into the user's cgroup, so the shell
                      or job it starts next is limited. When the user's cgroup is gone
-                     (the host rebooted) it runs restore first. It always exits 0: a
-                     login is never refused because of it.
+                     (the host rebooted) it runs restore first. A uid it does not list
+                     (a directory user, a user created after the run) goes to
+                     LOGIN_TOOL (login.py) with an empty environment, which resolves
+                     the policy for them. It always exits 0: a login is never refused
+                     because of it.
 
 On cgroup v2 a cgroup with controllers enabled for its children may hold no processes,
 so there the session goes into a leaf SESSION_LEAF below the user's cgroup (a name no
@@ -33,6 +36,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
 
 SCRIPT_DIR = "/etc/fairshare"
 SESSION_LEAF = "login-sessions"
+LOGIN_TOOL = "/usr/local/sbin/fairshare-login"
 
 
 def script_path(parent, directory=SCRIPT_DIR):
@@ -45,7 +49,10 @@ _HEAD = r'''#!/bin/sh
 # The cgroups of fairshare.resources.cgroup_limit under %(parent)s (cgroupfs backend).
 #   %(path)s restore   recreate them and write their limits (after a reboot)
 #   %(path)s session   from pam_exec (PAM_TYPE, PAM_USER): put the session in the user's cgroup
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
 LEAF=%(leaf)s
+LOGIN_TOOL=%(login)s
 status=0
 
 put() {
@@ -89,7 +96,11 @@ dirs_of() {
 session() {
     [ "${PAM_TYPE:-}" = open_session ] || return 0
     uid=$(id -u -- "${PAM_USER:-}" 2>/dev/null) || return 0
-    dirs=$(dirs_of "$uid") || return 0
+    if ! dirs=$(dirs_of "$uid"); then
+        # not listed by the last run: the host-side resolver decides (it exits 0, logs any failure)
+        [ -x "$LOGIN_TOOL" ] || return 0
+        exec env -i PAM_TYPE="$PAM_TYPE" PAM_USER="$PAM_USER" "$LOGIN_TOOL" session
+    fi
     for dir in $dirs; do
         [ -d "$dir" ] || { restore >/dev/null 2>&1; break; }
     done
@@ -128,7 +139,7 @@ def render(parent, steps, users, path):
     if not lines:
         lines.append("    :\n")
     cases = "".join("        %d) echo %s ;;\n" % (uid, q(" ".join(dirs))) for uid, dirs in users if dirs)
-    values = dict(header=MANAGED_HEADER, parent=parent, path=path, leaf=SESSION_LEAF)
+    values = dict(header=MANAGED_HEADER, parent=parent, path=path, leaf=SESSION_LEAF, login=LOGIN_TOOL)
     return _HEAD % values + "".join(lines) + _TAIL % dict(cases=cases.rstrip("\n"))
 
 

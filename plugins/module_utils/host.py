@@ -15,7 +15,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import tempfile
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import devnum_of
 
@@ -62,6 +61,7 @@ class Host(object):
     def write_atomic(self, path, text, mode=None):
         """Write through a temporary file and a rename. mode None: a new file gets 0644 less the
         umask and an existing one keeps its mode (what atomic_move does); else exactly mode."""
+        import tempfile  # here, not at the top: the login resolver imports this module and never writes files
         directory = os.path.dirname(path)
         if not os.path.isdir(directory):
             os.makedirs(directory, 0o755)
@@ -120,7 +120,8 @@ class Changes(object):
     def __init__(self, host):
         self.host, self.actions, self.diff = host, [], []
 
-    def file(self, path, text, mode=0o644, prune=True):
+    def file(self, path, text, mode=0o644, prune=True, show=True):
+        """Write (text None: remove) a file where it differs; show False puts only the sizes in the diff."""
         old = self.host.read(path)
         same_mode = old is None or (os.stat(path).st_mode & 0o7777) == mode
         if old == text and (text is None or same_mode):
@@ -131,7 +132,12 @@ class Changes(object):
                 os.chmod(path, mode)
             return True
         self.actions.append(("remove %s" if text is None else "write %s") % path)
-        self.diff.append({"before_header": path, "after_header": path, "before": old or "", "after": text or ""})
+        if show:
+            self.diff.append({"before_header": path, "after_header": path, "before": old or "", "after": text or ""})
+        else:
+            self.diff.append({"before_header": path, "after_header": path,
+                              "before": "" if old is None else "(%d bytes)\n" % len(old),
+                              "after": "" if text is None else "(%d bytes)\n" % len(text)})
         if not self.host.check_mode:
             if text is None:
                 self.host.remove(path, prune=prune)

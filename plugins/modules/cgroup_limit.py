@@ -317,16 +317,12 @@ persist_script:
   sample: /etc/fairshare/cgroupfs-fairshare.sh
 """
 
-import pwd
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.bounded import REPORT_CHOICES, bound_result
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
-    BackendError, CgroupfsBackend, Plan, SystemdBackend,
+    BackendError, CgroupfsBackend, SystemdBackend, build_plans,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
-    check_protected, grouped_warnings, normalize_limits, parse_target,
-)
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import grouped_warnings
 from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
@@ -341,37 +337,6 @@ LIMIT_SPEC = dict(
     memory_min=dict(type="str"), memory_low=dict(type="str"), pids_max=dict(type="str"),
     io_weight=dict(type="int"), io_max=dict(type="list", elements="dict", options=IO_SPEC),
 )
-
-
-def resolve_user(value, where):
-    try:
-        entry = pwd.getpwuid(int(value)) if value.isdigit() else pwd.getpwnam(value)
-    except (KeyError, ValueError):
-        raise UnitError("%s.user: %r is not a user on this host (not in the passwd database)" % (where, value))
-    return entry.pw_name, entry.pw_uid
-
-
-def build_plans(params, devnum):
-    """Validate every entry before anything changes; return Plans."""
-    plans, seen = [], {}
-    for index, entry in enumerate(params["limits"]):
-        where = "limits[%d]" % index
-        kind, name = parse_target(entry, where)
-        uid = None
-        if kind == "user":
-            name, uid = resolve_user(name, where)
-        check_protected(kind, name, uid, params["force"], where)
-        state = entry.get("state") or params["state"]
-        limits = normalize_limits(entry, where, params["force"]) if state == "present" else {}
-        for rule in limits.get("io_max", []):
-            devnum(rule["device"])  # the device must exist now, not at apply time
-        plan = Plan(index, kind, name, uid, state, limits, params["parent"])
-        key = plan.unit or plan.relpath
-        if key in seen:
-            raise UnitError("%s: %s is the same target as limits[%d]" % (where, plan.label, seen[key]))
-        seen[key] = index
-        plans.append(plan)
-    return plans
 
 
 def main():
@@ -391,7 +356,8 @@ def main():
     )
     host = Host(module)
     try:
-        plans = build_plans(module.params, host.devnum)
+        p = module.params
+        plans = build_plans(p["limits"], p["state"], p["force"], p["parent"], host.devnum)
     except (UnitError, OSError) as exc:
         module.fail_json(msg=str(exc))
     layout = read_cgroup_layout()

@@ -78,6 +78,29 @@ options:
         C(pam-auth-update --package --enable NAME), or with no O(session_hook) C(--remove NAME) and deletes it.
       - When pam-auth-update leaves a file without the line (the file was edited by hand), the task warns.
     type: str
+  login:
+    description:
+      - The host-side resolver for users the role could not list (directory users SSSD does not enumerate, users
+        created after the run), on hosts where O(session_hook) runs at each login. V(null) leaves it as it is;
+        V({}) (no O(login.policy)) removes it.
+      - Writes C(/etc/fairshare/login.json) (the policy and the parent), C(/etc/fairshare/login-defaults.json) (the
+        policy less tiers, rules and users - the fallback when the policy cannot be read or resolved), the
+        resolver's Python library under C(/usr/local/lib/fairshare) (the collection's own module_utils, the code the
+        controller resolves with) and C(/usr/local/sbin/fairshare-login), run with the host's Python in isolated mode.
+      - At a login the session hook hands a uid it does not list to C(fairshare-login session), which resolves the
+        user (groups from NSS), creates their cgroup with the profile's limits and puts the session in it. It
+        never refuses a login; failures go to syslog (C(authpriv), tag C(fairshare-login)).
+        C(fairshare-login resolve USER) prints what a user would get.
+      - The policy is checked before anything is written; a bad one fails the task and changes nothing.
+    type: dict
+    suboptions:
+      policy:
+        description: The policy (C(fairshare_policy)); without it the resolver is removed.
+        type: dict
+      parent:
+        description: The managed parent of M(fairshare.resources.cgroup_limit) (cgroupfs backend).
+        type: str
+        default: fairshare
 notes:
   - The PAM line is V(optional) and the script always exits 0, so it cannot refuse a login. On RedHat
     C(authselect) rewrites C(system-auth) and C(password-auth); put the line in a custom profile there.
@@ -94,6 +117,12 @@ EXAMPLES = r"""
     usage_tool: "{{ lookup('ansible.builtin.file', 'fairshare-usage') }}"
     plans: "{{ profiles | fairshare.resources.profile_plans(fairshare_policy.plans) }}"
     plan_tool: "{{ lookup('ansible.builtin.file', 'fairshare-plan') }}"
+
+- name: A host without systemd - users the role never saw are resolved at their first login
+  fairshare.resources.profile_host:
+    session_hook: /etc/fairshare/cgroupfs-fairshare.sh
+    pam_files: [/etc/pam.d/common-session, /etc/pam.d/common-session-noninteractive]
+    login: {policy: "{{ fairshare_policy }}", parent: fairshare}
 
 - name: A RedHat host without systemd - logins go into the users' cgroups
   fairshare.resources.profile_host:
@@ -141,14 +170,20 @@ actions:
 
 import glob
 import os
+import sys
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.bounded import REPORT_CHOICES, bound_result
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
+from ansible_collections.fairshare.resources.plugins.module_utils.login import (
+    DEFAULTS_JSON, LIB_DIR, LOGIN_JSON, PACKAGE, documents, library_files, tool_text,
+)
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
-    MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, has_session_line,
-    pam_config_text, pam_session_text, wanted_files,
+    MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, as_json,
+    has_session_line, pam_config_text, pam_session_text, wanted_files,
 )
 
 
@@ -210,6 +245,26 @@ def pam_session(module, host, changes, hook, result):
                     "session_hook: no pam_files given; logins are not put into the users' cgroups")
 
 
+def source_of(name):
+    """The source text of one of our module_utils, as this module runs it (from AnsiballZ's zip)."""
+    module = sys.modules[name]
+    return module.__loader__.get_source(name)
+
+
+def login_files(login):
+    """{path: (text, mode)} of the host-side resolver; login {} removes it. Raises UnitError (a bad policy)."""
+    if login:
+        doc, fallback = documents(login["policy"], login["parent"])
+        files = {LOGIN_JSON: (as_json(doc), 0o644), DEFAULTS_JSON: (as_json(fallback), 0o644),
+                 LOGIN_TOOL: (tool_text(sys.executable), 0o755)}
+        for path, text in library_files(source_of).items():
+            files[path] = (text, 0o644)
+        return files
+    files = dict.fromkeys([LOGIN_JSON, DEFAULTS_JSON, LOGIN_TOOL], (None, 0o644))
+    files.update((path, (None, 0o644)) for path in library_files(lambda name: ""))
+    return files
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -221,6 +276,8 @@ def main():
             session_hook=dict(type="str"),
             pam_files=dict(type="list", elements="str", default=[]),
             pam_config=dict(type="str"),
+            login=dict(type="dict", options=dict(policy=dict(type="dict"),
+                                                 parent=dict(type="str", default="fairshare"))),
             report=dict(type="str", choices=REPORT_CHOICES, default="auto"),
         ),
         supports_check_mode=True,
@@ -253,6 +310,13 @@ def main():
         files = wanted_files(params["data"], params["usage_tool"], params["greeting"], plans, params["plan_tool"])
     except ValueError as exc:
         module.fail_json(msg=str(exc), **result)
+    if params["login"] is not None:
+        login = params["login"] if params["login"]["policy"] is not None else {}
+        try:
+            extra = login_files(login)
+        except UnitError as exc:
+            module.fail_json(msg="login.policy: %s" % exc, **result)
+        files.update(extra)
     timers = [t["name"] for t in (plans or {}).get("timers", [])]
     result["timers"] = timers
     try:
@@ -266,8 +330,9 @@ def main():
             for path in stale:
                 units_changed |= changes.file(path, None, prune=False)
                 result["files"].append({"path": path, "changed": True})
+        library = os.path.join(LIB_DIR, *PACKAGE.split(".")[:1])
         for path, (text, mode) in sorted(files.items()):
-            did = changes.file(path, text, mode, prune=False)
+            did = changes.file(path, text, mode, prune=False, show=not path.startswith(library + "/"))
             units_changed |= did and path.startswith(UNIT_DIR + "/")
             result["files"].append({"path": path, "changed": did})
         pam_session(module, host, changes, hook, result)

@@ -4,15 +4,20 @@ Every limit is proven by effect: an allocator past memory.limit is OOM-killed, a
 loop stays at its CPU quota, forks past pids.max fail, direct writes run at the
 blkio throttle. Everything made here is removed afterwards.
 """
+import json
 import os
 import pwd
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
 
 from conftest import PYTHON, pam_session, run_module
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
+from ansible_collections.fairshare.resources.plugins.module_utils.login import DEFAULTS_JSON, LOGIN_JSON
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import read_cgroup_layout
 
 LAYOUT = read_cgroup_layout()
@@ -211,3 +216,110 @@ def test_processes_running_before_the_run_are_moved_into_their_cgroup(limited):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture
+def syslog_messages():
+    """What is sent to /dev/log during the test, on a host with no syslog of its own (this one):
+    the test binds the socket, reads it in a thread (useradd and every module log there too, and
+    block once the queue is full) and removes it afterwards. None where a syslog daemon owns it."""
+    if os.path.exists("/dev/log"):
+        yield None
+        return
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("/dev/log")
+    sock.settimeout(0.2)
+    got, done = [], threading.Event()
+
+    def drain():
+        while not done.is_set():
+            try:
+                got.append(sock.recv(65536).decode("utf-8", "replace"))
+            except socket.timeout:
+                pass
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        yield lambda: "\n".join(got)
+    finally:
+        done.set()
+        reader.join(5)
+        sock.close()
+        os.unlink("/dev/log")
+
+
+def test_users_the_run_never_listed_are_resolved_at_their_first_login(limited, syslog_messages):
+    """profile_host login: a user created after the run gets the defaults at their first login, a member
+    of a tier's group gets the tier, a cron-style PAM service lands there too, and a broken policy
+    never blocks a login (defaults, then nothing; the reason in syslog)."""
+    pid = os.getpid()
+    group = "fstier%d" % pid
+    policy = {"defaults": {"memory": {"max": "64M"}},
+              "tiers": {"big": {"match": {"groups": [group]}, "memory": {"max": "320M"}}}}
+    services = ["fairshare-itest%d" % pid, "fairshare-itest-cron%d" % pid]
+    created = []
+
+    def new_user(name, groups=()):
+        subprocess.run(["useradd", "-M", "-s", "/bin/sh"] + (["-G", ",".join(groups)] if groups else []) + [name],
+                       check=True)
+        created.append(name)
+        return pwd.getpwnam(name)
+
+    subprocess.run(["groupadd", group], check=True)
+    try:
+        script = apply([{"user": limited.pw_name, "memory_max": "64M"}], persist=True)["persist_script"]
+        for service in services:
+            with open("/etc/pam.d/" + service, "w") as fh:
+                fh.write("session optional pam_exec.so quiet %s session\n" % script)
+        bad = run_module("profile_host", {"login": {"policy": {"defaults": {"memory": {"max": "64 M"}}}}})
+        assert bad["_status"].startswith("FAILED") and "login.policy: defaults.memory.max" in bad["msg"], bad
+        assert not os.path.exists(LOGIN_TOOL) and not os.path.exists(LOGIN_JSON)
+        args = {"login": {"policy": policy, "parent": PARENT}}
+        check = run_module("profile_host", args, check=True)
+        assert check["changed"] and not os.path.exists(LOGIN_TOOL)
+        first = run_module("profile_host", args, diff=True)
+        assert first["changed"] and os.access(LOGIN_TOOL, os.X_OK), first
+        assert run_module("profile_host", args)["changed"] is False
+
+        fresh = new_user("fsnew%d" % pid)  # both made after the run: it listed neither
+        member = new_user("fsbig%d" % pid, [group])
+        seen = pam_session(services[0], fresh, 200)
+        assert seen["open"] == 0 and seen["cgroups"]["memory"] == "/%s/user-%d" % (PARENT, fresh.pw_uid), seen
+        assert seen["signal"] == 9 and not seen["survived"]
+        cron = pam_session(services[1], fresh, 1)
+        assert cron["cgroups"]["memory"] == "/%s/user-%d" % (PARENT, fresh.pw_uid) and cron["survived"], cron
+        within = pam_session(services[0], member, 150)  # over the defaults' 64M, within the tier's 320M
+        over = pam_session(services[0], member, 400)
+        print("new user, 200 MiB under the defaults' 64M: signal %s; tier member, 150 MiB under 320M: survived %s, "
+              "400 MiB: signal %s" % (seen["signal"], within["survived"], over["signal"]))
+        assert within["survived"] and within["cgroups"]["memory"] == "/%s/user-%d" % (PARENT, member.pw_uid)
+        assert over["signal"] == 9 and not over["survived"]
+        resolved = json.loads(subprocess.run([LOGIN_TOOL, "resolve", member.pw_name], capture_output=True, text=True,
+                                             check=True).stdout)
+        assert resolved["limits"] == [{"user": member.pw_name, "memory_max": "320M"}], resolved
+        assert resolved["profile"]["tier"] == "big" and resolved["problems"] == []
+
+        with open(LOGIN_JSON, "w") as fh:  # a policy that cannot be read: the defaults, and the reason logged
+            fh.write("{broken")
+        late = new_user("fslate%d" % pid)
+        fallback = pam_session(services[0], late, 200)
+        assert fallback["open"] == 0 and fallback["signal"] == 9, fallback
+        os.unlink(DEFAULTS_JSON)  # nothing readable at all: the session opens where it was
+        last = new_user("fslast%d" % pid)
+        untouched = pam_session(services[0], last, 200)
+        assert untouched["open"] == 0 and untouched["survived"] and PARENT not in untouched["cgroup"], untouched
+        if syslog_messages is not None:
+            logged = syslog_messages()
+            print("syslog:\n" + logged)
+            assert "fairshare-login" in logged and "%s: Expecting property name" % LOGIN_JSON in logged
+            assert "fslast%d (uid %d): no profile could be read" % (pid, last.pw_uid) in logged
+            assert "fsbig%d (uid %d): tier big" % (pid, member.pw_uid) in logged
+    finally:
+        for service in services:
+            if os.path.exists("/etc/pam.d/" + service):
+                os.unlink("/etc/pam.d/" + service)
+        gone = run_module("profile_host", {"login": {}})
+        for name in created:
+            subprocess.run(["userdel", name], check=False)
+        subprocess.run(["groupdel", group], check=False)
+    assert gone["changed"] and not os.path.exists(LOGIN_TOOL) and not os.path.exists(LOGIN_JSON), gone

@@ -8,6 +8,7 @@ an empty policy is a no-op.
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +16,8 @@ import pytest
 import yaml
 
 from conftest import PYTHON, ROOT, pam_session
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
+from ansible_collections.fairshare.resources.plugins.module_utils.login import DEFAULTS_JSON, LIB_DIR, LOGIN_JSON
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 PARENT = "fairshare-roletest%d" % os.getpid()
@@ -31,6 +34,7 @@ POLICY = {"fairshare_policy": {
                              "memory": {"max": "4G"}}},
     "rules": [{"tier": "researcher", "when": {"group": "fsrt-staff"}}],
     "users": {"fsrt-alice": {"memory": {"max": "6G"}}}}}
+LATE = "fsrt-late"  # created after the run
 EXPECTED = {"fsrt-alice": (6 << 30, 400000), "fsrt-sam": (1 << 30, 100000), "fsrt-stan": (4 << 30, 400000),
             "fsrt-none": (2 << 30, 200000)}
 
@@ -44,7 +48,7 @@ def people(tmp_path):
     try:
         yield tmp_path
     finally:
-        for name, _uid, _g in USERS:
+        for name in [n for n, _u, _g in USERS] + [LATE]:
             subprocess.run(["userdel", name], check=False)
         for group in GROUPS:
             subprocess.run(["groupdel", group], check=False)
@@ -54,9 +58,10 @@ def people(tmp_path):
                         '{"backend": "cgroupfs", "parent": "%s", "exclusive": true, "limits": []}' % PARENT],
                        env=env, capture_output=True, check=False)  # also removes its session script
         for path in ("/usr/local/bin/fairshare-usage", "/etc/profile.d/fairshare-usage.sh", "/etc/fairshare/profiles.json",
-                     "/etc/pam.d/" + PAM_SERVICE):
+                     "/etc/pam.d/" + PAM_SERVICE, LOGIN_JSON, DEFAULTS_JSON, LOGIN_TOOL):
             if os.path.exists(path):
                 os.unlink(path)
+        shutil.rmtree(LIB_DIR, ignore_errors=True)
         if os.path.isdir("/etc/fairshare") and not os.listdir("/etc/fairshare"):
             os.rmdir("/etc/fairshare")
 
@@ -104,6 +109,14 @@ def test_site_applies_the_resolved_profiles(people):
           % (login["cgroups"]["memory"], login["signal"]))
     assert login["open"] == 0 and login["cgroups"]["memory"] == "/%s/user-%d" % (PARENT, sam_pw.pw_uid)
     assert login["signal"] == 9 and not login["survived"]
+
+    # a student made after the run (the run never listed her): the resolver the role left gives her the tier
+    subprocess.run(["useradd", "-M", "-u", "42010", "-G", "fsrt-students", LATE], check=True)
+    late = pam_session(PAM_SERVICE, pwd.getpwnam(LATE), 1200)
+    print("PAM login of %s, created after the run: memory cgroup %s; 1200 MiB under the student 1G (the defaults "
+          "would allow 2G) -> signal %s" % (LATE, late["cgroups"]["memory"], late["signal"]))
+    assert late["open"] == 0 and late["cgroups"]["memory"] == "/%s/user-42010" % PARENT, late
+    assert late["signal"] == 9 and not late["survived"]
 
     # two layers: sam's workload "jobs" is a child of sam's cgroup with its own, lower memory limit
     sam = [u for n, u, _g in USERS if n == "fsrt-sam"][0]

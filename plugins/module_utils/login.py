@@ -1,0 +1,220 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host-side resolver: a user the role never listed still gets a profile at login.
+
+The role resolves the policy against the users `getent passwd` lists on the controller side.
+A directory user that SSSD does not enumerate, or a user created after the run, is not in
+that list. For them profile_host (option login) leaves on the host:
+
+  /etc/fairshare/login.json            the policy and the managed parent
+  /etc/fairshare/login-defaults.json   the policy less tiers, rules and users (the fallback)
+  LIB_DIR/ansible_collections/...      this module and what it imports, the very files the
+                                       controller runs (one resolver, one answer)
+  /usr/local/sbin/fairshare-login      runs main() below
+
+The session hook of cgroup_limit persist (cgroupfs_persist) handles the users it lists itself
+and execs `fairshare-login session` with an empty environment for any other uid. The tool
+reads the user and their groups from NSS, resolves them with policy.resolve() and
+policy.to_cgroup_limits() (the code of the resolve_profiles and profile_cgroup_limits
+filters), creates the user's cgroup with cgroup_backend.CgroupfsBackend (the code of
+cgroup_limit) and puts the process opening the session into it.
+
+It never blocks a login: every failure is logged to syslog (authpriv, tag fairshare-login)
+and on stderr, with the reason, and the tool exits 0. A policy that cannot be read or
+resolved falls back to login-defaults.json. It runs as root from pam_exec, so it takes
+nothing from the environment but PAM_TYPE and PAM_USER, and runs Python isolated (-I).
+
+Pure Python, no AnsibleModule import.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import grp
+import json
+import os
+import pwd
+import sys
+
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
+    BackendError, CgroupfsBackend, build_plans,
+)
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
+from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
+from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import read_cgroup_layout
+from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
+    PolicyError, resolve, to_cgroup_limits, validate,
+)
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+
+LOGIN_JSON = "/etc/fairshare/login.json"
+DEFAULTS_JSON = "/etc/fairshare/login-defaults.json"
+LIB_DIR = "/usr/local/lib/fairshare"
+PACKAGE = "ansible_collections.fairshare.resources.plugins.module_utils"
+# This module and everything it imports from the collection (a unit test checks the list).
+LIBRARY = ("cgroup_backend", "cgroup_model", "cgroupfs_persist", "host", "login", "managed", "plan_model",
+           "platform", "policy", "tc_model", "units")
+# The keys of a policy that the fallback keeps: who is covered, and the defaults.
+_DEFAULT_KEYS = ("defaults", "exempt_users", "min_uid", "max_uid", "reserved_uids")
+
+
+def library_files(source_of, lib_dir=LIB_DIR):
+    """{path: text} of the library under LIB_DIR; source_of(module name) -> its source text.
+    Each package level gets an empty __init__.py, so that no other ansible_collections
+    package on the host's path is taken instead of ours."""
+    parts = PACKAGE.split(".")
+    files = {}
+    for depth in range(1, len(parts) + 1):
+        files[os.path.join(lib_dir, *(parts[:depth] + ["__init__.py"]))] = ""
+    for name in LIBRARY:
+        files[os.path.join(lib_dir, *(parts + [name + ".py"]))] = source_of("%s.%s" % (PACKAGE, name))
+    return files
+
+
+def tool_text(python, lib_dir=LIB_DIR):
+    """The fairshare-login program: the host's Python, isolated from the environment and site-packages (-IS)."""
+    return ("#!%s -IS\n%s\n# Resolves users the profiles role did not list at their login (module_utils/login.py).\n"
+            "import sys\nsys.path.insert(0, %r)\n"
+            "from %s.login import main  # noqa: E402\nsys.exit(main(sys.argv[1:]))\n"
+            % (python, MANAGED_HEADER, lib_dir, PACKAGE))
+
+
+def documents(policy, parent):
+    """(login.json, login-defaults.json) data for a policy; raises PolicyError for a bad one."""
+    validate(policy)
+    fallback = dict((k, policy[k]) for k in _DEFAULT_KEYS if k in policy)
+    return {"policy": policy, "parent": parent}, {"policy": fallback, "parent": parent}
+
+
+def nss_user(name):
+    """{'name', 'uid', 'groups'} of a user from NSS (local files, SSSD, nslcd, winbind)."""
+    entry = pwd.getpwnam(name)
+    groups = set()
+    for gid in os.getgrouplist(entry.pw_name, entry.pw_gid):
+        try:
+            groups.add(grp.getgrgid(gid).gr_name)
+        except KeyError:  # a gid without a name is no group a policy can name
+            pass
+    return {"name": entry.pw_name, "uid": entry.pw_uid, "groups": sorted(groups)}
+
+
+def login_limits(doc, user):
+    """-> (cgroup_limit entries, profile or None): resolve() and to_cgroup_limits(), the code of
+    the controller's filters. No entries for a user the policy leaves out or lifts (unlimited).
+    The whole policy was checked when profile_host wrote it (documents()); here only the blocks
+    this user's profile is made of are (a hand-edited file that names a missing tier is a KeyError)."""
+    prof = resolve(doc["policy"], [user], checked=True).get(user["name"])
+    if prof is None or prof["unlimited"]:
+        return [], prof
+    return to_cgroup_limits({user["name"]: prof}, "cgroupfs"), prof
+
+
+class _Direct(object):
+    """What Host needs from a module, without Ansible."""
+
+    check_mode = False
+
+    @staticmethod
+    def run_command(argv, data=None, environ_update=None):
+        import subprocess  # only here: a login that runs no command does not pay for the import
+        env = dict(os.environ, **(environ_update or {}))
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        out, err = proc.communicate(data.encode() if data else None)
+        return proc.returncode, out.decode(), err.decode()
+
+    @staticmethod
+    def atomic_move(src, dst):
+        os.rename(src, dst)
+
+
+def log(message, error=True):
+    """To syslog (authpriv, like the PAM stack's own messages) and to stderr."""
+    try:
+        import syslog
+        syslog.openlog("fairshare-login", syslog.LOG_PID, syslog.LOG_AUTHPRIV)
+        syslog.syslog(syslog.LOG_WARNING if error else syslog.LOG_INFO, message)
+    except Exception:  # pylint: disable=broad-except
+        pass
+    sys.stderr.write("fairshare-login: %s\n" % message)
+
+
+def load(path):
+    """(document, None) or (None, why not)."""
+    try:
+        with open(path) as fh:
+            doc = json.load(fh)
+        if not isinstance(doc, dict) or not isinstance(doc.get("policy"), dict) or not doc.get("parent"):
+            return None, "%s: not a login document (policy, parent)" % path
+        return doc, None
+    except (IOError, OSError, ValueError) as exc:
+        return None, "%s: %s" % (path, exc)
+
+
+def decide(user, paths=(LOGIN_JSON, DEFAULTS_JSON)):
+    """-> (doc, limits, profile, problems): the policy, else the defaults when it cannot be read
+    or resolved (each problem a line for the log)."""
+    problems = []
+    for path in paths:
+        doc, why = load(path)
+        if doc is None:
+            problems.append(why)
+            continue
+        try:
+            limits, prof = login_limits(doc, user)
+            return doc, limits, prof, problems
+        except (PolicyError, UnitError, KeyError, TypeError, ValueError) as exc:
+            problems.append("%s: %s" % (path, exc))
+    return None, [], None, problems
+
+
+def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON)):
+    """Resolve a user at login and put the process opening the session (pid) in their cgroup."""
+    try:
+        user = nss_user(name)
+    except KeyError:
+        log("%r is not a user (NSS); session left where it is" % name)
+        return
+    doc, limits, prof, problems = decide(user, paths)
+    fallback = len(problems) > 0
+    for why in problems:
+        log("%s (uid %d): %s" % (user["name"], user["uid"], why))
+    if not limits:
+        if fallback:
+            log("%s (uid %d): no profile could be read; session left where it is" % (user["name"], user["uid"]))
+        return
+    backend = CgroupfsBackend(Host(_Direct()), read_cgroup_layout(), doc["parent"])
+    plans = build_plans(limits, "present", False, doc["parent"], Host.devnum)
+    backend.apply(plans, False)
+    dirs = backend.enter(pid)
+    what = "defaults only (fallback)" if fallback else "tier %s" % (prof["tier"] or "none, defaults")
+    log("%s (uid %d): %s; session %d in %s" % (user["name"], user["uid"], what, pid, " ".join(dirs)), error=fallback)
+
+
+def main(argv, environ=None):
+    environ = os.environ if environ is None else environ
+    if argv[:1] == ["session"] and len(argv) == 1:
+        if environ.get("PAM_TYPE") != "open_session":
+            return 0
+        name = environ.get("PAM_USER") or ""
+        try:
+            session(name, os.getppid())
+        except (BackendError, UnitError, IOError, OSError) as exc:
+            log("%s: %s; session left where it is" % (name, exc))
+        except Exception as exc:  # pylint: disable=broad-except  # a login is never refused because of us
+            log("%s: unexpected %s: %s; session left where it is" % (name, type(exc).__name__, exc))
+        return 0
+    if argv[:1] == ["resolve"] and len(argv) in (2, 3):
+        try:
+            user = nss_user(argv[1])
+        except KeyError:
+            sys.stderr.write("fairshare-login: %r is not a user (NSS)\n" % argv[1])
+            return 1
+        doc, limits, prof, problems = decide(user, argv[2:] or (LOGIN_JSON, DEFAULTS_JSON))
+        sys.stdout.write(json.dumps({"user": user, "profile": prof, "limits": limits, "problems": problems,
+                                     "parent": (doc or {}).get("parent")}, sort_keys=True) + "\n")
+        return 0
+    sys.stderr.write("usage: %s session (from pam_exec) | resolve USER [LOGIN_JSON]\n" % LOGIN_TOOL)
+    return 2

@@ -1,0 +1,105 @@
+"""The host-side resolver (login.py): the same answer as the controller, and never a blocked login."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.fairshare.resources.plugins.module_utils import login
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL, render
+from ansible_collections.fairshare.resources.plugins.module_utils.policy import resolve, to_cgroup_limits
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+
+POLICY = {
+    "defaults": {"memory": {"max": "2G"}, "cpu": {"weight": 100}},
+    "tiers": {"student": {"match": {"groups": ["students"]}, "memory": {"max": "1G"}, "cpu": {"max": "100%"}},
+              "admin": {"match": {"groups": ["wheel"]}, "unlimited": True}},
+    "rules": [{"tier": "student", "when": {"uid_range": [200000, 299999]}}],
+    "users": {"carol": {"memory": {"max": "8G"}}},
+}
+
+
+def write(tmp_path, name, doc):
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return str(path)
+
+
+def test_login_limits_are_the_controllers_answer():
+    for user in ({"name": "dave", "uid": 200123, "groups": ["dave"]},
+                 {"name": "erin", "uid": 1500, "groups": ["students"]},
+                 {"name": "carol", "uid": 1501, "groups": []},
+                 {"name": "frank", "uid": 1502, "groups": []}):
+        doc, _fallback = login.documents(POLICY, "fairshare")
+        limits, prof = login.login_limits(doc, user)
+        assert limits == to_cgroup_limits(resolve(POLICY, [user]), "cgroupfs")
+        assert prof == resolve(POLICY, [user])[user["name"]]
+    assert login.login_limits(doc, {"name": "dave", "uid": 200123, "groups": []})[0] == [
+        {"user": "dave", "memory_max": "1G", "cpu_weight": 100, "cpu_max": "100%"}]
+
+
+def test_left_out_and_unlimited_users_get_nothing():
+    doc, _f = login.documents(POLICY, "fairshare")
+    assert login.login_limits(doc, {"name": "root", "uid": 0, "groups": ["root"]}) == ([], None)
+    assert login.login_limits(doc, {"name": "svc", "uid": 999, "groups": []}) == ([], None)
+    assert login.login_limits(doc, {"name": "nobody", "uid": 65534, "groups": []}) == ([], None)
+    limits, prof = login.login_limits(doc, {"name": "ann", "uid": 1600, "groups": ["wheel"]})
+    assert limits == [] and prof["unlimited"]
+
+
+def test_documents_check_the_policy_and_keep_only_defaults_for_the_fallback():
+    doc, fallback = login.documents(dict(POLICY, min_uid=2000), "fs")
+    assert doc == {"policy": dict(POLICY, min_uid=2000), "parent": "fs"}
+    assert fallback == {"policy": {"defaults": POLICY["defaults"], "min_uid": 2000}, "parent": "fs"}
+    with pytest.raises(UnitError, match="tiers.x.memory.max"):
+        login.documents({"tiers": {"x": {"memory": {"max": "32 GB"}}}}, "fs")
+
+
+def test_decide_falls_back_to_the_defaults_with_the_reason(tmp_path):
+    doc, fallback = login.documents(POLICY, "fairshare")
+    good, defaults = write(tmp_path, "login.json", doc), write(tmp_path, "defaults.json", fallback)
+    user = {"name": "erin", "uid": 1500, "groups": ["students"]}
+    assert login.decide(user, (good, defaults))[1] == [{"user": "erin", "memory_max": "1G", "cpu_weight": 100,
+                                                        "cpu_max": "100%"}]
+    broken = write(tmp_path, "broken.json", "{not json")
+    _doc, limits, _prof, problems = login.decide(user, (broken, defaults))
+    assert limits == [{"user": "erin", "memory_max": "2G", "cpu_weight": 100}]
+    assert len(problems) == 1 and problems[0].startswith(broken + ": ")
+    bad = write(tmp_path, "bad.json", {"policy": {"defaults": {"memory": {"max": "lots"}}}, "parent": "p"})
+    _doc, limits, _prof, problems = login.decide(user, (bad, str(tmp_path / "missing.json")))
+    assert limits == [] and "defaults.memory.max" in problems[0] and "No such file" in problems[1]
+
+
+def test_library_is_this_module_and_everything_it_imports():
+    code = ("import sys, json; import ansible_collections.fairshare.resources.plugins.module_utils.login; "
+            "print(json.dumps(sorted(m.rsplit('.', 1)[1] for m in sys.modules "
+            "if m.startswith('ansible_collections.fairshare.resources.plugins.module_utils.'))))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert json.loads(out) == sorted(login.LIBRARY)
+    files = login.library_files(lambda name: "# " + name)
+    base = os.path.join(login.LIB_DIR, "ansible_collections", "fairshare", "resources", "plugins", "module_utils")
+    assert files[os.path.join(base, "policy.py")] == "# " + login.PACKAGE + ".policy"
+    assert files[os.path.join(login.LIB_DIR, "ansible_collections", "__init__.py")] == ""
+    assert len(files) == len(login.LIBRARY) + 5
+
+
+def test_tool_runs_isolated_from_the_lib_dir():
+    text = login.tool_text("/usr/bin/python3")
+    assert text.startswith("#!/usr/bin/python3 -IS\n")
+    assert "sys.path.insert(0, '/usr/local/lib/fairshare')" in text and "login import main" in text
+
+
+def test_main_never_fails_a_session_and_says_how_to_use_it(capsys):
+    assert login.main(["session"], {"PAM_TYPE": "close_session", "PAM_USER": "x"}) == 0
+    assert login.main(["session"], {"PAM_TYPE": "open_session", "PAM_USER": "no-such-user-here"}) == 0
+    assert "'no-such-user-here' is not a user" in capsys.readouterr().err
+    assert login.main([]) == 2
+
+
+def test_session_hook_hands_unlisted_uids_to_the_resolver_with_an_empty_environment():
+    text = render("fairshare", [], [(1000, ["/sys/fs/cgroup/memory/fairshare/user-1000"])], "/etc/fairshare/x.sh")
+    assert "LOGIN_TOOL=%s\n" % LOGIN_TOOL in text
+    assert 'exec env -i PAM_TYPE="$PAM_TYPE" PAM_USER="$PAM_USER" "$LOGIN_TOOL" session' in text
+    assert "PATH=/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\n" in text
