@@ -22,7 +22,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
     expected_files, normalize_limits, parse_systemctl_show, parse_target, render_dropin, reset_value, same_value,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
-    SCRIPT_DIR, SESSION_LEAF, render as render_persist_script, script_path,
+    SCRIPT_DIR, SESSION_LEAF, parse_targets, render_targets, script_path,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import controller_home
@@ -123,10 +123,11 @@ def resolve_user(value, where):
     return entry.pw_name, entry.pw_uid
 
 
-def build_plans(entries, state, force, parent, devnum):
+def build_plans(entries, state, force, parent, devnum, sys_uid_max=999):
     """Validate every limits entry of cgroup_limit before anything changes; return Plans.
 
-    state, force, parent: the module's defaults for every entry; devnum(device) checks io devices.
+    state, force, parent: the module's defaults for every entry; devnum(device) checks io devices;
+    sys_uid_max: system users (platform.read_sys_uid_max) are refused without force.
     """
     plans, seen = [], {}
     for index, entry in enumerate(entries):
@@ -135,7 +136,7 @@ def build_plans(entries, state, force, parent, devnum):
         uid = None
         if kind == "user":
             name, uid = resolve_user(name, where)
-        check_protected(kind, name, uid, force, where)
+        check_protected(kind, name, uid, force, where, sys_uid_max)
         wanted = entry.get("state") or state
         limits = normalize_limits(entry, where, force) if wanted == "present" else {}
         for rule in limits.get("io_max", []):
@@ -245,6 +246,7 @@ class CgroupfsBackend(_Layout):
         self.host, self.layout, self.parent = host, layout, parent.strip("/")
         self.script_dir = script_dir
         self.planned = []
+        self.dropped = []  # relpaths this call removed (state absent, exclusive)
 
     def dir_of(self, controller, relpath):
         return os.path.join(self.root_of(controller), relpath)
@@ -308,6 +310,7 @@ class CgroupfsBackend(_Layout):
                     removed.append({"target": relpath, "path": relpath})
                     diffs.append({"before_header": "/" + relpath, "after_header": "/" + relpath,
                                   "before": "exists: true\n", "after": "exists: false\n"})
+        self.dropped = [relpath for relpath, _dirs in removals]
         if not self.host.check_mode:
             for plan, todo in writes:
                 self._write(plan, todo)
@@ -327,27 +330,31 @@ class CgroupfsBackend(_Layout):
         return {"targets": results, "removed": removed, "diff": diffs,
                 "changed": bool(writes or removals), "parent": self.parent}
 
-    def persist(self, enabled):
-        """Write (or, not enabled, remove) the parent's restore and session script
-        (cgroupfs_persist) for what apply() was asked; returns its path, changed, diff."""
+    def persist(self, mode):
+        """The parent's restore and session script (cgroupfs_persist). It covers every target of the
+        parent: the ones apply() was given now, and those earlier calls gave it that this call did not
+        remove. mode True: write it; None: keep it up to date where there is one; False: remove it.
+        Returns its path (None when there is none), changed, diff. A file there that is not ours is
+        left alone."""
         path = script_path(self.parent, self.script_dir)
-        new = None
-        if enabled:
-            steps, users = [], []
-            for plan, files in sorted(self.planned, key=lambda pf: pf[0].relpath.count("/")):
-                dirs = []
-                for ctrl in controllers_needed(files):
-                    root = self.root_of(ctrl)
-                    steps.append((self.version_of(ctrl), ctrl, root, plan.relpath,
-                                  [(f, v) for c, f, v in files if c == ctrl]))
-                    if os.path.join(root, plan.relpath) not in dirs:
-                        dirs.append(os.path.join(root, plan.relpath))
-                if plan.kind == "user":
-                    users.append((plan.uid, dirs))
-            new = render_persist_script(self.parent, steps, users, path)
         old = self.host.read(path)
-        if old is not None and not enabled and not old.startswith("#!/bin/sh\n" + MANAGED_HEADER):
-            return {"path": path, "changed": False, "diff": []}  # not ours: left alone
+        ours = old is not None and old.startswith("#!/bin/sh\n" + MANAGED_HEADER)
+        if old is not None and not ours:
+            return {"path": None, "changed": False, "diff": [],
+                    "warning": "%s is not ours (no managed header): left as it is" % path}
+        new = None
+        if mode or (mode is None and ours):
+            targets = parse_targets(old) if ours else {}
+            for relpath in self.dropped:
+                for known in list(targets):
+                    if known == relpath or known.startswith(relpath + "/"):
+                        del targets[known]
+            for plan, files in self.planned:
+                steps = [[self.version_of(ctrl), ctrl, self.root_of(ctrl), plan.relpath,
+                          [[f, v] for c, f, v in files if c == ctrl]] for ctrl in controllers_needed(files)]
+                targets[plan.relpath] = {"uid": plan.uid if plan.kind == "user" else None, "steps": steps}
+            if targets or mode:
+                new = render_targets(self.parent, targets, path)
         changes = Changes(self.host)
         changed = changes.file(path, new, 0o755, prune=False)
         return {"path": path if new else None, "changed": changed, "diff": changes.diff}

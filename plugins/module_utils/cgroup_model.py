@@ -32,7 +32,10 @@ MEMORY_FIELDS = ["memory_max", "memory_high", "memory_swap_max", "memory_min", "
 IO_KEYS = ["rbps", "wbps", "riops", "wiops"]
 # Slices that hold the system itself: refused unless force (never throttle them by accident).
 PROTECTED_SLICES = ("-.slice", "system.slice", "init.scope", "machine.slice")
-_SLICE_RE = re.compile(r"^[A-Za-z0-9:_.\\-]+\.slice$")
+# A slice name by systemd's rules: dash-separated parts (the parents), none empty, of unit name
+# characters; a part may not be made of dots only (on cgroupfs "..slice" would be the parent's parent).
+_SLICE_PART = r"(?!\.+(?:-|\.slice$))[A-Za-z0-9:_.\\]+"
+_SLICE_RE = re.compile(r"^%s(?:-%s)*\.slice$" % (_SLICE_PART, _SLICE_PART))
 _PATH_PART_RE = re.compile(r"^[A-Za-z0-9_.@:-]+$")
 _DEVNUM_RE = re.compile(r"^\d+:\d+$")
 
@@ -102,12 +105,28 @@ def parse_target(entry, where):
     return kind, value
 
 
-def check_protected(kind, name, uid, force, where):
-    """Root and the system's own slices are refused unless force: true."""
+def check_parent(value, field="parent"):
+    """The managed parent: a relative cgroup path under the hierarchy's root, never the root itself
+    or anything outside it. -> the path without surrounding slashes; raises UnitError."""
+    text = "" if value is None else str(value)
+    parts = text.split("/")
+    if not text or text.startswith("/") or text.endswith("/") or \
+            any(p in ("", ".", "..") or not _PATH_PART_RE.match(p) for p in parts):
+        raise UnitError("%s: %r is not a relative cgroup name; use names of letters, digits, _ . - @ : joined by /, "
+                        "like fairshare or lab/fairshare (no '..', not empty, not absolute)" % (field, value))
+    return text
+
+
+def check_protected(kind, name, uid, force, where, sys_uid_max=999):
+    """Root, system users (uid up to SYS_UID_MAX of login.defs) and the system's own slices are
+    refused unless force: true."""
     if force:
         return
     if kind == "user" and uid == 0:
         raise UnitError("%s.user: %r is root; root is never limited unless force: true" % (where, name))
+    if kind == "user" and uid <= sys_uid_max:
+        raise UnitError("%s.user: %r (uid %d) is a system user (SYS_UID_MAX %d in /etc/login.defs); system users "
+                        "are limited only with force: true" % (where, name, uid, sys_uid_max))
     if kind == "slice" and (name in PROTECTED_SLICES or name.startswith("system-") or name == "user-0.slice"):
         raise UnitError("%s.slice: %r holds the system itself; it is limited only with force: true" % (where, name))
 

@@ -30,6 +30,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import shlex
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import MANAGED_HEADER
@@ -49,8 +50,14 @@ _HEAD = r'''#!/bin/sh
 # The cgroups of fairshare.resources.cgroup_limit under %(parent)s (cgroupfs backend).
 #   %(path)s restore   recreate them and write their limits (after a reboot)
 #   %(path)s session   from pam_exec (PAM_TYPE, PAM_USER): put the session in the user's cgroup
+# Run as root from pam_exec with the PAM environment, which a user may set (pam_env user_readenv):
+# nothing is taken from it but PAM_TYPE and PAM_USER, and every tool is called by its full path.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
+nl='
+'
+IFS=" $(printf '\t')$nl"
 export PATH
+unset ENV CDPATH
 LEAF=%(leaf)s
 LOGIN_TOOL=%(login)s
 status=0
@@ -67,13 +74,13 @@ mk() {
     while [ -n "$rest" ]; do
         part=${rest%%%%/*}
         if [ "$part" = "$rest" ]; then rest=; else rest=${rest#*/}; fi
-        if [ "$1" = v2 ] && ! grep -qw -- "$2" "$dir/cgroup.subtree_control" 2>/dev/null; then
+        if [ "$1" = v2 ] && ! /bin/grep -qw -- "$2" "$dir/cgroup.subtree_control" 2>/dev/null; then
             put "$dir/cgroup.subtree_control" "+$2"
         fi
-        [ -d "$dir/$part" ] || mkdir "$dir/$part" || status=1
+        [ -d "$dir/$part" ] || /bin/mkdir "$dir/$part" || status=1
         if [ "$1" = v1 ] && [ "$2" = cpuset ]; then
             for f in cpuset.mems cpuset.cpus; do
-                [ -n "$(cat "$dir/$part/$f" 2>/dev/null)" ] || put "$dir/$part/$f" "$(cat "$dir/$f" 2>/dev/null)"
+                [ -n "$(/bin/cat "$dir/$part/$f" 2>/dev/null)" ] || put "$dir/$part/$f" "$(/bin/cat "$dir/$f" 2>/dev/null)"
             done
         fi
         dir=$dir/$part
@@ -95,11 +102,11 @@ dirs_of() {
 
 session() {
     [ "${PAM_TYPE:-}" = open_session ] || return 0
-    uid=$(id -u -- "${PAM_USER:-}" 2>/dev/null) || return 0
+    uid=$(/usr/bin/id -u -- "${PAM_USER:-}" 2>/dev/null) || return 0
     if ! dirs=$(dirs_of "$uid"); then
         # not listed by the last run: the host-side resolver decides (it exits 0, logs any failure)
         [ -x "$LOGIN_TOOL" ] || return 0
-        exec env -i PAM_TYPE="$PAM_TYPE" PAM_USER="$PAM_USER" "$LOGIN_TOOL" session
+        exec /usr/bin/env -i PAM_TYPE="$PAM_TYPE" PAM_USER="$PAM_USER" "$LOGIN_TOOL" session
     fi
     for dir in $dirs; do
         [ -d "$dir" ] || { restore >/dev/null 2>&1; break; }
@@ -107,7 +114,7 @@ session() {
     for dir in $dirs; do
         [ -d "$dir" ] || continue
         if [ -f "$dir/cgroup.subtree_control" ]; then
-            [ -d "$dir/$LEAF" ] || mkdir "$dir/$LEAF" 2>/dev/null
+            [ -d "$dir/$LEAF" ] || /bin/mkdir "$dir/$LEAF" 2>/dev/null
             dir=$dir/$LEAF
         fi
         echo "$PPID" 2>/dev/null >"$dir/cgroup.procs"
@@ -121,6 +128,39 @@ case "${1:-}" in
     *) echo "usage: $0 restore|session" >&2; exit 2 ;;
 esac
 '''
+
+
+STATE_MARK = "# fairshare-targets: "
+
+
+def parse_targets(text):
+    """The targets a script covers, from its last line (what render_targets wrote): {relpath: {uid, steps}}."""
+    for line in reversed((text or "").splitlines()):
+        if line.startswith(STATE_MARK):
+            try:
+                targets = json.loads(line[len(STATE_MARK):])
+            except ValueError:
+                return {}
+            return targets if isinstance(targets, dict) else {}
+    return {}
+
+
+def render_targets(parent, targets, path):
+    """The script for every target it covers: {relpath: {'uid': uid or None, 'steps': [[version,
+    controller, root, relpath, [[file, value], ...]], ...]}}, parents before their children. The
+    targets go in its last line too, so that the next call that changes some of them keeps the rest."""
+    steps, users = [], []
+    for relpath in sorted(targets, key=lambda r: (r.count("/"), r)):
+        target = targets[relpath]
+        dirs = []
+        for version, ctrl, root, rel, files in target["steps"]:
+            steps.append((version, ctrl, root, rel, [tuple(f) for f in files]))
+            if "%s/%s" % (root, rel) not in dirs:
+                dirs.append("%s/%s" % (root, rel))
+        if target.get("uid") is not None:
+            users.append((int(target["uid"]), dirs))
+    text = render(parent, steps, users, path)
+    return text + STATE_MARK + json.dumps(targets, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 def render(parent, steps, users, path):

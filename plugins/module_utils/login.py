@@ -41,10 +41,11 @@ import sys
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
     BackendError, CgroupfsBackend, build_plans,
 )
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import check_parent
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
 from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER
-from ansible_collections.fairshare.resources.plugins.module_utils.platform import read_cgroup_layout
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import read_cgroup_layout, read_sys_uid_max
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
     PolicyError, resolve, to_cgroup_limits, validate,
 )
@@ -85,6 +86,7 @@ def tool_text(python, lib_dir=LIB_DIR):
 def documents(policy, parent):
     """(login.json, login-defaults.json) data for a policy; raises PolicyError for a bad one."""
     validate(policy)
+    parent = check_parent(parent, "login.parent")
     fallback = dict((k, policy[k]) for k in _DEFAULT_KEYS if k in policy)
     return {"policy": policy, "parent": parent}, {"policy": fallback, "parent": parent}
 
@@ -186,7 +188,7 @@ def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON)):
             log("%s (uid %d): no profile could be read; session left where it is" % (user["name"], user["uid"]))
         return
     backend = CgroupfsBackend(Host(_Direct()), read_cgroup_layout(), doc["parent"])
-    plans = build_plans(limits, "present", False, doc["parent"], Host.devnum)
+    plans = build_plans(limits, "present", False, doc["parent"], Host.devnum, read_sys_uid_max())
     backend.apply(plans, False)
     dirs = backend.enter(pid)
     what = "defaults only (fallback)" if fallback else "tier %s" % (prof["tier"] or "none, defaults")

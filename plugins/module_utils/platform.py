@@ -68,6 +68,26 @@ def read_os_release(root="/"):
     return {}
 
 
+def parse_sys_uid_max(text):
+    """The highest system uid of /etc/login.defs: SYS_UID_MAX, else UID_MIN - 1, else 999."""
+    values = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in ("SYS_UID_MAX", "UID_MIN") and parts[1].isdigit():
+            values[parts[0]] = int(parts[1])
+    if "SYS_UID_MAX" in values:
+        return values["SYS_UID_MAX"]
+    return values["UID_MIN"] - 1 if "UID_MIN" in values else 999
+
+
+def read_sys_uid_max(root="/"):
+    try:
+        with open(os.path.join(root, "etc/login.defs")) as fh:
+            return parse_sys_uid_max(fh.read())
+    except (IOError, OSError):
+        return 999
+
+
 def init_system(root="/"):
     """'systemd' when systemd runs as PID 1 (its runtime directory exists), else the PID 1 name."""
     if os.path.isdir(os.path.join(root, "run/systemd/system")):

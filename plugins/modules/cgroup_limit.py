@@ -150,9 +150,12 @@ options:
         (restoring the tree first when a reboot removed it) and always exits 0.
       - Add C(session optional pam_exec.so quiet /etc/fairshare/cgroupfs-<parent>.sh session)
         to the distribution's PAM session file, or let the C(profiles) role do it.
-      - V(false) removes that script if it is ours.
+      - The script covers every target under O(parent) that a call gave it, not only this call's, so
+        that a call for some users keeps the others' logins limited; a target goes when a call removes it
+        (O(limits[].state=absent), O(exclusive)). Unset (the default), an existing script is kept up to
+        date and none is made; V(false) removes the script, and only V(false) does. A file at that path
+        without our managed header is left alone, with a warning.
     type: bool
-    default: false
   adopt_processes:
     description:
       - With the cgroupfs backend, move the listed users' processes that are already running into their
@@ -322,9 +325,11 @@ from ansible_collections.fairshare.resources.plugins.module_utils.bounded import
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
     BackendError, CgroupfsBackend, SystemdBackend, build_plans,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import grouped_warnings
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import check_parent, grouped_warnings
 from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
-from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
+    init_system, read_cgroup_layout, read_sys_uid_max,
+)
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
 IO_SPEC = dict(device=dict(type="str", required=True), rbps=dict(type="str"), wbps=dict(type="str"),
@@ -348,7 +353,7 @@ def main():
             parent=dict(type="str", default="fairshare"),
             exclusive=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
-            persist=dict(type="bool", default=False),
+            persist=dict(type="bool"),
             adopt_processes=dict(type="bool", default=True),
             report=dict(type="str", choices=REPORT_CHOICES, default="auto"),
         ),
@@ -357,7 +362,8 @@ def main():
     host = Host(module)
     try:
         p = module.params
-        plans = build_plans(p["limits"], p["state"], p["force"], p["parent"], host.devnum)
+        p["parent"] = check_parent(p["parent"])
+        plans = build_plans(p["limits"], p["state"], p["force"], p["parent"], host.devnum, read_sys_uid_max())
     except (UnitError, OSError) as exc:
         module.fail_json(msg=str(exc))
     layout = read_cgroup_layout()
@@ -387,9 +393,11 @@ def main():
             out = cgfs.apply(plans, module.params["exclusive"])
             if module.params["adopt_processes"] and cgfs.adopt(out["targets"]):
                 out["changed"] = True
-        if backend_name == "cgroupfs" or cgfs.planned or module.params["persist"]:
-            kept = cgfs.persist(module.params["persist"] and bool(cgfs.planned))
+        if backend_name == "cgroupfs" or cgfs.planned or cgfs.dropped or module.params["persist"] is not None:
+            kept = cgfs.persist(module.params["persist"])
             out["persist_script"] = kept["path"]
+            if kept.get("warning"):
+                module.warn("persist: " + kept["warning"])
             out["diff"] += kept["diff"]
             out["changed"] = out["changed"] or kept["changed"]
     except (BackendError, CommandError, UnitError, OSError) as exc:

@@ -128,6 +128,7 @@ import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import check_parent
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import (
     allowlist, parse_devices_list, parse_nvidia_smi, parse_proc_information, render_dropin,
@@ -225,6 +226,10 @@ def main():
     host = Host(module)
     changes = Changes(host)
     params = module.params
+    try:
+        params["parent"] = check_parent(params["parent"])
+    except UnitError as exc:
+        module.fail_json(msg=str(exc))
     gpus, controls = discover(host)
     result = dict(changed=False, gpus=gpus, controls=controls, users=[], actions=[], backend="none")
     if not gpus:

@@ -315,7 +315,8 @@ def main():
         try:
             extra = login_files(login)
         except UnitError as exc:
-            module.fail_json(msg="login.policy: %s" % exc, **result)
+            msg = str(exc)
+            module.fail_json(msg=msg if msg.startswith("login.") else "login.policy: " + msg, **result)
         files.update(extra)
     timers = [t["name"] for t in (plans or {}).get("timers", [])]
     result["timers"] = timers

@@ -70,10 +70,12 @@ import os
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import check_parent
 from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import parse_repquota
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import NFT_TABLE, parse_nft_rules
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 from ansible_collections.fairshare.resources.plugins.module_utils.usage import (
     parse_tc_class_stats, read_usage, user_cgroup,
 )
@@ -86,6 +88,10 @@ def main():
                                               interface=dict(type="str")),
                            supports_check_mode=True)
     host = Host(module)
+    try:
+        module.params["parent"] = check_parent(module.params["parent"])
+    except UnitError as exc:
+        module.fail_json(msg=str(exc))
     entries = []
     for i, name in enumerate(module.params["users"]):
         try:

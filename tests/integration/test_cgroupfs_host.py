@@ -140,6 +140,34 @@ def test_bad_input_changes_nothing(limited):
     assert not os.path.exists(cg("memory", limited.pw_uid))
 
 
+def test_no_target_outside_the_managed_parent_and_no_system_user_without_force(limited, tmp_path):
+    """A parent that climbs out of the hierarchy (it wrote plain files in /tmp before), the root
+    itself, a slice name of dots (it removed the whole managed tree before) and a system user
+    are refused, and nothing is written or removed."""
+    uid = limited.pw_uid
+    assert apply([{"user": limited.pw_name, "memory_max": "64M"}])["changed"]
+    escape = str(tmp_path / "escape")
+    climb = "../../../.." + escape
+    for parent in (climb, "", "/", "/" + PARENT, PARENT + "/../x"):
+        out = run_module("cgroup_limit", dict(backend="cgroupfs", parent=parent, exclusive=True,
+                                              limits=[{"user": limited.pw_name, "memory_max": "64M"}]))
+        assert out["_status"].startswith("FAILED") and "is not a relative cgroup name" in out["msg"], (parent, out)
+    assert not os.path.exists(escape)
+    daemon = pwd.getpwnam("daemon")
+    for limits, fragment in [
+        ([{"slice": "...slice", "state": "absent"}], "limits[0].slice: '...slice' is not a slice unit name"),
+        ([{"slice": "a-..slice", "memory_max": "1G"}], "is not a slice unit name"),
+        ([{"user": "daemon", "memory_max": "1G"}], "(uid %d) is a system user" % daemon.pw_uid),
+    ]:
+        out = apply(limits)
+        assert out["_status"].startswith("FAILED") and fragment in out["msg"], out
+    with open(cg("memory", uid, "memory.limit_in_bytes")) as fh:  # the managed tree is all there
+        assert int(fh.read()) == 64 << 20
+    assert not os.path.exists(cg("memory", daemon.pw_uid))
+    forced = apply([{"user": "daemon", "memory_max": "1G"}], force=True)
+    assert forced["changed"] and os.path.isdir(cg("memory", daemon.pw_uid)), forced
+
+
 def test_persist_restores_after_reboot_and_pam_puts_the_login_in_the_cgroup(limited):
     """persist=true: the tree comes back after it is gone (a reboot), and a real PAM session
     (libpam, our own service file with pam_exec) lands the login in the user's cgroup."""
@@ -174,6 +202,59 @@ def test_persist_restores_after_reboot_and_pam_puts_the_login_in_the_cgroup(limi
     assert seen["cgroups"]["cpu"] == seen["cgroups"]["memory"] == "/%s/user-%d" % (PARENT, uid)  # restored at login, session in
     assert seen["signal"] == 9 and not seen["survived"]
     assert PARENT not in other["cgroup"] and other["survived"]
+
+
+def test_a_call_for_other_users_or_without_persist_keeps_logins_limited(limited):
+    """The hook covers every target a call gave it: a later persist call for another user, and a call
+    without persist (the README's example, the thin cgroups role), leave this user's logins limited."""
+    other = "fsother%d" % os.getpid()
+    subprocess.run(["useradd", "-M", "-s", "/bin/sh", other], check=True)
+    service = "fairshare-itest-keep%d" % os.getpid()
+    try:
+        script = apply([{"user": limited.pw_name, "memory_max": "64M"}], persist=True)["persist_script"]
+        later = apply([{"user": other, "memory_max": "128M"}], persist=True)
+        assert later["changed"] and later["persist_script"] == script
+        plain = run_module("cgroup_limit", dict(backend="cgroupfs", parent=PARENT,
+                                                limits=[{"user": other, "memory_max": "96M"}]))
+        assert plain["changed"] and plain["persist_script"] == script, plain
+        with open("/etc/pam.d/" + service, "w") as fh:
+            fh.write("session optional pam_exec.so quiet %s session\n" % script)
+        seen = pam_session(service, limited, 200)
+        print("after calls for another user (persist, then without): %s's login in %s, 200 MiB under 64M -> signal %s"
+              % (limited.pw_name, seen["cgroups"].get("memory"), seen["signal"]))
+        assert seen["cgroups"]["memory"] == "/%s/user-%d" % (PARENT, limited.pw_uid) and seen["signal"] == 9, seen
+        gone = apply([{"user": other, "state": "absent"}])
+        assert gone["persist_script"] == script  # the other user leaves the hook, this one stays
+        with open(script) as fh:
+            text = fh.read()
+        assert "        %d) echo" % limited.pw_uid in text and "        %d) echo" % pwd.getpwnam(other).pw_uid not in text
+    finally:
+        if os.path.exists("/etc/pam.d/" + service):
+            os.unlink("/etc/pam.d/" + service)
+        subprocess.run(["userdel", other], check=False)
+
+
+def test_session_hook_takes_nothing_from_the_users_environment(limited, tmp_path):
+    """The hook runs as root with the PAM environment, which a user can set (pam_env user_readenv):
+    a PATH, IFS or ENV of theirs must not choose what it runs. Fake id, mkdir, cat, grep, env, sh
+    and python3 first in PATH record that they ran; none may, and the session still lands."""
+    script = apply([{"user": limited.pw_name, "memory_max": "64M"}], persist=True)["persist_script"]
+    evil, marker = tmp_path / "evil", tmp_path / "ran"
+    evil.mkdir()
+    for tool in ("id", "mkdir", "cat", "grep", "env", "sh", "python3", "printf"):
+        (evil / tool).write_text("#!/bin/sh\necho %s >> %s\n" % (tool, marker))
+        (evil / tool).chmod(0o755)
+    (evil / "rc").write_text("echo ENV >> %s\n" % marker)
+    hostile = {"PAM_TYPE": "open_session", "PAM_USER": limited.pw_name, "PATH": str(evil), "ENV": str(evil / "rc"),
+               "IFS": "/", "PYTHONPATH": str(evil), "BASH_ENV": str(evil / "rc")}
+    # the process opening the session is this /bin/sh (the hook moves its parent), not pytest
+    out = subprocess.run(["/bin/sh", "-c", '"$0" session; /bin/cat /proc/$$/cgroup', script], env=hostile,
+                         capture_output=True, text=True, timeout=60, check=False)
+    ran = marker.read_text() if marker.exists() else ""
+    print("hostile PAM environment: the user's programs ran: %r; session in %s"
+          % (ran, [ln for ln in out.stdout.splitlines() if ":memory:" in ln]))
+    assert ran == "", ran
+    assert "memory:/%s/user-%d" % (PARENT, limited.pw_uid) in out.stdout, out
 
 
 ALLOC_ON_SIGNAL = "import sys; sys.stdin.readline(); b = bytearray(200 << 20); print('survived', flush=True)"

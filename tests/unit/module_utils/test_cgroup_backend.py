@@ -238,3 +238,33 @@ def test_proc_cgroup_and_which_processes_move():
                      (13, 2000, "/u/fs/user-2000/login-sessions")]
     assert left == {1000: 1, 2000: 1}
     assert cb.in_container_cgroup("/kubepods/burstable/pod1/abc") and not cb.in_container_cgroup("/openrc.sshd")
+
+
+def test_cgroupfs_persist_covers_every_target_of_the_parent_across_calls(tmp_path):
+    """A call for some users keeps the others in the hook; a call without persist keeps the hook;
+    a removed target leaves it; only persist=false removes the script."""
+    layout = v1_layout(str(tmp_path / "cg"))
+    host = FakeKernel(FakeModule())
+    etc = str(tmp_path / "etc")
+    script = tmp_path / "etc" / "cgroupfs-fairshare.sh"
+
+    def call(plans, mode, exclusive=False):
+        backend = b.CgroupfsBackend(host, layout, script_dir=etc)
+        backend.apply(plans, exclusive)
+        return backend.persist(mode)
+
+    def cases():
+        return sorted(ln.split(")")[0].strip() for ln in script.read_text().splitlines() if ln.strip()[:1].isdigit())
+    alice, bob = plan(0, "user", "alice", {"memory_max": "1G"}, uid=1000), plan(0, "user", "bob", {"memory_max": "2G"},
+                                                                                  uid=1001)
+    assert call([alice], None)["path"] is None and not script.exists()  # unset: none is made
+    assert call([alice], True)["changed"] and cases() == ["1000"]
+    assert call([bob], True)["changed"] and cases() == ["1000", "1001"]  # alice stays covered
+    assert call([plan(0, "user", "bob", {"memory_max": "3G"}, uid=1001)], None)["changed"]  # kept up to date
+    assert "3221225472" in script.read_text() and "2147483648" not in script.read_text() and cases() == ["1000", "1001"]
+    assert call([], None)["changed"] is False and cases() == ["1000", "1001"]  # a call without persist keeps it
+    assert call([plan(0, "user", "alice", None, uid=1000, state="absent")], None)["changed"] and cases() == ["1001"]
+    assert call([alice], True, exclusive=True)["changed"] and cases() == ["1000"]  # exclusive dropped bob
+    assert call([], None, exclusive=True)["path"] is None and not script.exists()  # nothing left under the parent
+    assert call([alice], True)["path"] == str(script)
+    assert call([], False)["changed"] and not script.exists()  # only false removes it

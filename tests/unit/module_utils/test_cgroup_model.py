@@ -52,7 +52,7 @@ def test_parse_target_errors(entry):
 
 
 PROTECTED = [("user", "root", 0), ("slice", "system.slice", None), ("slice", "-.slice", None),
-             ("slice", "system-getty.slice", None)]
+             ("slice", "system-getty.slice", None), ("user", "daemon", 1), ("user", "postgres", 999)]
 
 
 @pytest.mark.parametrize("kind,name,uid", PROTECTED)
@@ -65,6 +65,32 @@ def test_protected_targets_need_force(kind, name, uid):
 
 def test_user_slice_is_not_protected():
     m.check_protected("slice", "user.slice", None, False, "limits[0]")
+    m.check_protected("user", "alice", 1000, False, "limits[0]")
+    with pytest.raises(UnitError, match=r"'svc' \(uid 1200\) is a system user \(SYS_UID_MAX 1499"):
+        m.check_protected("user", "svc", 1200, False, "limits[0]", sys_uid_max=1499)
+
+
+@pytest.mark.parametrize("name", ["...slice", "..slice", ".slice", "-.slice", "a--b.slice", "a-.slice", "a-..slice",
+                                  "a/b.slice", "a-...-b.slice", "research"])
+def test_slice_names_by_systemds_rules(name):
+    with pytest.raises(UnitError, match="is not a slice unit name"):
+        m.parse_target({"slice": name}, "limits[0]")
+
+
+@pytest.mark.parametrize("name", ["research.slice", "a-b-c.slice", "a.b.slice", "user-1000.slice", "x\\x2d.slice"])
+def test_valid_slice_names(name):
+    assert m.parse_target({"slice": name}, "limits[0]") == ("slice", name)
+
+
+@pytest.mark.parametrize("value", ["", "/", "/fairshare", "fairshare/", "..", "../../tmp/x", "a/../b", "a//b",
+                                   "a b", None])
+def test_parent_must_be_a_relative_cgroup_name(value):
+    with pytest.raises(UnitError, match="parent: .* is not a relative cgroup name"):
+        m.check_parent(value)
+
+
+def test_parent_nested_is_fine():
+    assert m.check_parent("lab/fairshare") == "lab/fairshare"
 
 
 def test_render_dropin_v2():

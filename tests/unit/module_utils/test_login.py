@@ -101,5 +101,5 @@ def test_main_never_fails_a_session_and_says_how_to_use_it(capsys):
 def test_session_hook_hands_unlisted_uids_to_the_resolver_with_an_empty_environment():
     text = render("fairshare", [], [(1000, ["/sys/fs/cgroup/memory/fairshare/user-1000"])], "/etc/fairshare/x.sh")
     assert "LOGIN_TOOL=%s\n" % LOGIN_TOOL in text
-    assert 'exec env -i PAM_TYPE="$PAM_TYPE" PAM_USER="$PAM_USER" "$LOGIN_TOOL" session' in text
-    assert "PATH=/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\n" in text
+    assert 'exec /usr/bin/env -i PAM_TYPE="$PAM_TYPE" PAM_USER="$PAM_USER" "$LOGIN_TOOL" session' in text
+    assert "PATH=/usr/sbin:/usr/bin:/sbin:/bin\n" in text and "\nexport PATH\nunset ENV CDPATH\n" in text

@@ -72,3 +72,10 @@ def test_layout_pure_v2_and_joined_v1():
 def test_read_layout_of_this_machine():
     layout = p.read_cgroup_layout()
     assert layout["version"] in ("v1", "v2", "hybrid")
+
+
+@pytest.mark.parametrize("text,want", [
+    ("UID_MIN 1000\n#SYS_UID_MAX 999\n", 999), ("SYS_UID_MAX  499\nUID_MIN 500\n", 499),
+    ("UID_MIN\t2000\n", 1999), ("", 999), (None, 999)])
+def test_sys_uid_max_from_login_defs(text, want):
+    assert p.parse_sys_uid_max(text) == want

@@ -82,3 +82,21 @@ def test_greeting_counts_oom_kills_since_the_last_login(tool, capsys, monkeypatc
         fh.write("oom_kill 1\n")
     tool.main(["--brief"])
     assert "1 process(es) killed" in capsys.readouterr().out
+
+
+def test_prometheus_file_never_writes_through_a_users_link(tool, tmp_path, monkeypatch):
+    """--prometheus runs as root in a directory a user may write to: links they put at FILE or at
+    the old FILE.tmp must not make root overwrite what they point to."""
+    monkeypatch.setattr(tool.os, "geteuid", lambda: 0)
+    victim, other = tmp_path / "victim", tmp_path / "other"
+    victim.write_text("root's file\n")
+    other.write_text("another file\n")
+    out = tmp_path / "textfile" / "fairshare.prom"
+    out.parent.mkdir()
+    (out.parent / "fairshare.prom.tmp").symlink_to(victim)
+    out.symlink_to(other)
+    assert tool.main(["--prometheus", str(out)]) == 0
+    assert victim.read_text() == "root's file\n" and other.read_text() == "another file\n"
+    assert not out.is_symlink() and 'fairshare_memory_bytes{user="alice"}' in out.read_text()
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fairshare.prom", "fairshare.prom.tmp"]
