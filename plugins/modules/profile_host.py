@@ -65,8 +65,9 @@ options:
       - Empty or null removes that line (and only that line) from the O(pam_files).
     type: str
   pam_files:
-    description: The PAM session files of the distribution (the role's C(vars/<os_family>.yml)). Files that do not
-      exist are skipped; an existing file keeps its mode. With O(pam_config) they are only checked for the line
+    description: The PAM session files of the distribution (the role's C(vars/<os_family>.yml)), files directly in
+      C(/etc/pam.d) (a path elsewhere, or a link that leads out of it, fails the task before any change). Files that
+      do not exist are skipped; an existing file keeps its mode. With O(pam_config) they are only checked for the line
       (and a line this module wrote there itself earlier is taken out).
     type: list
     elements: str
@@ -187,6 +188,15 @@ from ansible_collections.fairshare.resources.plugins.module_utils.profile_files 
 )
 
 
+PAM_DIR = "/etc/pam.d"
+
+
+def is_pam_file(path):
+    """A file directly in /etc/pam.d, also after links are followed (pam_files edits nothing else)."""
+    return os.path.isabs(path) and os.path.dirname(os.path.normpath(path)) == PAM_DIR and \
+        os.path.dirname(os.path.realpath(path)) == os.path.realpath(PAM_DIR)
+
+
 def stale_timers(host, wanted):
     """Our plan timers on disk that no plan wants any more."""
     found = []
@@ -301,8 +311,9 @@ def main():
         module.fail_json(msg="session_hook: %r is not a script of cgroup_limit persist; expected "
                              "/etc/fairshare/cgroupfs-<parent>.sh" % hook, **result)
     for path in params["pam_files"]:
-        if not os.path.isabs(path):
-            module.fail_json(msg="pam_files: %r is not an absolute path" % path, **result)
+        if not is_pam_file(path):
+            module.fail_json(msg="pam_files: %r is not a PAM configuration file; allowed: files directly in %s "
+                                 "(not a link to elsewhere)" % (path, PAM_DIR), **result)
     if params["pam_config"] and not PAM_CONFIG_RE.match(params["pam_config"]):
         module.fail_json(msg="pam_config: %r is not a pam-auth-update profile name; use a-z, 0-9, '.', '_', '-'"
                              % params["pam_config"], **result)

@@ -234,6 +234,23 @@ def test_a_call_for_other_users_or_without_persist_keeps_logins_limited(limited)
         subprocess.run(["userdel", other], check=False)
 
 
+def test_pam_files_edits_only_pam_files(tmp_path):
+    """profile_host writes its session line only into files of /etc/pam.d: another file, or a link
+    there that leads elsewhere, fails the task and stays as it was."""
+    target = tmp_path / "not-pam"
+    target.write_text("important\n")
+    link = "/etc/pam.d/fairshare-itest-link%d" % os.getpid()
+    os.symlink(str(target), link)
+    try:
+        for path in (str(target), link, "/etc/pam.d/../fairshare-x"):
+            out = run_module("profile_host", {"session_hook": "/etc/fairshare/cgroupfs-fairshare.sh",
+                                              "pam_files": [path]})
+            assert out["_status"].startswith("FAILED") and "is not a PAM configuration file" in out["msg"], out
+    finally:
+        os.unlink(link)
+    assert target.read_text() == "important\n"
+
+
 def test_session_hook_takes_nothing_from_the_users_environment(limited, tmp_path):
     """The hook runs as root with the PAM environment, which a user can set (pam_env user_readenv):
     a PATH, IFS or ENV of theirs must not choose what it runs. Fake id, mkdir, cat, grep, env, sh

@@ -255,8 +255,8 @@ def test_cgroupfs_persist_covers_every_target_of_the_parent_across_calls(tmp_pat
 
     def cases():
         return sorted(ln.split(")")[0].strip() for ln in script.read_text().splitlines() if ln.strip()[:1].isdigit())
-    alice, bob = plan(0, "user", "alice", {"memory_max": "1G"}, uid=1000), plan(0, "user", "bob", {"memory_max": "2G"},
-                                                                                  uid=1001)
+    alice = plan(0, "user", "alice", {"memory_max": "1G"}, uid=1000)
+    bob = plan(0, "user", "bob", {"memory_max": "2G"}, uid=1001)
     assert call([alice], None)["path"] is None and not script.exists()  # unset: none is made
     assert call([alice], True)["changed"] and cases() == ["1000"]
     assert call([bob], True)["changed"] and cases() == ["1000", "1001"]  # alice stays covered
