@@ -33,7 +33,7 @@ PACKAGES = [
     "systemd-sysv", "systemd", "dbus", "libpam-systemd", "linux-image-amd64",
     "initramfs-tools", "zstd", "kmod", "openssh-server", "python3", "quota",
     "xfsprogs", "btrfs-progs", "e2fsprogs", "iproute2", "nftables", "iperf3",
-    "sudo", "udev", "procps", "util-linux", "coreutils", "passwd", "login",
+    "sudo", "udev", "procps", "util-linux", "coreutils", "passwd", "login", "cron", "at",
 ]
 # A per-run ssh key reaches the guest on the kernel command line: this unit
 # copies it into root's authorized_keys before sshd starts.

@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import errno
 import glob
+import json
 import os
 import pwd
 
@@ -100,6 +101,8 @@ class _Layout(object):
 class Plan(object):
     """One validated target: what the user asked, resolved on this host."""
 
+    mask = False  # a user_defaults mask: a drop-in without limits that keeps the template off a user
+
     def __init__(self, index, kind, name, uid, state, limits, parent):
         self.index, self.kind, self.name, self.uid = index, kind, name, uid
         self.state, self.limits = state, limits
@@ -150,6 +153,89 @@ def build_plans(entries, state, force, parent, devnum, sys_uid_max=999):
     return plans
 
 
+# --------------------------------------------------------------------------- systemd: every user's defaults
+
+TEMPLATE_UNIT = "user-.slice"  # its drop-ins apply to every user-UID.slice (systemd 239 and later)
+MASK_TEXT = MANAGED_HEADER + "\n[Slice]\n"  # a per-user drop-in of the template's name with no limit in it
+TEMPLATE_MIN_SYSTEMD = 239
+# Where systemd reads drop-ins from, highest priority first (systemd.unit(5)).
+DROPIN_ROOTS = ("/etc/systemd/system.control", "/run/systemd/system.control", "/run/systemd/transient",
+                "/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
+                "/usr/lib/systemd/system", "/lib/systemd/system")
+
+
+def systemd_version(text):
+    """`systemctl --version` -> 252 (None when it cannot be read)."""
+    first = (text or "").split("\n", 1)[0].split()
+    if len(first) >= 2 and first[0] == "systemd":
+        digits = first[1].split(".")[0].split("~")[0]
+        if digits.isdigit():
+            return int(digits)
+    return None
+
+
+def template_plans(plans, limits, exempt, sys_uid_max, parent, passwd=None, has_own=lambda unit: False):
+    """The plans of user_defaults: the template user-.slice (present with limits, else absent) and
+    a mask - a drop-in of the same name without limits, which replaces the template's for that user
+    - for root, every local system user (uid up to sys_uid_max), the exempt users and listed users
+    with state absent (unlimited ones). A user whose slice already has limits of ours (an earlier call
+    gave them their own) keeps them: has_own(unit). -> (plans with the absent users turned into masks,
+    extra plans)."""
+    passwd = pwd.getpwall() if passwd is None else passwd
+    extra = [Plan(-1, "slice", TEMPLATE_UNIT, None, "present" if limits else "absent", limits, parent)]
+    if not limits:
+        return plans, extra
+    listed = dict((p.uid, p) for p in plans if p.kind == "user")
+    out = []
+    for plan in plans:
+        if plan.kind == "user" and plan.state == "absent":
+            plan = Plan(plan.index, "user", plan.name, plan.uid, "present", {}, parent)
+            plan.mask = True
+        out.append(plan)
+    masks = {0: "root"}
+    for entry in passwd:
+        if entry.pw_uid <= sys_uid_max:
+            masks.setdefault(entry.pw_uid, entry.pw_name)
+    for i, value in enumerate(exempt):
+        name, uid = resolve_user(str(value), "user_defaults_exempt[%d]" % i)
+        masks[uid] = name
+    for uid, name in sorted(masks.items()):
+        if uid not in listed and not has_own("user-%d.slice" % uid):
+            plan = Plan(-2, "user", name, uid, "present", {}, parent)
+            plan.mask = True
+            extra.append(plan)
+    return out, extra
+
+
+def dropin_overrides(read, unit_props, template_props, roots=DROPIN_ROOTS, ours_root="/etc/systemd/system", limit=50):
+    """Drop-ins not ours that override what ours set for user slices: a file parsed after ours
+    (a name that sorts after 50-fairshare.conf, in any drop-in directory of user-.slice or a
+    user-UID.slice) that sets one of the same properties, or a file of our name in a directory
+    systemd reads before /etc/systemd/system. unit_props: {unit: set of properties ours set};
+    template_props: what the template sets (for users without a drop-in of their own).
+    -> [{path, unit, properties}] (at most limit)."""
+    found = []
+    earlier = roots[:roots.index(ours_root)] if ours_root in roots else roots
+    for root in roots:
+        for path in sorted(glob.glob(os.path.join(root, "user-*.slice.d", "*.conf"))):
+            name = os.path.basename(path)
+            unit = os.path.basename(os.path.dirname(path))[:-2]
+            ours = unit_props.get(unit, template_props)
+            if not ours or name < DROPIN_NAME or (name == DROPIN_NAME and root not in earlier):
+                continue  # parsed before ours, or ours (a file of our name where ours is, or below it, loses)
+            text = read(path) or ""
+            if text.startswith(MANAGED_HEADER):
+                continue
+            keys = set(line.split("=", 1)[0].strip() for line in text.splitlines()
+                       if "=" in line and not line.lstrip().startswith(("#", ";")))
+            hit = sorted(keys & ours if name != DROPIN_NAME else ours)
+            if hit:
+                found.append({"path": path, "unit": unit, "properties": hit})
+                if len(found) >= limit:
+                    return found
+    return found
+
+
 def _lines(props):
     return dict(line.split("=", 1) for line in props if "=" in line)
 
@@ -165,6 +251,10 @@ class SystemdBackend(_Layout):
 
     def dropin_path(self, unit):
         return os.path.join(self.unit_dir, unit + ".d", DROPIN_NAME)
+
+    def mask_units(self):
+        """Units whose drop-in of ours is a mask (no limits: keeps user_defaults off that user)."""
+        return sorted(unit for unit, path in self.managed_dropins().items() if self.host.read(path) == MASK_TEXT)
 
     def managed_dropins(self):
         found = {}
@@ -218,11 +308,12 @@ class SystemdBackend(_Layout):
 
     def verify(self, plans, results):
         """Read what the kernel enforces now for every active unit (one systemctl call)."""
-        if not plans:
+        pairs = [(p, r) for p, r in zip(plans, results) if p.unit != TEMPLATE_UNIT]
+        if not pairs:
             return
-        argv = ["systemctl", "show", "-p", "Id", "-p", "ActiveState", "-p", "ControlGroup"] + [p.unit for p in plans]
+        argv = ["systemctl", "show", "-p", "Id", "-p", "ActiveState", "-p", "ControlGroup"] + [p.unit for p, _r in pairs]
         shown = dict((u.get("Id"), u) for u in parse_systemctl_show(self.host.run(argv)))
-        for plan, res in zip(plans, results):
+        for plan, res in pairs:
             unit = shown.get(plan.unit, {})
             res["active"] = unit.get("ActiveState") == "active"
             cgroup = unit.get("ControlGroup") or ""
@@ -247,6 +338,7 @@ class CgroupfsBackend(_Layout):
         self.script_dir = script_dir
         self.planned = []
         self.dropped = []  # relpaths this call removed (state absent, exclusive)
+        self.left = []  # cgroups under the parent we did not make, left as they are
 
     def dir_of(self, controller, relpath):
         return os.path.join(self.root_of(controller), relpath)
@@ -255,8 +347,45 @@ class CgroupfsBackend(_Layout):
         text = self.host.read(path)
         return None if text is None else text.strip()
 
+    def registry_path(self):
+        """Where the cgroups our calls made under this parent are listed (next to the persist script)."""
+        return os.path.join(self.script_dir, "cgroupfs-%s.json" % self.parent.replace("/", "-"))
+
+    def _with_ancestors(self, relpath):
+        """relpath and every level between it and the parent (the levels a call makes)."""
+        parts = relpath.split("/")
+        return set("/".join(parts[:i]) for i in range(len(self.parent.split("/")), len(parts) + 1))
+
+    def _made(self):
+        """The relpaths of the cgroups our calls made under this parent: the registry, else (a tree of
+        an older version) what the persist script covers, else nothing."""
+        text = self.host.read(self.registry_path())
+        if text is not None:
+            try:
+                return set(json.loads(text).get("made", []))
+            except (ValueError, AttributeError):
+                pass
+        made = set()
+        for relpath in parse_targets(self.host.read(script_path(self.parent, self.script_dir))):
+            made |= self._with_ancestors(relpath)
+        return made
+
+    def _foreign_below(self, relpath, made):
+        """Existing cgroups at or below relpath that none of our calls made (a session leaf is ours):
+        a container engine's, another program's. Such a cgroup and the ones above it are never removed."""
+        found = set()
+        for root in self._controller_roots():
+            for dirpath, dirnames, _files in os.walk(os.path.join(root, relpath)):
+                rel = os.path.relpath(dirpath, root)
+                if rel not in made and os.path.basename(rel) != SESSION_LEAF:
+                    found.add(rel)
+                    dirnames[:] = []  # what is below a foreign cgroup is foreign too
+        return sorted(found)
+
     def apply(self, plans, exclusive):
         results, planned, diffs, writes, removals = [], [], [], [], []
+        made = self._made()
+        self.left = []  # foreign cgroups that kept one of ours from being removed
         for plan in plans:
             res = plan.result()
             res.update(path=plan.relpath, cgroup_parent="/" + plan.relpath)
@@ -278,7 +407,12 @@ class CgroupfsBackend(_Layout):
                 res["after"] = display_limits(plan.limits)
             else:
                 dirs = self._existing_dirs(plan.relpath)
-                if dirs:
+                foreign = self._foreign_below(plan.relpath, made | self._with_ancestors(plan.relpath)) if dirs else []
+                if foreign:
+                    res["warnings"].append("%s holds cgroups this module did not make (%s): left as it is"
+                                           % (plan.relpath, ", ".join(foreign[:5])))
+                    self.left.extend(foreign)
+                elif dirs:
                     removals.append((plan.relpath, dirs))
                     res["changed"] = True
                     before["exists"] = True
@@ -300,22 +434,43 @@ class CgroupfsBackend(_Layout):
                     parts = plan.relpath.split("/")
                     keep.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
                     keep.add(plan.relpath + "/" + SESSION_LEAF)
-            stale = self._managed_children()
-            if not keep:  # nothing wanted: the managed parent goes too
-                stale = [self.parent] if self._existing_dirs(self.parent) else []
+            # only cgroups our calls made, shallowest first; one that holds a cgroup we did not
+            # make (a container's, another program's) stays, with the levels above it
+            stale = sorted((r for r in made if r not in keep and self._existing_dirs(r)),
+                           key=lambda r: (r.count("/"), r))
             for relpath in stale:
-                if relpath not in keep and not any(relpath.startswith(r + "/") for r, _d in removals):
+                if relpath not in keep and not any(relpath == r or relpath.startswith(r + "/") for r, _d in removals):
+                    foreign = self._foreign_below(relpath, made)
+                    if foreign:
+                        self.left.extend(f for f in foreign if f not in self.left)
+                        continue
                     dirs = self._existing_dirs(relpath)
                     removals.append((relpath, dirs))
                     removed.append({"target": relpath, "path": relpath})
                     diffs.append({"before_header": "/" + relpath, "after_header": "/" + relpath,
                                   "before": "exists: true\n", "after": "exists: false\n"})
+            for relpath in self._managed_children():  # the tops of trees we did not make are reported
+                top = os.path.dirname(relpath)
+                if relpath not in made and relpath not in keep and os.path.basename(relpath) != SESSION_LEAF and \
+                        (top in made or top == self.parent) and relpath not in self.left:
+                    self.left.append(relpath)
         self.dropped = [relpath for relpath, _dirs in removals]
+        after_made = set(made)
+        for plan, _files in self.planned:
+            after_made |= self._with_ancestors(plan.relpath)
+        for relpath in self.dropped:
+            after_made = set(r for r in after_made if r != relpath and not r.startswith(relpath + "/"))
         if not self.host.check_mode:
             for plan, todo in writes:
                 self._write(plan, todo)
             for relpath, dirs in removals:
                 self._remove(dirs)
+            if after_made != made or (after_made and self.host.read(self.registry_path()) is None):
+                if after_made:
+                    self.host.write_atomic(self.registry_path(), json.dumps({"made": sorted(after_made)}, indent=1)
+                                           + "\n", mode=0o644)
+                else:
+                    self.host.remove(self.registry_path(), prune=False)
         for plan, res, files in zip(plans, results, planned):
             if plan.state == "present":
                 res["verified"] = dict((f, self.read_value(os.path.join(self.dir_of(c, plan.relpath), f)))
@@ -327,7 +482,7 @@ class CgroupfsBackend(_Layout):
                                                % (plan.label, v, f, res["verified"][f]))
             else:
                 res["verified"] = {}
-        return {"targets": results, "removed": removed, "diff": diffs,
+        return {"targets": results, "removed": removed, "diff": diffs, "left": self.left[:50],
                 "changed": bool(writes or removals), "parent": self.parent}
 
     def persist(self, mode):

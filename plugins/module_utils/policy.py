@@ -297,6 +297,14 @@ def to_cgroup_limits(profiles, init_system="systemd"):
     return limits
 
 
+def user_defaults(policy):
+    """The policy's defaults as cgroup_limit's user_defaults (the user-.slice template on systemd
+    hosts): its cpu, memory, pids and io values; workloads stay per user. {} when it has none."""
+    validate(policy)
+    flat = flatten("defaults", policy.get("defaults"))
+    return dict((CGROUP_KEYS[k], v) for k, v in flat.items() if k in CGROUP_KEYS)
+
+
 def cgroup_parents(profiles, init_system="systemd", driver=None, parent=DEFAULT_PARENT):
     """{user: {'': aggregate, workload: ...}}: the cgroup_parent a container engine takes for a
     user's containers. driver: docker's cgroup driver ('systemd' takes a slice name,

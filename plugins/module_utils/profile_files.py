@@ -71,6 +71,50 @@ def has_session_line(text, hook):
     return any(want.match(line) for line in text.splitlines())
 
 
+SYSTEMD_MARK = "# fairshare.resources: jobs of this service run in the user's slice (pam_systemd)"
+SYSTEMD_LINE = "-session optional pam_systemd.so"
+_PAM_SYSTEMD = re.compile(r"^\s*-?session\s+\S+\s+pam_systemd\.so(\s|$)")
+_PAM_INCLUDE = re.compile(r"^\s*(@include\s+(\S+)|-?session\s+(include|substack)\s+(\S+))")
+
+
+def pam_includes(text):
+    """The PAM files a file pulls in for its session stack (@include, session include/substack)."""
+    names = []
+    for line in text.splitlines():
+        m = _PAM_INCLUDE.match(line)
+        if m:
+            names.append(m.group(2) or m.group(4))
+    return names
+
+
+def has_pam_systemd(text, read_included=lambda name: None):
+    """Does a PAM file's session stack run pam_systemd - in the file, or in a file it includes
+    (one level: common-session-noninteractive on Debian, password-auth on RedHat)?"""
+    stacks = [text] + [read_included(name) or "" for name in pam_includes(text)]
+    return any(_PAM_SYSTEMD.match(line) for stack in stacks for line in stack.splitlines()
+               if not line.lstrip().startswith("#"))
+
+
+def pam_systemd_text(old, wanted, read_included=lambda name: None):
+    """A job scheduler's PAM file (cron, atd) with our pam_systemd session line at the end (wanted),
+    or without it. Nothing is added where the stack already runs pam_systemd; only our marker and
+    the line right below it are ever taken out."""
+    kept, skip = [], False
+    for line in old.splitlines(True):
+        if skip and line.strip() == SYSTEMD_LINE:
+            skip = False
+            continue
+        skip = line.rstrip("\n") == SYSTEMD_MARK
+        if not skip:
+            kept.append(line)
+    text = "".join(kept)
+    if wanted and not has_pam_systemd(text, read_included):
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += SYSTEMD_MARK + "\n" + SYSTEMD_LINE + "\n"
+    return text
+
+
 PAM_CONFIG_DIR = "/usr/share/pam-configs"
 PAM_CONFIG_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 PAM_CONFIG_HEAD = "Name: fairshare.resources"  # how our pam-auth-update profile starts

@@ -156,6 +156,29 @@ options:
         date and none is made; V(false) removes the script, and only V(false) does. A file at that path
         without our managed header is left alone, with a warning.
     type: bool
+  user_defaults:
+    description:
+      - systemd hosts (systemd 239 and later) - limits for B(every) user slice, also of users this call does not
+        list (directory users SSSD does not enumerate, users created later), from their first login on. Keys are
+        the limit options of O(limits) (C(cpu_max), C(memory_max), ...).
+      - Written as the template drop-in C(/etc/systemd/system/user-.slice.d/50-fairshare.conf). A user listed in
+        O(limits) gets C(user-<UID>.slice.d/50-fairshare.conf), a file of the same name, which systemd reads
+        instead of the template's, so per-user limits win over the defaults whole.
+      - Root, every local system user (uid up to C(SYS_UID_MAX) of C(/etc/login.defs)), the users of
+        O(user_defaults_exempt) and listed users with C(state=absent) get a drop-in of that name without limits
+        (a mask), so the defaults never reach them.
+      - Drop-ins of others that override ours (a name that sorts after C(50-fairshare.conf) setting the same
+        properties, or a file of our name in C(/etc/systemd/system.control) or C(/run/systemd/system.control))
+        are reported in RV(user_defaults.overridden) and warned about.
+      - V({}) removes the template and our masks; unset leaves them as they are (O(exclusive) removes them). On
+        systemd older than 239 the task warns and writes nothing for it. Needs the systemd backend.
+    type: dict
+  user_defaults_exempt:
+    description: With O(user_defaults), users (names or uids) the defaults must not reach besides root and the system
+      users, for example the policy's exempt users and those outside its uid range.
+    type: list
+    elements: str
+    default: []
   adopt_processes:
     description:
       - With the cgroupfs backend, move the listed users' processes that are already running into their
@@ -197,6 +220,16 @@ EXAMPLES = r"""
         io_max:
           - device: /dev/sda
             wbps: 50M
+
+- name: Every user's defaults from their first login, and one user's own limits (systemd 239 and later)
+  fairshare.resources.cgroup_limit:
+    user_defaults:
+      cpu_max: 100%
+      memory_max: 4G
+    user_defaults_exempt: [admin]
+    limits:
+      - user: alice
+        memory_max: 16G
 
 - name: Nested cgroups for container workloads; use cgroup_parent with docker
   fairshare.resources.cgroup_limit:
@@ -313,6 +346,45 @@ removed:
   returned: always
   type: list
   elements: dict
+user_defaults:
+  description: With O(user_defaults) - the template drop-in and what it did.
+  returned: when user_defaults is given on a systemd host (239 and later)
+  type: dict
+  contains:
+    path:
+      description: The template drop-in.
+      type: str
+      sample: /etc/systemd/system/user-.slice.d/50-fairshare.conf
+    state:
+      description: V(present), or V(absent) when O(user_defaults) has no limit.
+      type: str
+    changed:
+      description: Whether the template was written or removed.
+      type: bool
+    limits:
+      description: The defaults, in the form of RV(targets[].after).
+      type: dict
+    masked:
+      description: How many users have a mask (no limits) so that the defaults do not reach them.
+      type: int
+    masked_changed:
+      description: How many masks were written now.
+      type: int
+    overridden:
+      description: Drop-ins of others that override ours (at most 50).
+      type: list
+      elements: dict
+      sample: [{path: /etc/systemd/system/user-.slice.d/90-site.conf, unit: user-.slice, properties: [MemoryMax]}]
+left:
+  description:
+    - cgroupfs - cgroups under O(parent) that no call of this module made (a container engine's cgroup under a user's
+      cgroup, another program's), left as they are with the levels above them, at most 50. The task warns.
+    - Which cgroups a call made is kept in C(/etc/fairshare/cgroupfs-<parent>.json); O(exclusive) and
+      O(limits[].state=absent) remove only those.
+  returned: when the cgroupfs backend or path targets are in use
+  type: list
+  elements: str
+  sample: [fairshare/user-1000/4f1c0e9a2b]
 persist_script:
   description: The restore and session script of O(persist) (null when there is none).
   returned: when the cgroupfs backend or path targets are in use
@@ -323,9 +395,12 @@ persist_script:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.bounded import REPORT_CHOICES, bound_result
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
-    BackendError, CgroupfsBackend, SystemdBackend, build_plans,
+    MASK_TEXT, TEMPLATE_MIN_SYSTEMD, BackendError, CgroupfsBackend, Plan, SystemdBackend, build_plans,
+    dropin_overrides, systemd_version, template_plans,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import check_parent, grouped_warnings
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
+    LIMIT_FIELDS, check_parent, grouped_warnings, normalize_limits, render_dropin,
+)
 from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
     init_system, read_cgroup_layout, read_sys_uid_max,
@@ -344,6 +419,30 @@ LIMIT_SPEC = dict(
 )
 
 
+def template_result(out, plans, extra, limits, version, host):
+    """Split the template and its masks out of the targets into user_defaults, with the site drop-ins
+    that override ours."""
+    shown = out["targets"][len(plans):]
+    out["targets"] = out["targets"][:len(plans)]
+    template = shown[0]
+    masks = [r for p, r in zip(extra[1:], shown[1:]) if p.state == "present"]
+
+    def props(lims):
+        return set(line.split("=", 1)[0] for line in render_dropin(lims, version)[0].splitlines()[2:])
+    template_props = props(limits) if limits else set()
+    unit_props = dict((p.unit, props(p.limits)) for p in plans + extra[1:] if p.state == "present")
+    overrides = dropin_overrides(host.read, unit_props, template_props) if limits else []
+    out["user_defaults"] = {
+        "path": template["path"], "state": template["state"], "changed": template["changed"],
+        "limits": template.get("after", {}), "masked": len(masks),
+        "masked_changed": sum(1 for r in masks if r["changed"]), "overridden": overrides,
+    }
+    for item in overrides:
+        out.setdefault("warnings_extra", []).append(
+            "user_defaults: %s sets %s for %s after ours: it overrides the fairshare limits there"
+            % (item["path"], ", ".join(item["properties"]), item["unit"]))
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -355,6 +454,8 @@ def main():
             force=dict(type="bool", default=False),
             persist=dict(type="bool"),
             adopt_processes=dict(type="bool", default=True),
+            user_defaults=dict(type="dict"),
+            user_defaults_exempt=dict(type="list", elements="str", default=[]),
             report=dict(type="str", choices=REPORT_CHOICES, default="auto"),
         ),
         supports_check_mode=True,
@@ -375,18 +476,51 @@ def main():
         module.fail_json(msg="backend: 'systemd' was asked for, but PID 1 is %r; use backend: cgroupfs or auto" % init)
     result = dict(changed=False, backend=backend_name, cgroup_version=layout["version"], init_system=init,
                   daemon_reload=False, targets=[], removed=[])
+    defaults = module.params["user_defaults"]
+    template_limits = None
+    if defaults is not None:
+        if backend_name != "systemd":
+            module.fail_json(msg="user_defaults: the user-.slice template needs the systemd backend; on hosts without "
+                                 "systemd the profiles role's login resolver gives users it did not list their profile")
+        unknown = sorted(k for k in defaults if k not in LIMIT_FIELDS)
+        if unknown:
+            module.fail_json(msg="user_defaults: %s is not a limit; allowed: %s" % (", ".join(unknown),
+                                                                                   ", ".join(LIMIT_FIELDS)))
+        try:
+            template_limits = normalize_limits(defaults, "user_defaults", module.params["force"])
+        except UnitError as exc:
+            module.fail_json(msg=str(exc))
+        version = systemd_version(host.run(["systemctl", "--version"], check=False)[1])
+        if version is not None and version < TEMPLATE_MIN_SYSTEMD:
+            module.warn("user_defaults: systemd %d has no prefix drop-ins (user-.slice.d needs %d); users without a "
+                        "target of their own get no defaults on this host" % (version, TEMPLATE_MIN_SYSTEMD))
+            template_limits = None
     try:
         cgfs = CgroupfsBackend(host, layout, module.params["parent"])
         if backend_name == "systemd":
             unit_plans = [p for p in plans if p.kind != "path"]
             path_plans = [p for p in plans if p.kind == "path"]
-            out = SystemdBackend(host, layout).apply(unit_plans, module.params["exclusive"])
+            systemd = SystemdBackend(host, layout)
+            extra = []
+            if template_limits is not None:
+                def has_own(unit):
+                    return (host.read(systemd.dropin_path(unit)) or MASK_TEXT) != MASK_TEXT
+                unit_plans, extra = template_plans(unit_plans, template_limits, module.params["user_defaults_exempt"],
+                                                   read_sys_uid_max(), module.params["parent"], has_own=has_own)
+                if not template_limits:  # no defaults: our masks go with the template
+                    listed = set(p.unit for p in unit_plans)
+                    extra += [Plan(-2, "slice", unit, None, "absent", {}, module.params["parent"])
+                              for unit in systemd.mask_units() if unit not in listed]
+            out = systemd.apply(unit_plans + extra, module.params["exclusive"])
+            if extra:
+                template_result(out, unit_plans, extra, template_limits, systemd.version, host)
             if path_plans or module.params["exclusive"] or module.params["persist"]:
                 extra = cgfs.apply(path_plans, module.params["exclusive"] and bool(path_plans))
                 by_index = dict((p.index, r) for p, r in zip(unit_plans, out["targets"]))
                 by_index.update((p.index, r) for p, r in zip(path_plans, extra["targets"]))
                 out["targets"] = [by_index[i] for i in sorted(by_index)]
                 out["removed"] += extra["removed"]
+                out["left"] = extra["left"]
                 out["diff"] += extra["diff"]
                 out["changed"] = out["changed"] or extra["changed"]
         else:
@@ -403,7 +537,13 @@ def main():
     except (BackendError, CommandError, UnitError, OSError) as exc:
         module.fail_json(msg=str(exc), **result)
     diff = out.pop("diff")
+    for warning in out.pop("warnings_extra", []):
+        module.warn(warning)
     result.update(out)
+    if result.get("left"):
+        module.warn("cgroups under %s that this module did not make (a container engine's, another program's) are "
+                    "left as they are, with the levels above them: %s" % (module.params["parent"],
+                                                                           ", ".join(result["left"][:10])))
     for warning in grouped_warnings(result["targets"]):
         module.warn(warning)
     params = module.params

@@ -79,6 +79,21 @@ options:
         C(pam-auth-update --package --enable NAME), or with no O(session_hook) C(--remove NAME) and deletes it.
       - When pam-auth-update leaves a file without the line (the file was edited by hand), the task warns.
     type: str
+  pam_systemd_files:
+    description:
+      - systemd hosts - the PAM files of job schedulers whose session stack has no C(pam_systemd) (the role's
+        C(vars/<os_family>.yml); Debian's C(cron) and C(atd) only include C(common-session-noninteractive)). Each gets
+        C(-session optional pam_systemd.so) at its end, under a marker comment, so that a user's cron and at jobs run
+        in the user's slice, under the user's limits, instead of in C(cron.service). A file whose stack already runs
+        C(pam_systemd) (itself, or a file it includes) is left as it is; files that do not exist are skipped.
+      - Files directly in C(/etc/pam.d) only.
+    type: list
+    elements: str
+    default: []
+  pam_systemd:
+    description: V(false) takes our C(pam_systemd) line out of the O(pam_systemd_files) again (and only that line).
+    type: bool
+    default: true
   login:
     description:
       - The host-side resolver for users the role could not list (directory users SSSD does not enumerate, users
@@ -184,7 +199,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.units import U
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
     MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, as_json,
-    has_session_line, pam_config_text, pam_session_text, wanted_files,
+    has_session_line, pam_config_text, pam_session_text, pam_systemd_text, wanted_files,
 )
 
 
@@ -286,6 +301,8 @@ def main():
             session_hook=dict(type="str"),
             pam_files=dict(type="list", elements="str", default=[]),
             pam_config=dict(type="str"),
+            pam_systemd_files=dict(type="list", elements="str", default=[]),
+            pam_systemd=dict(type="bool", default=True),
             login=dict(type="dict", options=dict(policy=dict(type="dict"),
                                                  parent=dict(type="str", default="fairshare"))),
             report=dict(type="str", choices=REPORT_CHOICES, default="auto"),
@@ -310,10 +327,11 @@ def main():
     if hook and not SESSION_HOOK_RE.match(hook):
         module.fail_json(msg="session_hook: %r is not a script of cgroup_limit persist; expected "
                              "/etc/fairshare/cgroupfs-<parent>.sh" % hook, **result)
-    for path in params["pam_files"]:
-        if not is_pam_file(path):
-            module.fail_json(msg="pam_files: %r is not a PAM configuration file; allowed: files directly in %s "
-                                 "(not a link to elsewhere)" % (path, PAM_DIR), **result)
+    for field in ("pam_files", "pam_systemd_files"):
+        for path in params[field]:
+            if not is_pam_file(path):
+                module.fail_json(msg="%s: %r is not a PAM configuration file; allowed: files directly in %s "
+                                     "(not a link to elsewhere)" % (field, path, PAM_DIR), **result)
     if params["pam_config"] and not PAM_CONFIG_RE.match(params["pam_config"]):
         module.fail_json(msg="pam_config: %r is not a pam-auth-update profile name; use a-z, 0-9, '.', '_', '-'"
                              % params["pam_config"], **result)
@@ -348,6 +366,14 @@ def main():
             units_changed |= did and path.startswith(UNIT_DIR + "/")
             result["files"].append({"path": path, "changed": did})
         pam_session(module, host, changes, hook, result)
+        for path in params["pam_systemd_files"]:
+            old = host.read(path)
+            if old is None:
+                continue
+            text = pam_systemd_text(old, params["pam_systemd"],
+                                    lambda name: host.read(os.path.join(PAM_DIR, name)))
+            did = changes.file(path, text, os.stat(path).st_mode & 0o7777, prune=False)
+            result["files"].append({"path": path, "changed": did})
         if units_changed:
             changes.run("systemctl daemon-reload", ["systemctl", "daemon-reload"])
         off = timers if (module.check_mode and units_changed) else timers_off(host, timers)

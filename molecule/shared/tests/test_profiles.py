@@ -256,3 +256,63 @@ def test_the_night_plan_doubles_the_cpu_quota_and_base_restores_it(lab):
           % (name, shown, share * 100, back, leftover))
     assert systemd_time(shown) == round(want * 200) and abs(share - 2 * want) <= max(2 * want * 0.12, 0.03)
     assert systemd_time(back) == round(want * 100) and not leftover
+
+
+SSH_AS = ("ssh -q -i /root/fs-late-key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+          "%s@127.0.0.1 ")
+
+
+def test_a_user_made_after_the_run_gets_the_defaults_at_first_login(lab):
+    """useradd after the run: the role never listed this user, and the user-.slice template (the
+    policy's defaults) holds their first ssh login - sshd, pam_systemd, user-UID.slice: an
+    allocation past the defaults' memory.max is killed, half of it survives."""
+    host = lab["host"]
+    limit = size(host.ansible.get_variables()["fairshare_test_tiers"]["defaults"]["memory_max"])
+    name, uid = "fslate", 3900
+    host.run_test("id %s >/dev/null 2>&1 || useradd -m -u %d -s /bin/sh %s" % (name, uid, name))
+    host.run_test("rm -f /root/fs-late-key /root/fs-late-key.pub && ssh-keygen -q -t ed25519 -N '' -f /root/fs-late-key "
+                  "&& install -d -o %s -m 700 /home/%s/.ssh && install -o %s -m 600 /root/fs-late-key.pub "
+                  "/home/%s/.ssh/authorized_keys" % (name, name, name, name))
+    ssh = SSH_AS % name
+    alloc = "python3 -c %s" % quote("b = bytearray(%d); print('survived')")
+    try:
+        where = host.check_output(ssh + quote("cat /proc/self/cgroup"))
+        small = with_rc(host, ssh + quote(alloc % (limit // 2)))
+        big = with_rc(host, ssh + quote(alloc % (limit * 2)))
+        shown = host.check_output("systemctl show -p MemoryMax -p DropInPaths user-%d.slice" % uid)
+    finally:
+        host.run("loginctl terminate-user %s; sleep 1; userdel -r %s; rm -f /root/fs-late-key /root/fs-late-key.pub"
+                 % (name, name))
+    print("user made after the run, first ssh login: %s; %d MiB survived (rc=%d), %d MiB under the defaults' %d MiB "
+          "(rc=%d); %s" % (where.strip(), limit // 2 >> 20, small.rc, limit * 2 >> 20, limit >> 20, big.rc,
+                           " ".join(shown.split())))
+    assert "0::/user.slice/user-%d.slice/session-" % uid in where
+    assert small.rc == 0 and "survived" in small.stdout
+    assert big.rc != 0 and "survived" not in big.stdout
+
+
+CRON_JOB = ("import sys\nopen(sys.argv[1] + '.cgroup', 'w').write(open('/proc/self/cgroup').read())\n"
+            "b = bytearray(int(sys.argv[2]))\nprint('survived')\n")
+
+
+def test_a_cron_job_runs_in_the_users_slice_and_is_killed_at_its_memory_max(lab):
+    """Real cron: a lab user's crontab entry runs in user-UID.slice (pam_systemd in /etc/pam.d/cron,
+    added by the role), not in cron.service, and its allocation past the user's memory.max is killed."""
+    host = lab["host"]
+    name = representatives(lab)[0]
+    uid, limit = lab["users"][name]["uid"], size(lab["users"][name]["memory_max"])
+    base = "/tmp/fs-cron-%d" % uid
+    host.run_test("rm -f %s.*; systemctl start cron" % base)
+    host.run_test("printf %%s %s > %s.py && chmod 644 %s.py" % (quote(CRON_JOB), base, base))
+    host.run_test("echo '* * * * * python3 %s.py %s %d > %s.out 2>&1; echo $? > %s.rc' | crontab -u %s -"
+                  % (base, base, limit * 2, base, base, name))
+    try:
+        rc = host.run("for i in $(seq 150); do [ -s %s.rc ] && break; sleep 1; done; cat %s.rc" % (base, base))
+        cgroup = host.run("cat %s.cgroup" % base).stdout.strip()
+        out = host.run("cat %s.out" % base).stdout
+    finally:
+        host.run("crontab -r -u %s; rm -f %s.*" % (name, base))
+    print("cron job of %s: %s; %d MiB under memory.max %d MiB -> exit %s"
+          % (name, cgroup, limit * 2 >> 20, limit >> 20, rc.stdout.strip()))
+    assert "0::/user.slice/user-%d.slice/" % uid in cgroup, cgroup
+    assert rc.stdout.strip() == "137" and "survived" not in out

@@ -1,4 +1,5 @@
 """Backends against a scratch directory tree standing in for cgroupfs and /etc."""
+import json
 import os
 
 import pytest
@@ -59,7 +60,7 @@ def test_cgroupfs_v1_creates_writes_and_is_idempotent(tmp_path):
     layout = v1_layout(str(tmp_path))
     host = FakeKernel(FakeModule())
     plans = [plan(0, "user", "a", {"memory_max": "100M", "cpu_max": "50%", "cpuset_cpus": "1"}, uid=2000)]
-    out = b.CgroupfsBackend(host, layout).apply(plans, False)
+    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(plans, False)
     assert out["changed"] and out["targets"][0]["changed"]
     mem = tmp_path / "memory" / "fairshare" / "user-2000" / "memory.limit_in_bytes"
     assert mem.read_text() == str(100 << 20)
@@ -67,14 +68,14 @@ def test_cgroupfs_v1_creates_writes_and_is_idempotent(tmp_path):
     assert (cs / "cpuset.mems").read_text() == "0" and (cs / "cpuset.cpus").read_text() == "0-1"
     assert (cs / "user-2000" / "cpuset.cpus").read_text() == "1"
     assert out["targets"][0]["verified"]["cpu.cfs_quota_us"] == "50000"
-    again = b.CgroupfsBackend(host, layout).apply(plans, False)
+    again = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(plans, False)
     assert not again["changed"] and again["diff"] == []
 
 
 def test_cgroupfs_check_mode_changes_nothing(tmp_path):
     layout = v1_layout(str(tmp_path))
     host = FakeKernel(FakeModule(check_mode=True))
-    out = b.CgroupfsBackend(host, layout).apply([plan(0, "user", "a", {"memory_max": "100M"}, uid=2000)], False)
+    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply([plan(0, "user", "a", {"memory_max": "100M"}, uid=2000)], False)
     assert out["changed"] and out["diff"]
     assert not (tmp_path / "memory" / "fairshare").exists()
 
@@ -82,7 +83,7 @@ def test_cgroupfs_check_mode_changes_nothing(tmp_path):
 def test_cgroupfs_dropped_limit_is_reset_and_exclusive_removes(tmp_path):
     layout = v1_layout(str(tmp_path))
     host = FakeKernel(FakeModule())
-    backend = b.CgroupfsBackend(host, layout)
+    backend = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path))
     backend.apply([plan(0, "user", "a", {"memory_max": "100M", "pids_max": 100}, uid=2000),
                    plan(1, "path", "w/x", {"pids_max": 50})], False)
     out = backend.apply([plan(0, "user", "a", {"memory_max": "100M"}, uid=2000)], True)
@@ -205,7 +206,7 @@ def test_cgroupfs_persist_v2_session_goes_into_a_leaf(tmp_path):
     leaf = root / "fairshare" / "user-0" / "login-sessions"
     assert (leaf / "cgroup.procs").read_text().strip() == str(os.getpid())
     # the leaf is ours: exclusive keeps it while the user is listed
-    out = b.CgroupfsBackend(host, layout).apply([plan(0, "user", "root", {"memory_max": "100M", "pids_max": 10},
+    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply([plan(0, "user", "root", {"memory_max": "100M", "pids_max": 10},
                                                       uid=0)], True)
     assert out["removed"] == [] and leaf.exists()
 
@@ -268,3 +269,90 @@ def test_cgroupfs_persist_covers_every_target_of_the_parent_across_calls(tmp_pat
     assert call([], None, exclusive=True)["path"] is None and not script.exists()  # nothing left under the parent
     assert call([alice], True)["path"] == str(script)
     assert call([], False)["changed"] and not script.exists()  # only false removes it
+
+
+def test_exclusive_and_absent_remove_only_what_our_calls_made(tmp_path):
+    """A container's cgroup under a user's cgroup and another program's cgroup under the parent stay,
+    with the levels above them; ours go once nothing foreign is below them."""
+    layout = v1_layout(str(tmp_path / "cg"))
+    host = FakeKernel(FakeModule())
+    etc = tmp_path / "etc"
+
+    def backend():
+        return b.CgroupfsBackend(host, layout, script_dir=str(etc))
+    backend().apply([plan(0, "user", "a", {"memory_max": "100M"}, uid=2000),
+                     plan(1, "user", "c", {"memory_max": "100M"}, uid=2002)], False)
+    registry = json.loads((etc / "cgroupfs-fairshare.json").read_text())["made"]
+    assert registry == ["fairshare", "fairshare/user-2000", "fairshare/user-2002"]
+    mem = tmp_path / "cg" / "memory" / "fairshare"
+    container = mem / "user-2000" / ("ab" * 32)
+    host.mkdir(str(container))
+    host.mkdir(str(mem / "docker-other"))
+    out = backend().apply([], True)  # nothing wanted: only user-2002 can go
+    assert [r["target"] for r in out["removed"]] == ["fairshare/user-2002"]
+    assert container.exists() and (mem / "docker-other").exists()
+    assert sorted(out["left"]) == ["fairshare/docker-other", "fairshare/user-2000/" + "ab" * 32]
+    gone = backend().apply([plan(0, "user", "a", None, uid=2000, state="absent")], False)
+    assert gone["changed"] is False and container.exists() and "did not make" in gone["targets"][0]["warnings"][0]
+    host.rmdir(str(container))
+    host.rmdir(str(mem / "docker-other"))
+    out = backend().apply([], True)
+    assert [r["target"] for r in out["removed"]] == ["fairshare"] and not mem.exists()
+    assert not (etc / "cgroupfs-fairshare.json").exists()
+
+
+def test_systemd_version():
+    assert b.systemd_version("systemd 252 (252.30-1~deb12u2)\n+PAM +AUDIT") == 252
+    assert b.systemd_version("systemd 239 (239-78.el8)\n") == 239
+    assert b.systemd_version("") is None and b.systemd_version("bash: systemctl: not found") is None
+
+
+class _Pw(object):
+    def __init__(self, name, uid):
+        self.pw_name, self.pw_uid = name, uid
+
+
+def test_template_plans_mask_root_system_exempt_and_unlimited_users():
+    passwd = [_Pw("root", 0), _Pw("daemon", 1), _Pw("postgres", 115), _Pw("alice", 1000), _Pw("nobody", 65534)]
+    plans = [plan(0, "user", "alice", {"memory_max": "1G"}, uid=1000), plan(1, "user", "boss", None, uid=1001,
+                                                                            state="absent")]
+    out, extra = b.template_plans(plans, {"memory_max": 2 << 30}, ["0"], 999, "fairshare", passwd=passwd)
+    assert extra[0].unit == b.TEMPLATE_UNIT and extra[0].state == "present"
+    assert sorted((p.unit, p.mask) for p in extra[1:]) == [("user-0.slice", True), ("user-1.slice", True),
+                                                           ("user-115.slice", True)]
+    assert out[0] is plans[0] and out[1].mask and out[1].state == "present" and out[1].limits == {}
+    assert all(p.limits == {} and p.index < 0 for p in extra[1:])
+    _out, extra = b.template_plans(plans, {"memory_max": 1}, [], 999, "fairshare", passwd=passwd,
+                                   has_own=lambda unit: unit == "user-115.slice")  # limits of its own stay
+    assert "user-115.slice" not in [p.unit for p in extra]
+    out, extra = b.template_plans(plans, {}, [], 999, "fairshare", passwd=passwd)
+    assert out == plans and [(p.unit, p.state) for p in extra] == [(b.TEMPLATE_UNIT, "absent")]
+
+
+def test_masks_render_as_an_empty_dropin_of_the_templates_name(tmp_path):
+    layout = {"version": "v2", "v2_root": str(tmp_path), "v2_controllers": ["memory"], "v1": {}}
+    units = tmp_path / "units"
+    backend = b.SystemdBackend(Host(FakeModule()), layout, unit_dir=str(units))
+    masked = b.Plan(-2, "user", "root", 0, "present", {}, "fairshare")
+    backend.apply([b.Plan(-1, "slice", b.TEMPLATE_UNIT, None, "present", {"memory_max": 2 << 30}, "fairshare"),
+                   masked], False)
+    assert (units / "user-.slice.d" / "50-fairshare.conf").read_text().endswith("[Slice]\nMemoryMax=2147483648\n")
+    assert (units / "user-0.slice.d" / "50-fairshare.conf").read_text() == b.MASK_TEXT
+    assert backend.mask_units() == ["user-0.slice"]
+
+
+def test_site_dropins_that_override_ours_are_found(tmp_path):
+    etc, ctl = tmp_path / "etc", tmp_path / "ctl"
+    files = {etc / "user-.slice.d" / "90-site.conf": "[Slice]\nMemoryMax=64G\nCPUWeight=10\n",
+             etc / "user-.slice.d" / "10-early.conf": "[Slice]\nMemoryMax=1G\n",  # before ours: ours wins
+             etc / "user-1000.slice.d" / "60-x.conf": "[Slice]\n# MemoryMax=1\nTasksMax=5\n",
+             etc / "user-1001.slice.d" / "70-ours.conf": b.MASK_TEXT + "MemoryMax=1\n",
+             ctl / "user-1002.slice.d" / "50-fairshare.conf": "[Slice]\nCPUQuota=10%\n"}
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    found = b.dropin_overrides(Host.read, {"user-1000.slice": {"MemoryMax", "TasksMax"}}, {"MemoryMax", "CPUQuota"},
+                               roots=(str(ctl), str(etc)), ours_root=str(etc))
+    assert [(os.path.basename(os.path.dirname(f["path"])), f["properties"]) for f in found] == [
+        ("user-1002.slice.d", ["CPUQuota", "MemoryMax"]), ("user-.slice.d", ["MemoryMax"]),
+        ("user-1000.slice.d", ["TasksMax"])]

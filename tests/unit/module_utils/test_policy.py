@@ -253,3 +253,14 @@ def test_bad_uid_ranges_are_named(extra, message):
     with pytest.raises(p.PolicyError) as err:
         p.validate(dict({"defaults": {}}, **extra))
     assert message in str(err.value)
+
+
+def test_user_defaults_are_the_defaults_cgroup_values_only():
+    from ansible_collections.fairshare.resources.plugins.module_utils.policy import user_defaults
+    policy = {"defaults": {"cpu": {"max": "200%", "weight": 50}, "memory": {"max": "4G", "high": "90%"},
+                           "pids": {"max": 4096}, "net": {"egress": {"rate": "10mbit"}},
+                           "workloads": {"jobs": {"memory": {"max": "1G"}}}},
+              "tiers": {"big": {"memory": {"max": "64G"}}}}
+    assert user_defaults(policy) == {"cpu_max": "200%", "cpu_weight": 50, "memory_max": "4G", "memory_high": "90%",
+                                     "pids_max": 4096}
+    assert user_defaults({"tiers": {"x": {"cpu": {"max": "1"}}}}) == {}

@@ -61,3 +61,28 @@ def test_pam_lines_of_others_and_the_pam_auth_update_profile():
     assert profile.startswith("Name: fairshare.resources") and "Session-Type: Additional\n" in profile
     assert profile.endswith("Session:\n\toptional\tpam_exec.so quiet %s session\n" % hook)
     assert pf.PAM_CONFIG_RE.match("fairshare-session") and not pf.PAM_CONFIG_RE.match("../etc/passwd")
+
+
+DEBIAN_CRON = """# The PAM configuration file for the cron daemon
+
+@include common-auth
+session    required     pam_loginuid.so
+@include common-account
+@include common-session-noninteractive
+session    required   pam_limits.so
+"""
+
+
+def test_cron_gets_pam_systemd_once_and_loses_only_our_line():
+    from ansible_collections.fairshare.resources.plugins.module_utils import profile_files as pf
+    included = {"common-session-noninteractive": "session optional pam_unix.so\n", "common-auth": ""}
+    text = pf.pam_systemd_text(DEBIAN_CRON, True, included.get)
+    assert text == DEBIAN_CRON + pf.SYSTEMD_MARK + "\n-session optional pam_systemd.so\n"
+    assert pf.pam_systemd_text(text, True, included.get) == text  # idempotent
+    assert pf.pam_systemd_text(text, False, included.get) == DEBIAN_CRON
+    # a stack that runs pam_systemd already (RedHat's crond includes password-auth) is left alone
+    redhat = "auth include password-auth\nsession include password-auth\n"
+    assert pf.pam_systemd_text(redhat, True, {"password-auth": "-session optional pam_systemd.so\n"}.get) == redhat
+    hand = DEBIAN_CRON + "session optional pam_systemd.so\n"
+    assert pf.pam_systemd_text(hand, True, included.get) == hand and pf.pam_systemd_text(hand, False) == hand
+    assert pf.pam_includes(DEBIAN_CRON) == ["common-auth", "common-account", "common-session-noninteractive"]
