@@ -484,8 +484,8 @@ def main():
                                  "systemd the profiles role's login resolver gives users it did not list their profile")
         unknown = sorted(k for k in defaults if k not in LIMIT_FIELDS)
         if unknown:
-            module.fail_json(msg="user_defaults: %s is not a limit; allowed: %s" % (", ".join(unknown),
-                                                                                   ", ".join(LIMIT_FIELDS)))
+            module.fail_json(msg="user_defaults: %s is not a limit; allowed: %s"
+                             % (", ".join(unknown), ", ".join(LIMIT_FIELDS)))
         try:
             template_limits = normalize_limits(defaults, "user_defaults", module.params["force"])
         except UnitError as exc:
@@ -542,8 +542,8 @@ def main():
     result.update(out)
     if result.get("left"):
         module.warn("cgroups under %s that this module did not make (a container engine's, another program's) are "
-                    "left as they are, with the levels above them: %s" % (module.params["parent"],
-                                                                           ", ".join(result["left"][:10])))
+                    "left as they are, with the levels above them: %s"
+                    % (module.params["parent"], ", ".join(result["left"][:10])))
     for warning in grouped_warnings(result["targets"]):
         module.warn(warning)
     params = module.params

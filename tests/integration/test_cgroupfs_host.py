@@ -251,6 +251,32 @@ def test_pam_files_edits_only_pam_files(tmp_path):
     assert target.read_text() == "important\n"
 
 
+def test_exclusive_leaves_a_containers_cgroup_and_its_process_where_they_are(limited):
+    """A container engine given the user's cgroup as cgroup_parent makes a child there; exclusive (and
+    state absent) used to remove it and move its process to the root, out of every limit. Now the
+    container's cgroup, its process and the levels above it stay, and the task names it."""
+    uid = limited.pw_uid
+    assert apply([{"user": limited.pw_name, "memory_max": "64M"}])["changed"]
+    container = cg("memory", uid, "c" * 64)  # where docker --cgroup-parent /<parent>/user-UID puts one
+    os.mkdir(container)
+    held = subprocess.Popen(["sleep", "300"])
+    try:
+        with open(os.path.join(container, "cgroup.procs"), "w") as fh:
+            fh.write(str(held.pid))
+        for args in (dict(exclusive=True, limits=[]), dict(limits=[{"user": limited.pw_name, "state": "absent"}])):
+            out = run_module("cgroup_limit", dict(backend="cgroupfs", parent=PARENT, **args))
+            with open("/proc/%d/cgroup" % held.pid) as fh:
+                where = [ln for ln in fh.read().splitlines() if ":memory:" in ln]
+            print("%s: the container's process is in %s; left %s" % (args, where, out.get("left")))
+            assert where == ["%s:memory:/%s/user-%d/%s" % (where[0].split(":")[0], PARENT, uid, "c" * 64)], where
+            assert os.path.isdir(container) and os.path.isdir(cg("memory", uid))
+        assert out["_status"] == "SUCCESS" and out["changed"] is False, out
+    finally:
+        held.kill()
+        held.wait()
+        os.rmdir(container)
+
+
 def test_session_hook_takes_nothing_from_the_users_environment(limited, tmp_path):
     """The hook runs as root with the PAM environment, which a user can set (pam_env user_readenv):
     a PATH, IFS or ENV of theirs must not choose what it runs. Fake id, mkdir, cat, grep, env, sh

@@ -206,8 +206,8 @@ def test_cgroupfs_persist_v2_session_goes_into_a_leaf(tmp_path):
     leaf = root / "fairshare" / "user-0" / "login-sessions"
     assert (leaf / "cgroup.procs").read_text().strip() == str(os.getpid())
     # the leaf is ours: exclusive keeps it while the user is listed
-    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply([plan(0, "user", "root", {"memory_max": "100M", "pids_max": 10},
-                                                      uid=0)], True)
+    again = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path))
+    out = again.apply([plan(0, "user", "root", {"memory_max": "100M", "pids_max": 10}, uid=0)], True)
     assert out["removed"] == [] and leaf.exists()
 
 
