@@ -65,8 +65,11 @@ def main():
             fh.write(login.tool_text(args.python, lib))
         os.chmod(tool, 0o755)
         doc_path = os.path.join(tmp, "login.json")
+        doc, _fallback, users = login.documents(policy(args.users, args.tiers, args.rules), "fairshare")
         with open(doc_path, "w") as fh:
-            json.dump(login.documents(policy(args.users, args.tiers, args.rules), "fairshare")[0], fh)
+            json.dump(doc, fh)
+        with open(login.users_path(doc_path), "w") as fh:
+            fh.write(users)
         user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
         times, out = [], None
         for _ in range(args.runs + 1):
@@ -76,8 +79,9 @@ def main():
             out = json.loads(proc.stdout)
         times = sorted(times[1:])  # the first run warms the page cache
         assert out["limits"] and not out["problems"], out
-        print("policy: %d users, %d tiers, %d rules, login.json %d kB; user %s -> tier %s, %s"
-              % (args.users, args.tiers, args.rules, os.path.getsize(doc_path) // 1024, user,
+        print("policy: %d users, %d tiers, %d rules, login.json %d kB + login-users.tsv %d kB; user %s -> tier %s, %s"
+              % (args.users, args.tiers, args.rules, os.path.getsize(doc_path) // 1024,
+                 os.path.getsize(login.users_path(doc_path)) // 1024, user,
                  out["profile"]["tier"], out["limits"][0]))
         print("fairshare-login resolve, %d runs: median %.1f ms, p90 %.1f ms, max %.1f ms (budget 50 ms)"
               % (args.runs, statistics.median(times), times[int(len(times) * 0.9) - 1], times[-1]))

@@ -509,7 +509,8 @@ class CgroupfsBackend(_Layout):
                           [[f, v] for c, f, v in files if c == ctrl]] for ctrl in controllers_needed(files)]
                 targets[plan.relpath] = {"uid": plan.uid if plan.kind == "user" else None, "steps": steps}
             if targets or mode:
-                new = render_targets(self.parent, targets, path)
+                devices = (self.layout.get("v1") or {}).get("devices")  # gpu_access keeps its rules there
+                new = render_targets(self.parent, targets, path, [devices] if devices else [])
         changes = Changes(self.host)
         changed = changes.file(path, new, 0o755, prune=False)
         return {"path": path if new else None, "changed": changed, "diff": changes.diff}

@@ -59,6 +59,8 @@ IFS=" $(printf '\t')$nl"
 export PATH
 unset ENV CDPATH
 LEAF=%(leaf)s
+PARENT=%(parent_q)s
+JOIN_ROOTS=%(join)s
 LOGIN_TOOL=%(login)s
 status=0
 
@@ -119,6 +121,11 @@ session() {
         fi
         echo "$PPID" 2>/dev/null >"$dir/cgroup.procs"
     done
+    # hierarchies other modules keep per user under the same parent (gpu_access: v1 devices)
+    for root in $JOIN_ROOTS; do
+        dir=$root/$PARENT/user-$uid
+        [ -d "$dir" ] && echo "$PPID" 2>/dev/null >"$dir/cgroup.procs"
+    done
     return 0
 }
 
@@ -145,7 +152,7 @@ def parse_targets(text):
     return {}
 
 
-def render_targets(parent, targets, path):
+def render_targets(parent, targets, path, join_roots=()):
     """The script for every target it covers: {relpath: {'uid': uid or None, 'steps': [[version,
     controller, root, relpath, [[file, value], ...]], ...]}}, parents before their children. The
     targets go in its last line too, so that the next call that changes some of them keeps the rest."""
@@ -159,16 +166,18 @@ def render_targets(parent, targets, path):
                 dirs.append("%s/%s" % (root, rel))
         if target.get("uid") is not None:
             users.append((int(target["uid"]), dirs))
-    text = render(parent, steps, users, path)
+    text = render(parent, steps, users, path, join_roots)
     return text + STATE_MARK + json.dumps(targets, sort_keys=True, separators=(",", ":")) + "\n"
 
 
-def render(parent, steps, users, path):
+def render(parent, steps, users, path, join_roots=()):
     """The script's text.
 
     steps: [(version, controller, root, relpath, [(file, value), ...])] in write order;
     users: [(uid, [cgroup dir, ...])] of the user targets, the ones a login is put into;
-    path: where the script goes (named in its usage lines).
+    path: where the script goes (named in its usage lines);
+    join_roots: hierarchies where a login also joins <root>/<parent>/user-UID when another module made
+    it (the v1 devices hierarchy of gpu_access), so that its rules hold for logins too.
     """
     q = shlex.quote
     lines = []
@@ -179,7 +188,8 @@ def render(parent, steps, users, path):
     if not lines:
         lines.append("    :\n")
     cases = "".join("        %d) echo %s ;;\n" % (uid, q(" ".join(dirs))) for uid, dirs in users if dirs)
-    values = dict(header=MANAGED_HEADER, parent=parent, path=path, leaf=SESSION_LEAF, login=LOGIN_TOOL)
+    values = dict(header=MANAGED_HEADER, parent=parent, path=path, leaf=SESSION_LEAF, login=LOGIN_TOOL,
+                  parent_q=q(parent), join=q(" ".join(join_roots)))
     return _HEAD % values + "".join(lines) + _TAIL % dict(cases=cases.rstrip("\n"))
 
 

@@ -7,7 +7,9 @@ The role resolves the policy against the users `getent passwd` lists on the cont
 A directory user that SSSD does not enumerate, or a user created after the run, is not in
 that list. For them profile_host (option login) leaves on the host:
 
-  /etc/fairshare/login.json            the policy and the managed parent
+  /etc/fairshare/login.json            the policy less its users block, and the managed parent
+  /etc/fairshare/login-users.tsv       the users block, one "name<TAB>json" line per user, so a
+                                       login parses only its own line of a 10,000-user policy
   /etc/fairshare/login-defaults.json   the policy less tiers, rules and users (the fallback)
   LIB_DIR/ansible_collections/...      this module and what it imports, the very files the
                                        controller runs (one resolver, one answer)
@@ -53,6 +55,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.units import U
 
 LOGIN_JSON = "/etc/fairshare/login.json"
 DEFAULTS_JSON = "/etc/fairshare/login-defaults.json"
+USERS_TSV = "/etc/fairshare/login-users.tsv"
 LIB_DIR = "/usr/local/lib/fairshare"
 PACKAGE = "ansible_collections.fairshare.resources.plugins.module_utils"
 # This module and everything it imports from the collection (a unit test checks the list).
@@ -83,12 +86,37 @@ def tool_text(python, lib_dir=LIB_DIR):
             % (python, MANAGED_HEADER, lib_dir, PACKAGE))
 
 
+def users_path(doc_path):
+    """Where the users block of a login document is: login.json -> login-users.tsv."""
+    return (doc_path[:-len(".json")] if doc_path.endswith(".json") else doc_path) + "-users.tsv"
+
+
 def documents(policy, parent):
-    """(login.json, login-defaults.json) data for a policy; raises PolicyError for a bad one."""
+    """(login.json data, login-defaults.json data, login-users.tsv text) for a policy; raises UnitError
+    for a bad one. The users block goes to the TSV, a line per user."""
     validate(policy)
     parent = check_parent(parent, "login.parent")
+    users = policy.get("users") or {}
+    for name in users:
+        if not name or any(c in name for c in "\t\n\r"):
+            raise PolicyError("users: %r is not a user name" % (name,))
     fallback = dict((k, policy[k]) for k in _DEFAULT_KEYS if k in policy)
-    return {"policy": policy, "parent": parent}, {"policy": fallback, "parent": parent}
+    rest = dict((k, v) for k, v in policy.items() if k != "users")
+    lines = "".join("%s\t%s\n" % (name, json.dumps(over, sort_keys=True, separators=(",", ":")))
+                    for name, over in sorted(users.items()))
+    return {"policy": rest, "parent": parent, "users": "tsv"}, {"policy": fallback, "parent": parent}, lines
+
+
+def user_block(path, name):
+    """The users block of one user from a login-users.tsv: {name: override}, or {} when not named."""
+    with open(path) as fh:
+        text = "\n" + fh.read()
+    start = text.find("\n%s\t" % name)
+    if start < 0:
+        return {}
+    start += len(name) + 2
+    end = text.find("\n", start)
+    return {name: json.loads(text[start:] if end < 0 else text[start:end])}
 
 
 def nss_user(name):
@@ -165,9 +193,11 @@ def decide(user, paths=(LOGIN_JSON, DEFAULTS_JSON)):
             problems.append(why)
             continue
         try:
+            if doc.get("users") == "tsv":  # only this user's line of the users block
+                doc = dict(doc, policy=dict(doc["policy"], users=user_block(users_path(path), user["name"])))
             limits, prof = login_limits(doc, user)
             return doc, limits, prof, problems
-        except (PolicyError, UnitError, KeyError, TypeError, ValueError) as exc:
+        except (PolicyError, UnitError, KeyError, TypeError, ValueError, IOError, OSError) as exc:
             problems.append("%s: %s" % (path, exc))
     return None, [], None, problems
 

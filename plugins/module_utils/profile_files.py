@@ -44,25 +44,30 @@ SESSION_HOOK_RE = re.compile(r"^%s[A-Za-z0-9_.@:-]+\.sh$" % _SCRIPTS)
 _PAM_OURS = re.compile(r"^\s*session\s+\S+\s+pam_exec\.so\s.*%s[^\s/]+\.sh\s+session\s*$" % _SCRIPTS)
 
 
+def _marked(old, mark, is_ours, line=None):
+    """A file's text without our marker and the line of ours right below it, then with mark and
+    line appended at its end when line is given. Nothing else in the file is touched."""
+    kept, skip = [], False
+    for current in old.splitlines(True):
+        if skip and is_ours(current):
+            skip = False
+            continue
+        skip = current.rstrip("\n") == mark
+        if not skip:
+            kept.append(current)
+    text = "".join(kept)
+    if line:
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += mark + "\n" + line + "\n"
+    return text
+
+
 def pam_session_text(old, hook=None):
     """A PAM session file's text with our one line at the end (hook: cgroup_limit's persist
     script), or without it (hook None). Only our marker and the pam_exec line right below it
     are touched; a line someone wrote by hand, or pam-auth-update's, stays."""
-    lines = old.splitlines(True)
-    kept, skip = [], False
-    for line in lines:
-        if skip and _PAM_OURS.match(line):
-            skip = False
-            continue
-        skip = line.rstrip("\n") == PAM_MARK
-        if not skip:
-            kept.append(line)
-    text = "".join(kept)
-    if hook:
-        if text and not text.endswith("\n"):
-            text += "\n"
-        text += PAM_MARK + "\n" + pam_line(hook) + "\n"
-    return text
+    return _marked(old, PAM_MARK, _PAM_OURS.match, pam_line(hook) if hook else None)
 
 
 def has_session_line(text, hook):
@@ -99,20 +104,11 @@ def pam_systemd_text(old, wanted, read_included=lambda name: None):
     """A job scheduler's PAM file (cron, atd) with our pam_systemd session line at the end (wanted),
     or without it. Nothing is added where the stack already runs pam_systemd; only our marker and
     the line right below it are ever taken out."""
-    kept, skip = [], False
-    for line in old.splitlines(True):
-        if skip and line.strip() == SYSTEMD_LINE:
-            skip = False
-            continue
-        skip = line.rstrip("\n") == SYSTEMD_MARK
-        if not skip:
-            kept.append(line)
-    text = "".join(kept)
-    if wanted and not has_pam_systemd(text, read_included):
-        if text and not text.endswith("\n"):
-            text += "\n"
-        text += SYSTEMD_MARK + "\n" + SYSTEMD_LINE + "\n"
-    return text
+    def is_ours(line):
+        return line.strip() == SYSTEMD_LINE
+    text = _marked(old, SYSTEMD_MARK, is_ours)
+    return _marked(text, SYSTEMD_MARK, is_ours, SYSTEMD_LINE) if wanted and not has_pam_systemd(
+        text, read_included) else text
 
 
 PAM_CONFIG_DIR = "/usr/share/pam-configs"

@@ -99,7 +99,8 @@ options:
       - The host-side resolver for users the role could not list (directory users SSSD does not enumerate, users
         created after the run), on hosts where O(session_hook) runs at each login. V(null) leaves it as it is;
         V({}) (no O(login.policy)) removes it.
-      - Writes C(/etc/fairshare/login.json) (the policy and the parent), C(/etc/fairshare/login-defaults.json) (the
+      - Writes C(/etc/fairshare/login.json) (the policy and the parent; its C(users) block goes to
+        C(/etc/fairshare/login-users.tsv), a line per user, so that a login reads only its own), C(/etc/fairshare/login-defaults.json) (the
         policy less tiers, rules and users - the fallback when the policy cannot be read or resolved), the
         resolver's Python library under C(/usr/local/lib/fairshare) (the collection's own module_utils, the code the
         controller resolves with) and C(/usr/local/sbin/fairshare-login), run with the host's Python in isolated mode.
@@ -192,7 +193,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.bounded import REPORT_CHOICES, bound_result
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.login import (
-    DEFAULTS_JSON, LIB_DIR, LOGIN_JSON, PACKAGE, documents, library_files, tool_text,
+    DEFAULTS_JSON, LIB_DIR, LOGIN_JSON, PACKAGE, USERS_TSV, documents, library_files, tool_text,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
@@ -279,13 +280,13 @@ def source_of(name):
 def login_files(login):
     """{path: (text, mode)} of the host-side resolver; login {} removes it. Raises UnitError (a bad policy)."""
     if login:
-        doc, fallback = documents(login["policy"], login["parent"])
-        files = {LOGIN_JSON: (as_json(doc), 0o644), DEFAULTS_JSON: (as_json(fallback), 0o644),
+        doc, fallback, users = documents(login["policy"], login["parent"])
+        files = {LOGIN_JSON: (as_json(doc), 0o644), DEFAULTS_JSON: (as_json(fallback), 0o644), USERS_TSV: (users, 0o644),
                  LOGIN_TOOL: (tool_text(sys.executable), 0o755)}
         for path, text in library_files(source_of).items():
             files[path] = (text, 0o644)
         return files
-    files = dict.fromkeys([LOGIN_JSON, DEFAULTS_JSON, LOGIN_TOOL], (None, 0o644))
+    files = dict.fromkeys([LOGIN_JSON, DEFAULTS_JSON, USERS_TSV, LOGIN_TOOL], (None, 0o644))
     files.update((path, (None, 0o644)) for path in library_files(lambda name: ""))
     return files
 

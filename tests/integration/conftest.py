@@ -44,7 +44,7 @@ def run_module(name, args, check=False, diff=False, guest=None, netns=None):
 
 
 PAM_SESSION = r'''
-import ctypes, ctypes.util, json, os, sys
+import ctypes, ctypes.util, errno, json, os, sys
 service, user, uid, size = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4])
 pam = ctypes.CDLL(ctypes.util.find_library("pam"))
 CONV = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
@@ -59,6 +59,12 @@ child = os.fork()
 if child == 0:  # what su or sshd does next: the user's own process
     os.setgid(uid)
     os.setuid(uid)
+    for path in sys.argv[5:]:  # device files to open, as the user's program would
+        try:
+            os.close(os.open(path, os.O_RDWR))
+            print("open", path, "OK", flush=True)
+        except OSError as exc:
+            print("open", path, errno.errorcode[exc.errno], flush=True)
     block = bytearray(size * 1024 * 1024)
     print("survived", flush=True)
     os._exit(0)
@@ -70,14 +76,16 @@ print(json.dumps({"start": started, "open": opened, "cgroup": cgroup, "signal": 
 '''
 
 
-def pam_session(service, pw, alloc_mb):
+def pam_session(service, pw, alloc_mb, open_paths=()):
     """Open a real PAM session (libpam, /etc/pam.d/SERVICE) for a user the way su or sshd does,
-    then, as that user in a child, allocate alloc_mb MiB. -> {start, open (PAM return codes),
-    cgroup (/proc/self/cgroup after the session opened), cgroups {controller: path}, signal, survived}."""
-    proc = subprocess.run([PYTHON, "-c", PAM_SESSION, service, pw.pw_name, str(pw.pw_uid), str(alloc_mb)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    then, as that user in a child, open open_paths and allocate alloc_mb MiB. -> {start, open (PAM
+    return codes), cgroup (/proc/self/cgroup after the session opened), cgroups {controller: path},
+    signal, survived, opened {path: 'OK' or errno name}}."""
+    proc = subprocess.run([PYTHON, "-c", PAM_SESSION, service, pw.pw_name, str(pw.pw_uid), str(alloc_mb)]
+                          + list(open_paths), capture_output=True, text=True, timeout=120, check=False)
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     seen["survived"] = "survived" in proc.stdout
+    seen["opened"] = dict(line.split()[1:3] for line in proc.stdout.splitlines() if line.startswith("open "))
     seen["cgroups"] = parse_proc_cgroup(seen["cgroup"])
     return seen
 

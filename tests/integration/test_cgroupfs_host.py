@@ -17,7 +17,7 @@ import pytest
 
 from conftest import PYTHON, pam_session, run_module
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
-from ansible_collections.fairshare.resources.plugins.module_utils.login import DEFAULTS_JSON, LOGIN_JSON
+from ansible_collections.fairshare.resources.plugins.module_utils.login import DEFAULTS_JSON, LOGIN_JSON, USERS_TSV
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import read_cgroup_layout
 
 LAYOUT = read_cgroup_layout()
@@ -446,4 +446,4 @@ def test_users_the_run_never_listed_are_resolved_at_their_first_login(limited, s
         for name in created:
             subprocess.run(["userdel", name], check=False)
         subprocess.run(["groupdel", group], check=False)
-    assert gone["changed"] and not os.path.exists(LOGIN_TOOL) and not os.path.exists(LOGIN_JSON), gone
+    assert gone["changed"] and not any(os.path.exists(p) for p in (LOGIN_TOOL, LOGIN_JSON, USERS_TSV)), gone

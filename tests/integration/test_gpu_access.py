@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, run_module
+from conftest import PYTHON, pam_session, run_module
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 NODES = [("/dev/nvidia0", 0), ("/dev/nvidia1", 1), ("/dev/nvidiactl", 255)]
@@ -81,6 +81,30 @@ def test_device_cgroup_on_this_host(host_gpus):
     assert bad["_status"].startswith("FAILED") and "users[0].gpus: '7' is not a GPU of this host" in bad["msg"]
     bad = run_module("gpu_access", dict(args, users=[{"name": "no-such-user-g", "gpus": [0]}]))
     assert "users[0].name: 'no-such-user-g' is not a user" in bad["msg"]
+
+
+def test_a_login_on_this_host_is_held_to_the_gpu_allowlist(host_gpus):
+    """No systemd: a login (a real PAM session through cgroup_limit's session hook) joins the user's
+    devices cgroup that gpu_access made under the same parent, so GPU 1 stays closed to a user granted
+    GPU 0 (the hook used to join only cgroup_limit's own hierarchies, and GPU 1 opened)."""
+    alice, bob = host_gpus
+    service = "fairshare-gputest%d" % os.getpid()
+    limits = run_module("cgroup_limit", dict(backend="cgroupfs", parent=PARENT, persist=True,
+                                             limits=[{"user": alice.pw_name, "memory_max": "512M"}]))
+    try:
+        assert run_module("gpu_access", dict(parent=PARENT, policy="open", users=[
+            {"name": alice.pw_name, "gpus": [0]}, {"name": bob.pw_name, "gpus": "none"}]))["changed"]
+        with open("/etc/pam.d/" + service, "w") as fh:
+            fh.write("session optional pam_exec.so quiet %s session\n" % limits["persist_script"])
+        seen = pam_session(service, alice, 1, ["/dev/nvidia0", "/dev/nvidia1"])
+        print("PAM login of the user granted GPU 0: devices cgroup %s, opened %s"
+              % (seen["cgroups"].get("devices"), seen["opened"]))
+        assert seen["open"] == 0 and seen["cgroups"]["devices"] == "/%s/user-%d" % (PARENT, alice.pw_uid)
+        assert seen["opened"] == {"/dev/nvidia0": "ENXIO", "/dev/nvidia1": "EPERM"}
+    finally:
+        if os.path.exists("/etc/pam.d/" + service):
+            os.unlink("/etc/pam.d/" + service)
+        run_module("cgroup_limit", dict(backend="cgroupfs", parent=PARENT, exclusive=True, limits=[]))
 
 
 def test_no_gpu_means_no_change():

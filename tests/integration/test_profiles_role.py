@@ -17,7 +17,9 @@ import yaml
 
 from conftest import PYTHON, ROOT, pam_session
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
-from ansible_collections.fairshare.resources.plugins.module_utils.login import DEFAULTS_JSON, LIB_DIR, LOGIN_JSON
+from ansible_collections.fairshare.resources.plugins.module_utils.login import (
+    DEFAULTS_JSON, LIB_DIR, LOGIN_JSON, USERS_TSV,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 PARENT = "fairshare-roletest%d" % os.getpid()
@@ -58,7 +60,7 @@ def people(tmp_path):
                         '{"backend": "cgroupfs", "parent": "%s", "exclusive": true, "limits": []}' % PARENT],
                        env=env, capture_output=True, check=False)  # also removes its session script
         for path in ("/usr/local/bin/fairshare-usage", "/etc/profile.d/fairshare-usage.sh", "/etc/fairshare/profiles.json",
-                     "/etc/pam.d/" + PAM_SERVICE, LOGIN_JSON, DEFAULTS_JSON, LOGIN_TOOL):
+                     "/etc/pam.d/" + PAM_SERVICE, LOGIN_JSON, DEFAULTS_JSON, USERS_TSV, LOGIN_TOOL):
             if os.path.exists(path):
                 os.unlink(path)
         shutil.rmtree(LIB_DIR, ignore_errors=True)

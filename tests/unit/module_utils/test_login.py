@@ -31,16 +31,15 @@ def test_login_limits_are_the_controllers_answer():
                  {"name": "erin", "uid": 1500, "groups": ["students"]},
                  {"name": "carol", "uid": 1501, "groups": []},
                  {"name": "frank", "uid": 1502, "groups": []}):
-        doc, _fallback = login.documents(POLICY, "fairshare")
-        limits, prof = login.login_limits(doc, user)
+        limits, prof = login.login_limits({"policy": POLICY, "parent": "fairshare"}, user)
         assert limits == to_cgroup_limits(resolve(POLICY, [user]), "cgroupfs")
         assert prof == resolve(POLICY, [user])[user["name"]]
-    assert login.login_limits(doc, {"name": "dave", "uid": 200123, "groups": []})[0] == [
+    assert login.login_limits({"policy": POLICY}, {"name": "dave", "uid": 200123, "groups": []})[0] == [
         {"user": "dave", "memory_max": "1G", "cpu_weight": 100, "cpu_max": "100%"}]
 
 
 def test_left_out_and_unlimited_users_get_nothing():
-    doc, _f = login.documents(POLICY, "fairshare")
+    doc = {"policy": POLICY, "parent": "fairshare"}
     assert login.login_limits(doc, {"name": "root", "uid": 0, "groups": ["root"]}) == ([], None)
     assert login.login_limits(doc, {"name": "svc", "uid": 999, "groups": []}) == ([], None)
     assert login.login_limits(doc, {"name": "nobody", "uid": 65534, "groups": []}) == ([], None)
@@ -49,16 +48,24 @@ def test_left_out_and_unlimited_users_get_nothing():
 
 
 def test_documents_check_the_policy_and_keep_only_defaults_for_the_fallback():
-    doc, fallback = login.documents(dict(POLICY, min_uid=2000), "fs")
-    assert doc == {"policy": dict(POLICY, min_uid=2000), "parent": "fs"}
+    doc, fallback, users = login.documents(dict(POLICY, min_uid=2000), "fs")
+    rest = dict((k, v) for k, v in POLICY.items() if k != "users")
+    assert doc == {"policy": dict(rest, min_uid=2000), "parent": "fs", "users": "tsv"}
     assert fallback == {"policy": {"defaults": POLICY["defaults"], "min_uid": 2000}, "parent": "fs"}
+    assert users == 'carol\t{"memory":{"max":"8G"}}\n'
+    with pytest.raises(UnitError, match="is not a user name"):
+        login.documents({"users": {"a\tb": {}}}, "fs")
     with pytest.raises(UnitError, match="tiers.x.memory.max"):
         login.documents({"tiers": {"x": {"memory": {"max": "32 GB"}}}}, "fs")
 
 
 def test_decide_falls_back_to_the_defaults_with_the_reason(tmp_path):
-    doc, fallback = login.documents(POLICY, "fairshare")
+    doc, fallback, users = login.documents(POLICY, "fairshare")
     good, defaults = write(tmp_path, "login.json", doc), write(tmp_path, "defaults.json", fallback)
+    write(tmp_path, "login-users.tsv", users)
+    carol = {"name": "carol", "uid": 1501, "groups": []}  # her own line of the users block
+    assert login.decide(carol, (good, defaults))[1] == [{"user": "carol", "memory_max": "8G", "cpu_weight": 100}]
+    assert login.decide(carol, (good, defaults))[2] == resolve(POLICY, [carol])["carol"]
     user = {"name": "erin", "uid": 1500, "groups": ["students"]}
     assert login.decide(user, (good, defaults))[1] == [{"user": "erin", "memory_max": "1G", "cpu_weight": 100,
                                                         "cpu_max": "100%"}]
