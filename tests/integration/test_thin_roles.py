@@ -44,6 +44,11 @@ def test_cgroups_role_applies_its_list(tmp_path, test_user):
             path = "/sys/fs/cgroup/%s/%s" % (ctrl, parent)
             if os.path.isdir(path):
                 os.rmdir(path)
+        registry = "/etc/fairshare/cgroupfs-%s.json" % parent  # what cgroup_limit made; the parent is gone now
+        if os.path.exists(registry):
+            os.unlink(registry)
+        if os.path.isdir("/etc/fairshare") and not os.listdir("/etc/fairshare"):
+            os.rmdir("/etc/fairshare")
 
 
 @pytest.mark.parametrize("name,deprecated", [("fairshare_gpu_users", False), ("gpu_users", True)])
