@@ -207,12 +207,13 @@ def template_plans(plans, limits, exempt, sys_uid_max, parent, passwd=None, has_
     return out, extra
 
 
-def dropin_overrides(read, unit_props, template_props, roots=DROPIN_ROOTS, ours_root="/etc/systemd/system", limit=50):
+def dropin_overrides(read, props_of, roots=DROPIN_ROOTS, ours_root="/etc/systemd/system", limit=50):
     """Drop-ins not ours that override what ours set for user slices: a file parsed after ours
     (a name that sorts after 50-fairshare.conf, in any drop-in directory of user-.slice or a
     user-UID.slice) that sets one of the same properties, or a file of our name in a directory
-    systemd reads before /etc/systemd/system. unit_props: {unit: set of properties ours set};
-    template_props: what the template sets (for users without a drop-in of their own).
+    systemd reads before /etc/systemd/system. props_of(unit): the properties ours set for that unit
+    (the template's for a user without a drop-in of their own); asked only for units that have
+    a drop-in of someone else.
     -> [{path, unit, properties}] (at most limit)."""
     found = []
     earlier = roots[:roots.index(ours_root)] if ours_root in roots else roots
@@ -220,11 +221,13 @@ def dropin_overrides(read, unit_props, template_props, roots=DROPIN_ROOTS, ours_
         for path in sorted(glob.glob(os.path.join(root, "user-*.slice.d", "*.conf"))):
             name = os.path.basename(path)
             unit = os.path.basename(os.path.dirname(path))[:-2]
-            ours = unit_props.get(unit, template_props)
-            if not ours or name < DROPIN_NAME or (name == DROPIN_NAME and root not in earlier):
+            if name < DROPIN_NAME or (name == DROPIN_NAME and root not in earlier):
                 continue  # parsed before ours, or ours (a file of our name where ours is, or below it, loses)
             text = read(path) or ""
             if text.startswith(MANAGED_HEADER):
+                continue
+            ours = props_of(unit)
+            if not ours:
                 continue
             keys = set(line.split("=", 1)[0].strip() for line in text.splitlines()
                        if "=" in line and not line.lstrip().startswith(("#", ";")))

@@ -429,9 +429,11 @@ def template_result(out, plans, extra, limits, version, host):
 
     def props(lims):
         return set(line.split("=", 1)[0] for line in render_dropin(lims, version)[0].splitlines()[2:])
-    template_props = props(limits) if limits else set()
-    unit_props = dict((p.unit, props(p.limits)) for p in plans + extra[1:] if p.state == "present")
-    overrides = dropin_overrides(host.read, unit_props, template_props) if limits else []
+    own = dict((p.unit, p.limits) for p in plans + extra[1:] if p.state == "present")
+
+    def props_of(unit):  # rendered only for the few units that have someone else's drop-in
+        return props(own[unit]) if unit in own else props(limits)
+    overrides = dropin_overrides(host.read, props_of) if limits else []
     out["user_defaults"] = {
         "path": template["path"], "state": template["state"], "changed": template["changed"],
         "limits": template.get("after", {}), "masked": len(masks),

@@ -351,7 +351,8 @@ def test_site_dropins_that_override_ours_are_found(tmp_path):
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    found = b.dropin_overrides(Host.read, {"user-1000.slice": {"MemoryMax", "TasksMax"}}, {"MemoryMax", "CPUQuota"},
+    own = {"user-1000.slice": {"MemoryMax", "TasksMax"}}
+    found = b.dropin_overrides(Host.read, lambda unit: own.get(unit, {"MemoryMax", "CPUQuota"}),
                                roots=(str(ctl), str(etc)), ours_root=str(etc))
     assert [(os.path.basename(os.path.dirname(f["path"])), f["properties"]) for f in found] == [
         ("user-1002.slice.d", ["CPUQuota", "MemoryMax"]), ("user-.slice.d", ["MemoryMax"]),
