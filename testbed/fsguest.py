@@ -34,6 +34,10 @@ PACKAGES = [
     "initramfs-tools", "zstd", "kmod", "openssh-server", "python3", "quota",
     "xfsprogs", "btrfs-progs", "e2fsprogs", "iproute2", "nftables", "iperf3",
     "sudo", "udev", "procps", "util-linux", "coreutils", "passwd", "login", "cron", "at",
+    # a directory the tests set up themselves: OpenLDAP and SSSD (issue 13)
+    "slapd", "ldap-utils", "sssd-ldap", "libnss-sss", "libpam-sss",
+    # a user's rootless containers (podman; busybox-static makes the local image, no registry needed)
+    "podman", "uidmap", "busybox-static", "dbus-user-session",
 ]
 # A per-run ssh key reaches the guest on the kernel command line: this unit
 # copies it into root's authorized_keys before sshd starts.

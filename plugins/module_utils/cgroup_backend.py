@@ -158,6 +158,7 @@ def build_plans(entries, state, force, parent, devnum, sys_uid_max=999):
 TEMPLATE_UNIT = "user-.slice"  # its drop-ins apply to every user-UID.slice (systemd 239 and later)
 MASK_TEXT = MANAGED_HEADER + "\n[Slice]\n"  # a per-user drop-in of the template's name with no limit in it
 TEMPLATE_MIN_SYSTEMD = 239
+LOGIN_RUNTIME_DROPIN = "55-fairshare-login.conf"  # login.RUNTIME_DROPIN (login.py imports this module)
 # Where systemd reads drop-ins from, highest priority first (systemd.unit(5)).
 DROPIN_ROOTS = ("/etc/systemd/system.control", "/run/systemd/system.control", "/run/systemd/transient",
                 "/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
@@ -248,8 +249,8 @@ def _lines(props):
 class SystemdBackend(_Layout):
     name = "systemd"
 
-    def __init__(self, host, layout, unit_dir="/etc/systemd/system"):
-        self.host, self.layout, self.unit_dir = host, layout, unit_dir
+    def __init__(self, host, layout, unit_dir="/etc/systemd/system", runtime_dir="/run/systemd/system"):
+        self.host, self.layout, self.unit_dir, self.runtime_dir = host, layout, unit_dir, runtime_dir
         self.version = "v1" if "memory" in layout["v1"] else "v2"
 
     def dropin_path(self, unit):
@@ -258,6 +259,14 @@ class SystemdBackend(_Layout):
     def mask_units(self):
         """Units whose drop-in of ours is a mask (no limits: keeps user_defaults off that user)."""
         return sorted(unit for unit, path in self.managed_dropins().items() if self.host.read(path) == MASK_TEXT)
+
+    def login_dropin(self, plan):
+        """The runtime drop-in the login resolver (login.py) gave a user's slice before the role listed
+        them, when there is one of ours: it is parsed after ours and would win until the next boot."""
+        if plan.kind != "user" or self.runtime_dir is None:
+            return None
+        path = os.path.join(self.runtime_dir, plan.unit + ".d", LOGIN_RUNTIME_DROPIN)
+        return path if (self.host.read(path) or "").startswith(MANAGED_HEADER) else None
 
     def managed_dropins(self):
         found = {}
@@ -286,6 +295,12 @@ class SystemdBackend(_Layout):
                 changes.append((res["path"], wanted))
                 diffs.append({"before_header": res["path"], "after_header": res["path"],
                               "before": current or "", "after": wanted or ""})
+            runtime = self.login_dropin(plan)
+            if runtime:  # the login resolver's, from before the role listed this user: ours wins again
+                res["changed"] = True
+                changes.append((runtime, None))
+                diffs.append({"before_header": runtime, "after_header": runtime,
+                              "before": self.host.read(runtime) or "", "after": ""})
             results.append(res)
         removed = []
         if exclusive:

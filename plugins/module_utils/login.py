@@ -22,6 +22,17 @@ policy.to_cgroup_limits() (the code of the resolve_profiles and profile_cgroup_l
 filters), creates the user's cgroup with cgroup_backend.CgroupfsBackend (the code of
 cgroup_limit) and puts the process opening the session into it.
 
+On a systemd host the PAM line calls `fairshare-login session` itself (no cgroupfs hook). A user
+with a drop-in of the role's own (listed, or masked) keeps it. Any other user already gets the
+policy's defaults from cgroup_limit's user-.slice template; a user whose tier, rules or own block
+give something else gets it as a runtime drop-in (RUNTIME_DIR/user-UID.slice.d/RUNTIME_DROPIN, a
+name parsed after the template's, gone at reboot) and at once on the live slice through
+`systemctl set-property --runtime`. cgroup_limit removes that runtime drop-in when the role lists
+the user later, so the role's own drop-in wins again.
+
+Either way the resolved profile goes to PROFILE_DIR/UID.json (the user's own, mode 0400), where
+fairshare-usage finds the tier of a user that profiles.json does not list.
+
 It never blocks a login: every failure is logged to syslog (authpriv, tag fairshare-login)
 and on stderr, with the reason, and the tool exits 0. A policy that cannot be read or
 resolved falls back to login-defaults.json. It runs as root from pam_exec, so it takes
@@ -41,15 +52,19 @@ import pwd
 import sys
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
-    BackendError, CgroupfsBackend, build_plans,
+    LOGIN_RUNTIME_DROPIN, BackendError, CgroupfsBackend, build_plans,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import check_parent
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
+    DROPIN_NAME, check_parent, normalize_limits, render_dropin, reset_properties, runtime_properties,
+)
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
-from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
+from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER
-from ansible_collections.fairshare.resources.plugins.module_utils.platform import read_cgroup_layout, read_sys_uid_max
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
+    init_system, read_cgroup_layout, read_sys_uid_max,
+)
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
-    PolicyError, resolve, to_cgroup_limits, validate,
+    PolicyError, resolve, to_cgroup_limits, user_defaults, validate,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
@@ -57,6 +72,12 @@ LOGIN_JSON = "/etc/fairshare/login.json"
 DEFAULTS_JSON = "/etc/fairshare/login-defaults.json"
 USERS_TSV = "/etc/fairshare/login-users.tsv"
 LIB_DIR = "/usr/local/lib/fairshare"
+UNIT_DIR = "/etc/systemd/system"          # where cgroup_limit keeps its drop-ins
+RUNTIME_DIR = "/run/systemd/system"       # ours for users the role did not list: gone at reboot
+RUNTIME_DROPIN = LOGIN_RUNTIME_DROPIN      # 55-...: parsed after the template's 50-fairshare.conf
+PROFILE_DIR = "/run/fairshare/login"      # UID.json: the profile a login resolved (fairshare-usage)
+COMMAND_TIMEOUT = 10  # seconds a login waits at most for systemctl
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGE = "ansible_collections.fairshare.resources.plugins.module_utils"
 # This module and everything it imports from the collection (a unit test checks the list).
 LIBRARY = ("cgroup_backend", "cgroup_model", "cgroupfs_persist", "host", "login", "managed", "plan_model",
@@ -131,7 +152,7 @@ def nss_user(name):
     return {"name": entry.pw_name, "uid": entry.pw_uid, "groups": sorted(groups)}
 
 
-def login_limits(doc, user):
+def login_limits(doc, user, init="cgroupfs"):
     """-> (cgroup_limit entries, profile or None): resolve() and to_cgroup_limits(), the code of
     the controller's filters. No entries for a user the policy leaves out or lifts (unlimited).
     The whole policy was checked when profile_host wrote it (documents()); here only the blocks
@@ -139,7 +160,7 @@ def login_limits(doc, user):
     prof = resolve(doc["policy"], [user], checked=True).get(user["name"])
     if prof is None or prof["unlimited"]:
         return [], prof
-    return to_cgroup_limits({user["name"]: prof}, "cgroupfs"), prof
+    return to_cgroup_limits({user["name"]: prof}, init), prof
 
 
 class _Direct(object):
@@ -150,9 +171,14 @@ class _Direct(object):
     @staticmethod
     def run_command(argv, data=None, environ_update=None):
         import subprocess  # only here: a login that runs no command does not pay for the import
-        env = dict(os.environ, **(environ_update or {}))
+        env = dict({"PATH": SAFE_PATH, "LC_ALL": "C"}, **(environ_update or {}))  # nothing of the user's
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        out, err = proc.communicate(data.encode() if data else None)
+        try:
+            out, err = proc.communicate(data.encode() if data else None, timeout=COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            return 124, out.decode(), "%s: no answer in %d s" % (argv[0], COMMAND_TIMEOUT)
         return proc.returncode, out.decode(), err.decode()
 
     @staticmethod
@@ -183,7 +209,7 @@ def load(path):
         return None, "%s: %s" % (path, exc)
 
 
-def decide(user, paths=(LOGIN_JSON, DEFAULTS_JSON)):
+def decide(user, paths=(LOGIN_JSON, DEFAULTS_JSON), init="cgroupfs"):
     """-> (doc, limits, profile, problems): the policy, else the defaults when it cannot be read
     or resolved (each problem a line for the log)."""
     problems = []
@@ -195,11 +221,86 @@ def decide(user, paths=(LOGIN_JSON, DEFAULTS_JSON)):
         try:
             if doc.get("users") == "tsv":  # only this user's line of the users block
                 doc = dict(doc, policy=dict(doc["policy"], users=user_block(users_path(path), user["name"])))
-            limits, prof = login_limits(doc, user)
+            limits, prof = login_limits(doc, user, init)
             return doc, limits, prof, problems
         except (PolicyError, UnitError, KeyError, TypeError, ValueError, IOError, OSError) as exc:
             problems.append("%s: %s" % (path, exc))
     return None, [], None, problems
+
+
+def _aggregate(limits, name):
+    """The user's own entry of a cgroup_limit limits list (workloads are the role's, per listed user)."""
+    for entry in limits:
+        if entry.get("user") == name and entry.get("state") != "absent":
+            return normalize_limits(dict((k, v) for k, v in entry.items() if k != "user"), "login")
+    return {}
+
+
+def runtime_dropin(doc, user, limits, prof, version):
+    """-> the runtime drop-in text that gives an unlisted user what the policy gives them, or None when
+    the user-.slice template (the policy's defaults, cgroup_limit user_defaults) already does.
+    An unlimited user gets the template's properties reset; a user outside the policy, nothing."""
+    if prof is None:
+        return None
+    template = normalize_limits(user_defaults(doc["policy"]), "defaults")
+    if prof["unlimited"]:
+        if not template:
+            return None
+        return "\n".join([MANAGED_HEADER, "[Slice]"] + reset_properties(version)) + "\n"
+    wanted = _aggregate(limits, user["name"])
+    if wanted == template:
+        return None
+    return render_dropin(wanted, version)[0]
+
+
+def _write(path, text, mode, owner=None):
+    """Atomically, as root, in a directory of ours: never through a link a user put there."""
+    import tempfile
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    fd, tmp = tempfile.mkstemp(prefix=".fairshare-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            os.fchmod(fh.fileno(), mode)
+            if owner is not None:
+                os.fchown(fh.fileno(), owner, -1)
+        os.rename(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_profile(user, prof, parent, profile_dir=PROFILE_DIR):
+    """The profile a login resolved, for fairshare-usage: the user's own file (mode 0400)."""
+    if prof is None:
+        return
+    _write(os.path.join(profile_dir, "%d.json" % user["uid"]),
+           json.dumps({"user": user["name"], "profile": prof, "parent": parent}, sort_keys=True) + "\n",
+           0o400, owner=user["uid"])
+
+
+def systemd_session(host, doc, user, limits, prof, version, unit_dir=UNIT_DIR, runtime_dir=RUNTIME_DIR):
+    """A systemd host: the user's slice gets what the policy gives them, unless the role listed them.
+    -> what was done, a word for the log."""
+    unit = "user-%d.slice" % user["uid"]
+    if os.path.exists(os.path.join(unit_dir, unit + ".d", DROPIN_NAME)):
+        return "the role's own drop-in"  # a listed, exempt or system user: cgroup_limit's file wins
+    path = os.path.join(runtime_dir, unit + ".d", RUNTIME_DROPIN)
+    text = runtime_dropin(doc, user, limits, prof, version)
+    if text is None:
+        current = host.read(path)
+        if current is None or not current.startswith(MANAGED_HEADER):
+            return "the template's defaults"
+        os.unlink(path)  # an earlier login's tier: back to the template, now too
+        template = normalize_limits(user_defaults(doc["policy"]), "defaults")
+        props = runtime_properties(render_dropin(template, version)[0]) if template else reset_properties(version)
+    else:
+        _write(path, text, 0o644)
+        props = runtime_properties(text)
+    host.run(["systemctl", "set-property", "--runtime", unit] + props)
+    return "runtime drop-in %s and the live slice" % path if text else "back to the template's defaults"
 
 
 def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON)):
@@ -209,10 +310,22 @@ def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON)):
     except KeyError:
         log("%r is not a user (NSS); session left where it is" % name)
         return
-    doc, limits, prof, problems = decide(user, paths)
+    systemd = init_system() == "systemd"
+    doc, limits, prof, problems = decide(user, paths, "systemd" if systemd else "cgroupfs")
     fallback = len(problems) > 0
     for why in problems:
         log("%s (uid %d): %s" % (user["name"], user["uid"], why))
+    if doc is not None:
+        save_profile(user, prof, doc["parent"])
+    if systemd:
+        if doc is not None:
+            layout = read_cgroup_layout()
+            done = systemd_session(Host(_Direct()), doc, user, limits, prof,
+                                   "v1" if "memory" in layout["v1"] else "v2")
+            what = ("defaults only (fallback)" if fallback else "outside the policy" if prof is None
+                    else "tier %s" % (prof["tier"] or "none"))
+            log("%s (uid %d): %s; %s" % (user["name"], user["uid"], what, done), error=fallback)
+        return
     if not limits:
         if fallback:
             log("%s (uid %d): no profile could be read; session left where it is" % (user["name"], user["uid"]))
@@ -233,7 +346,7 @@ def main(argv, environ=None):
         name = environ.get("PAM_USER") or ""
         try:
             session(name, os.getppid())
-        except (BackendError, UnitError, IOError, OSError) as exc:
+        except (BackendError, CommandError, UnitError, IOError, OSError) as exc:
             log("%s: %s; session left where it is" % (name, exc))
         except Exception as exc:  # pylint: disable=broad-except  # a login is never refused because of us
             log("%s: unexpected %s: %s; session left where it is" % (name, type(exc).__name__, exc))

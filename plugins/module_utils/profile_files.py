@@ -18,7 +18,7 @@ import re
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import MANAGED_HEADER as MANAGED
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
-    SCRIPT_DIR, pam_line, pam_module,
+    LOGIN_TOOL, SCRIPT_DIR, pam_line, pam_module,
 )
 
 PATHS = {
@@ -40,8 +40,10 @@ PLAN_SERVICE = (MANAGED + "\n[Unit]\nDescription=fairshare plan %i\n[Service]\nT
 
 PAM_MARK = "# fairshare.resources: login sessions into the user's cgroup (cgroup_limit persist)"
 _SCRIPTS = re.escape(SCRIPT_DIR + "/cgroupfs-")  # cgroupfs_persist.script_path
-SESSION_HOOK_RE = re.compile(r"^%s[A-Za-z0-9_.@:-]+\.sh$" % _SCRIPTS)
-_PAM_OURS = re.compile(r"^\s*session\s+\S+\s+pam_exec\.so\s.*%s[^\s/]+\.sh\s+session\s*$" % _SCRIPTS)
+# the hook: cgroup_limit's persist script (hosts without systemd), or the login resolver itself (systemd)
+_HOOKS = r"(%s[A-Za-z0-9_.@:-]+\.sh|%s)" % (_SCRIPTS, re.escape(LOGIN_TOOL))
+SESSION_HOOK_RE = re.compile(r"^%s$" % _HOOKS)
+_PAM_OURS = re.compile(r"^\s*session\s+\S+\s+pam_exec\.so\s.*%s\s+session\s*$" % _HOOKS)
 
 
 def _marked(old, mark, is_ours, line=None):

@@ -104,3 +104,174 @@ def test_cron_jobs_run_in_the_users_slice(guest):
         run_module("cgroup_limit", {"limits": [{"user": "fscron", "state": "absent"}]}, guest=guest)
         ssh("crontab -r -u fscron; rm -f %s.*; loginctl terminate-user fscron; sleep 1; userdel -r fscron" % base,
             check=False)
+
+
+# A directory of the test's own: Debian's slapd on 127.0.0.1:3890, its config and data in LDAP_DIR
+LDAP_DIR = "/var/lib/fs-ldap"
+LDAP_CONFIG = """dn: cn=config
+objectClass: olcGlobal
+cn: config
+olcPidFile: %(dir)s/slapd.pid
+
+dn: cn=module{0},cn=config
+objectClass: olcModuleList
+cn: module{0}
+olcModulePath: /usr/lib/ldap
+olcModuleLoad: back_mdb
+
+dn: cn=schema,cn=config
+objectClass: olcSchemaConfig
+cn: schema
+
+include: file:///etc/ldap/schema/core.ldif
+include: file:///etc/ldap/schema/cosine.ldif
+include: file:///etc/ldap/schema/nis.ldif
+include: file:///etc/ldap/schema/inetorgperson.ldif
+
+dn: olcDatabase={1}mdb,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcMdbConfig
+olcDatabase: {1}mdb
+olcDbDirectory: %(dir)s/db
+olcSuffix: dc=fairshare,dc=test
+olcRootDN: cn=admin,dc=fairshare,dc=test
+olcAccess: to * by * read
+""" % {"dir": LDAP_DIR}
+LDAP_DATA = """dn: dc=fairshare,dc=test
+objectClass: dcObject
+objectClass: organization
+dc: fairshare
+o: fairshare test directory
+
+dn: ou=people,dc=fairshare,dc=test
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,dc=fairshare,dc=test
+objectClass: organizationalUnit
+ou: groups
+
+dn: uid=ldstu,ou=people,dc=fairshare,dc=test
+objectClass: inetOrgPerson
+objectClass: posixAccount
+uid: ldstu
+cn: ldstu
+sn: Student
+uidNumber: 200001
+gidNumber: 200001
+homeDirectory: /home/ldstu
+loginShell: /bin/sh
+
+dn: cn=ldstu,ou=groups,dc=fairshare,dc=test
+objectClass: posixGroup
+cn: ldstu
+gidNumber: 200001
+
+dn: cn=students,ou=groups,dc=fairshare,dc=test
+objectClass: posixGroup
+cn: students
+gidNumber: 200100
+memberUid: ldstu
+"""
+SSSD_CONF = """[sssd]
+services = nss, pam
+domains = lab
+
+[domain/lab]
+id_provider = ldap
+auth_provider = none
+access_provider = permit
+ldap_uri = ldap://127.0.0.1:3890
+ldap_search_base = dc=fairshare,dc=test
+ldap_schema = rfc2307
+ldap_id_use_start_tls = false
+enumerate = false
+cache_credentials = false
+"""
+DIRECTORY_POLICY = {
+    "defaults": {"memory": {"max": "512M"}, "pids": {"max": 300}},
+    "tiers": {"student": {"match": {"groups": ["students"]}, "memory": {"max": "96M"}, "cpu": {"max": "20%"}}},
+}
+# the user's own measure of a busy loop: CPU seconds its slice used per second of wall time
+SPIN = ("import time\nf = '/sys/fs/cgroup/user.slice/user-%d.slice/cpu.stat'\n"
+        "use = lambda: int(open(f).read().split()[1])\nu0, t0 = use(), time.time()\n"
+        "while time.time() - t0 < 4:\n    pass\nprint('ratio=%%.3f' %% ((use() - u0) / 1e6 / (time.time() - t0)))\n")
+USAGE_TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "profiles", "files", "fairshare-usage")
+
+
+def test_directory_users_get_their_tier_at_first_login(guest):
+    """Issue 13 on systemd: an OpenLDAP user (uid 200001, directory group students) that SSSD does not
+    enumerate - so no run could list them - gets the student tier at their first ssh login through
+    the login resolver (PAM line, runtime drop-in, set-property): killed past the tier's 96M (the
+    defaults would allow 512M), a busy loop held at the tier's 20% cpu.max, and fairshare-usage
+    shows the tier."""
+    ssh = guest["ssh"]
+    policy = DIRECTORY_POLICY
+    with open(USAGE_TOOL) as fh:
+        usage_tool = fh.read()
+    host_args = {"login": {"policy": policy, "parent": "fairshare"}, "session_hook": "/usr/local/sbin/fairshare-login",
+                 "pam_files": ["/etc/pam.d/common-session", "/etc/pam.d/common-session-noninteractive"],
+                 "pam_config": "fairshare-session", "usage_tool": usage_tool,
+                 "data": {"profiles": {}, "parent": "fairshare"}}
+    try:
+        ssh("set -e; pkill -F %(d)s/slapd.pid 2>/dev/null || true; rm -rf %(d)s; mkdir -p %(d)s/config %(d)s/db; "
+            "printf %%s %(config)s > %(d)s/config.ldif; printf %%s %(data)s > %(d)s/data.ldif; "
+            "slapadd -q -n0 -F %(d)s/config -l %(d)s/config.ldif; slapadd -q -n1 -F %(d)s/config -l %(d)s/data.ldif; "
+            "slapd -h ldap://127.0.0.1:3890/ -F %(d)s/config; "
+            "install -m 600 /dev/null /etc/sssd/sssd.conf; printf %%s %(sssd)s > /etc/sssd/sssd.conf; "
+            "systemctl restart sssd; for i in $(seq 60); do getent passwd ldstu && break; sleep 1; done"
+            % {"d": LDAP_DIR, "config": shlex.quote(LDAP_CONFIG), "data": shlex.quote(LDAP_DATA),
+               "sssd": shlex.quote(SSSD_CONF)})
+        listed = ssh("getent passwd | cut -d: -f1").stdout.split()
+        groups = ssh("id -Gn ldstu").stdout.split()
+        print("directory user ldstu: %s; groups %s; in the enumeration: %s"
+              % (ssh("getent passwd ldstu").stdout.strip(), groups, "ldstu" in listed))
+        assert "ldstu" not in listed and "students" in groups  # what resource_facts sees: not this user
+
+        first = run_module("cgroup_limit", {"user_defaults": {"memory_max": "512M", "pids_max": 300}}, guest=guest)
+        assert first["changed"], first
+        host = run_module("profile_host", host_args, guest=guest, diff=True)
+        assert host["changed"], host
+        assert run_module("profile_host", host_args, guest=guest)["changed"] is False
+        pam = ssh("grep -n 'pam_systemd\\|fairshare-login' /etc/pam.d/common-session").stdout
+        print("common-session:\n" + pam)
+        assert "pam_exec.so quiet /usr/local/sbin/fairshare-login session" in pam
+
+        ssh("rm -f /root/fs-key /root/fs-key.pub; ssh-keygen -q -t ed25519 -N '' -f /root/fs-key; "
+            "install -d -o 200001 -g 200001 -m 700 /home/ldstu /home/ldstu/.ssh; "
+            "install -o 200001 -m 600 /root/fs-key.pub /home/ldstu/.ssh/authorized_keys")
+        where = ssh(SSH % ("ldstu", "cat /proc/self/cgroup")).stdout.splitlines()[0]
+        small = ssh(SSH % ("ldstu", shlex.quote(ALLOC % 48)), check=False)
+        big = ssh(SSH % ("ldstu", shlex.quote(ALLOC % 160)), check=False)
+        spin = ssh(SSH % ("ldstu", shlex.quote("python3 -c %s" % shlex.quote(SPIN % 200001))), check=False)
+        usage = ssh(SSH % ("ldstu", "fairshare-usage"), check=False).stdout
+        live = ssh("cat /sys/fs/cgroup/user.slice/user-200001.slice/memory.max "
+                   "/sys/fs/cgroup/user.slice/user-200001.slice/cpu.max").stdout.split("\n")
+        logged = ssh("journalctl -q -o cat -t fairshare-login | grep ldstu", check=False).stdout
+        ratio = float(spin.stdout.split("ratio=")[1].split()[0]) if "ratio=" in spin.stdout else None
+        print("ldstu's first ssh login in %s; 48 MiB rc=%d, 160 MiB under the tier's 96M rc=%d; busy loop used "
+              "%s CPU-s/s (cpu.max 20%%); slice memory.max %s, cpu.max %s\nfairshare-usage:\n%sjournal:\n%s"
+              % (where, rc_of(small), rc_of(big), ratio, live[0], live[1], usage, logged))
+        assert where.startswith("0::/user.slice/user-200001.slice/session-")
+        assert rc_of(small) == 0 and "survived" in small.stdout
+        assert rc_of(big) == 137 and "survived" not in big.stdout
+        assert ratio is not None and 0.02 <= ratio <= 0.3, spin.stdout
+        assert usage.splitlines()[0] == "ldstu (tier student), resolved at login", usage
+        assert "ldstu (uid 200001): tier student" in logged
+
+        # the role lists the user later: its own drop-in wins and the runtime one is gone
+        listed_run = run_module("cgroup_limit", {"user_defaults": {"memory_max": "512M", "pids_max": 300},
+                                                 "limits": [{"user": "ldstu", "memory_max": "200M"}]}, guest=guest)
+        assert listed_run["changed"], listed_run
+        runtime = ssh("ls -A /run/systemd/system/user-200001.slice.d 2>/dev/null", check=False).stdout
+        again = ssh(SSH % ("ldstu", shlex.quote(ALLOC % 160)), check=False)  # 160 MiB: within the role's 200M
+        print("listed by the role (200M): runtime drop-ins left %r; 160 MiB rc=%d" % (runtime, rc_of(again)))
+        assert runtime == "" and rc_of(again) == 0 and "survived" in again.stdout
+    finally:
+        run_module("profile_host", dict(host_args, login={}, session_hook="", usage_tool=""), guest=guest)
+        run_module("cgroup_limit", {"user_defaults": {}, "limits": [{"user": "ldstu", "state": "absent"}]},
+                   guest=guest)
+        ssh("loginctl terminate-user ldstu; sleep 1; pkill -F %s/slapd.pid; systemctl stop sssd; "
+            "rm -rf /etc/sssd/sssd.conf /var/lib/sss/db/* /home/ldstu %s /run/fairshare/login /root/fs-key*"
+            % (LDAP_DIR, LDAP_DIR),
+            check=False)

@@ -132,6 +132,25 @@ def test_systemd_backend_absent_and_check_mode(tmp_path):
     assert not dropin.exists() and not dropin.parent.exists()
 
 
+def test_systemd_backend_takes_the_login_resolvers_runtime_dropin_of_users_it_lists(tmp_path):
+    units, run = tmp_path / "units", tmp_path / "run"
+    for uid, text in ((1000, MANAGED_HEADER + "\n[Slice]\nMemoryMax=1\n"), (1001, "[Slice]\nMemoryMax=1\n")):
+        (run / ("user-%d.slice.d" % uid)).mkdir(parents=True)
+        (run / ("user-%d.slice.d" % uid) / b.LOGIN_RUNTIME_DROPIN).write_text(text)
+    layout = {"version": "v2", "v2_root": str(tmp_path), "v2_controllers": ["memory"], "v1": {}}
+    module = FakeModule()
+    plans = [plan(0, "user", "a", {"memory_max": "1G"}, uid=1000), plan(1, "user", "b", {"memory_max": "1G"}, uid=1001)]
+    check = b.SystemdBackend(Host(FakeModule(check_mode=True)), layout, unit_dir=str(units), runtime_dir=str(run))
+    assert check.apply(plans, False)["changed"] and (run / "user-1000.slice.d").exists()
+    out = b.SystemdBackend(Host(module), layout, unit_dir=str(units), runtime_dir=str(run)).apply(plans, False)
+    assert out["changed"] and out["daemon_reload"]
+    assert not (run / "user-1000.slice.d").exists()  # ours: gone with its directory, in the same reload
+    assert (run / "user-1001.slice.d" / b.LOGIN_RUNTIME_DROPIN).exists()  # not ours: left alone
+    assert [d["before_header"] for d in out["diff"]][-2] == str(run / "user-1000.slice.d" / b.LOGIN_RUNTIME_DROPIN)
+    again = b.SystemdBackend(Host(module), layout, unit_dir=str(units), runtime_dir=str(run)).apply(plans, False)
+    assert not again["changed"]
+
+
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_systemd_version_from_layout(version):
     layout = {"version": version, "v2_root": "/x", "v2_controllers": [], "v1": {"memory": "/m"} if version == "v1" else {}}

@@ -110,3 +110,79 @@ def test_session_hook_hands_unlisted_uids_to_the_resolver_with_an_empty_environm
     assert "LOGIN_TOOL=%s\n" % LOGIN_TOOL in text
     assert 'exec /usr/bin/env -i PAM_TYPE="$PAM_TYPE" PAM_USER="$PAM_USER" "$LOGIN_TOOL" session' in text
     assert "PATH=/usr/sbin:/usr/bin:/sbin:/bin\n" in text and "\nexport PATH\nunset ENV CDPATH\n" in text
+
+
+# --------------------------------------------------------------------------- systemd hosts
+
+class Recorder(object):
+    """What Host needs: records the commands instead of running them."""
+    check_mode = False
+
+    def __init__(self):
+        self.commands = []
+
+    def run_command(self, argv, data=None, environ_update=None):
+        self.commands.append(list(argv))
+        return 0, "", ""
+
+
+def systemd_call(tmp_path, user, doc=None, version="v2"):
+    from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
+    doc = doc or {"policy": dict(POLICY, users={}), "parent": "fairshare"}
+    limits, prof = login.login_limits(doc, user, "systemd")
+    rec = Recorder()
+    done = login.systemd_session(Host(rec), doc, user, limits, prof, version,
+                                 unit_dir=str(tmp_path / "etc"), runtime_dir=str(tmp_path / "run"))
+    path = tmp_path / "run" / ("user-%d.slice.d" % user["uid"]) / login.RUNTIME_DROPIN
+    return done, rec.commands, path
+
+
+def test_systemd_tier_users_get_a_runtime_dropin_and_the_live_slice(tmp_path):
+    erin = {"name": "erin", "uid": 200100, "groups": ["students"]}
+    done, commands, path = systemd_call(tmp_path, erin)
+    assert path.read_text().splitlines()[1:] == ["[Slice]", "CPUWeight=100", "CPUQuota=100%", "MemoryMax=1073741824"]
+    assert path.read_text().startswith(login.MANAGED_HEADER) and oct(path.stat().st_mode & 0o777) == "0o644"
+    assert commands == [["systemctl", "set-property", "--runtime", "user-200100.slice",
+                         "CPUWeight=100", "CPUQuota=100%", "MemoryMax=1073741824"]]
+    assert "runtime drop-in" in done
+    # the same user, now without the tier: the runtime drop-in goes, the live slice gets the template's values
+    done, commands, path = systemd_call(tmp_path, dict(erin, uid=200100, groups=[]),
+                                        {"policy": {"defaults": POLICY["defaults"]}, "parent": "fairshare"})
+    assert not path.exists() and "defaults" in done
+    assert commands == [["systemctl", "set-property", "--runtime", "user-200100.slice",
+                         "CPUWeight=100", "MemoryMax=2147483648"]]
+
+
+def test_systemd_defaults_only_and_listed_users_cost_no_systemctl_call(tmp_path):
+    frank = {"name": "frank", "uid": 1502, "groups": []}
+    done, commands, path = systemd_call(tmp_path, frank)
+    assert (done, commands, path.exists()) == ("the template's defaults", [], False)
+    own = tmp_path / "etc" / "user-200100.slice.d" / "50-fairshare.conf"
+    own.parent.mkdir(parents=True)
+    own.write_text("listed by the role\n")
+    done, commands, path = systemd_call(tmp_path, {"name": "erin", "uid": 200100, "groups": ["students"]})
+    assert (done, commands, path.exists()) == ("the role's own drop-in", [], False)
+    done, commands, path = systemd_call(tmp_path, {"name": "root", "uid": 0, "groups": []})  # outside the policy
+    assert (commands, path.exists()) == ([], False)
+
+
+def test_systemd_unlimited_users_get_the_templates_properties_reset(tmp_path):
+    done, commands, path = systemd_call(tmp_path, {"name": "ann", "uid": 1600, "groups": ["wheel"]}, version="v2")
+    assert "MemoryMax=infinity" in path.read_text() and "CPUWeight=" in path.read_text().splitlines()
+    assert commands[0][:4] == ["systemctl", "set-property", "--runtime", "user-1600.slice"]
+    assert "MemoryMax=infinity" in commands[0]
+    none = {"policy": {"tiers": POLICY["tiers"]}, "parent": "fairshare"}  # no template: nothing to lift
+    assert systemd_call(tmp_path, {"name": "al", "uid": 1601, "groups": ["wheel"]}, none)[1] == []
+
+
+def test_save_profile_is_the_users_own_file(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    user = {"name": "erin", "uid": 200100, "groups": ["students"]}
+    prof = resolve(POLICY, [user])["erin"]
+    login.save_profile(user, prof, "fairshare", profile_dir=str(tmp_path / "p"))
+    path = tmp_path / "p" / "200100.json"
+    assert json.loads(path.read_text()) == {"user": "erin", "profile": prof, "parent": "fairshare"}
+    assert (path.stat().st_uid, oct(path.stat().st_mode & 0o777)) == (200100, "0o400")
+    login.save_profile(user, None, "fairshare", profile_dir=str(tmp_path / "q"))
+    assert not (tmp_path / "q").exists()

@@ -48,6 +48,12 @@ def test_pam_session_text_adds_our_line_once_and_removes_only_it():
     assert pf.pam_session_text(added) == debian  # removed: someone else's pam_exec line stays
     assert pf.pam_session_text("session required pam_unix.so", hook).startswith("session required pam_unix.so\n#")
     assert pf.SESSION_HOOK_RE.match(hook) and not pf.SESSION_HOOK_RE.match("/tmp/x.sh")
+    # systemd hosts: the login resolver itself is the hook; switching between the two leaves one line
+    resolver = pf.pam_session_text(added, "/usr/local/sbin/fairshare-login")
+    assert resolver == debian + pf.PAM_MARK + "\nsession optional pam_exec.so quiet /usr/local/sbin/fairshare-login session\n"
+    assert pf.pam_session_text(resolver, hook) == added and pf.pam_session_text(resolver) == debian
+    assert pf.SESSION_HOOK_RE.match("/usr/local/sbin/fairshare-login")
+    assert not pf.SESSION_HOOK_RE.match("/usr/local/sbin/fairshare-login-x")
 
 
 def test_pam_lines_of_others_and_the_pam_auth_update_profile():

@@ -100,3 +100,22 @@ def test_prometheus_file_never_writes_through_a_users_link(tool, tmp_path, monke
     assert not out.is_symlink() and 'fairshare_memory_bytes{user="alice"}' in out.read_text()
     assert oct(out.stat().st_mode & 0o777) == "0o644"
     assert sorted(p.name for p in out.parent.iterdir()) == ["fairshare.prom", "fairshare.prom.tmp"]
+
+
+def test_users_resolved_at_login_are_reported_with_their_tier(tool, tmp_path, monkeypatch, capsys):
+    """fairshare-login leaves /run/fairshare/login/UID.json for users profiles.json does not list."""
+    monkeypatch.setattr(tool, "LOGIN_PROFILES", str(tmp_path / "login"))
+    (tmp_path / "login").mkdir()
+    prof = resolve({"defaults": {"memory": {"max": "1G"}}, "min_uid": 0,
+                    "tiers": {"student": {"match": {"groups": ["students"]}, "memory": {"max": "512M"}}}},
+                   [{"name": "dora", "uid": os.getuid(), "groups": ["students"]}])["dora"]
+    (tmp_path / "login" / ("%d.json" % os.getuid())).write_text(json.dumps({"user": "dora", "profile": prof,
+                                                                             "parent": "fairshare"}))
+    (tmp_path / "login" / "broken.json").write_text("{")
+    profiles = tool.login_profiles({}, [os.getuid()])
+    assert list(profiles) == ["dora"] and profiles["dora"]["tier"] == "student"
+    assert profiles["dora"]["source"] == "login"
+    assert tool.login_profiles({"dora": {"tier": "listed"}}, None)["dora"] == {"tier": "listed"}  # the run's wins
+    rep = tool.report("dora", profiles["dora"], "fairshare")
+    assert rep["memory"]["max"] == 512 << 20 and rep["source"] == "login"
+    assert tool.text(rep).splitlines()[0] == "dora (tier student), resolved at login"
