@@ -53,6 +53,59 @@ def read_usage(dirs, version, read):
     return out
 
 
+# A container's own cgroup, as the engines name it: docker-ID.scope, libpod-ID.scope, crio-ID.scope,
+# cri-containerd-ID.scope (systemd driver), or ID below a docker/, libpod_parent/, lxc/ ... directory
+# (cgroupfs driver).
+_CONTAINER_SCOPE = re.compile(r"^(docker|libpod|crio|cri-containerd|podman)-([0-9a-f]{12,64})\.scope$")
+_CONTAINER_DIR = re.compile(r"^[0-9a-f]{64}$")
+_ENGINE_DIRS = {"docker": "docker", "libpod_parent": "podman", "lxc": "lxc", "lxc.payload": "lxc", "crio": "crio",
+                "containerd": "containerd"}
+
+
+def container_of(relpath):
+    """A cgroup path (relative to the hierarchy's root) -> (engine, id) when it is a container's own, else None."""
+    parts = relpath.strip("/").split("/")
+    match = _CONTAINER_SCOPE.match(parts[-1])
+    if match:
+        return ("podman" if match.group(1) == "libpod" else match.group(1)), match.group(2)[:12]
+    if len(parts) >= 2 and _CONTAINER_DIR.match(parts[-1]):
+        for part in parts[:-1]:
+            if part in _ENGINE_DIRS:
+                return _ENGINE_DIRS[part], parts[-1][:12]
+    return None
+
+
+def containers_outside(root, inside=("user.slice",), read=None, max_depth=6, limit=100):
+    """Containers whose cgroup is under none of the inside prefixes (user.slice; the cgroupfs
+    backend's parent): started by a root engine (docker, rootful podman, LXC), so outside every
+    user's limits. Walks the hierarchy at root (v2, or v1's memory) no deeper than max_depth and never
+    into a container. -> ([{cgroup, engine, id, memory_bytes}], more: bool) - at most limit."""
+    found, more = [], False
+    for current, dirs, _files in os.walk(root):
+        rel = os.path.relpath(current, root)
+        rel = "" if rel == "." else rel
+        depth = rel.count("/") + 1 if rel else 0
+        keep = []
+        for name in sorted(dirs):
+            sub = "%s/%s" % (rel, name) if rel else name
+            if any(sub == p or sub.startswith(p + "/") for p in inside):
+                continue
+            what = container_of(sub)
+            if what:
+                if len(found) >= limit:
+                    more = True
+                    continue
+                text = read(os.path.join(root, sub, "memory.current")) if read else None
+                if read and text is None:
+                    text = read(os.path.join(root, sub, "memory.usage_in_bytes"))
+                found.append({"cgroup": "/" + sub, "engine": what[0], "id": what[1],
+                              "memory_bytes": int(text) if text and text.strip().isdigit() else None})
+            elif depth + 1 < max_depth:
+                keep.append(name)
+        dirs[:] = keep
+    return found, more
+
+
 def parse_tc_class_stats(text):
     """`tc -s class show dev X` -> {classid: bytes sent}."""
     stats, current = {}, None

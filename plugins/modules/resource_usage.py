@@ -63,6 +63,21 @@ usage:
   sample:
     - {user: alice, uid: 1000, active: true, memory_bytes: 536870912, tasks: 12, cpu_usec: 9876543, oom_kills: 0,
        quota: {/home: {blocks: 1048576, inodes: 120}}, net_bytes_sent: 123456}
+containers_outside:
+  description:
+    - Running containers whose cgroup is in no user's slice (C(user.slice)) and, without systemd, not under
+      O(parent) - started by a root engine (rootful docker or podman, LXC), so under no user's limits. A user's
+      rootless podman runs inside the user's slice and is not listed.
+    - At most 100; RV(containers_outside_truncated) says when there were more.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {cgroup: /system.slice/docker-4f1c2a9b8e7d.scope, engine: docker, id: 4f1c2a9b8e7d, memory_bytes: 73400320}
+containers_outside_truncated:
+  description: More containers than RV(containers_outside) holds are outside the users' slices.
+  returned: always
+  type: bool
 """
 
 import json
@@ -77,7 +92,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.quota_model im
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import NFT_TABLE, parse_nft_rules
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 from ansible_collections.fairshare.resources.plugins.module_utils.usage import (
-    parse_tc_class_stats, read_usage, user_cgroup,
+    containers_outside, parse_tc_class_stats, read_usage, user_cgroup,
 )
 
 
@@ -111,6 +126,9 @@ def main():
             classes = dict(parse_nft_rules(json.loads(out))) if rc == 0 else {}
     except CommandError as exc:
         module.fail_json(msg=str(exc))
+    root = layout["v2_root"] if "memory" not in layout["v1"] else layout["v1"]["memory"]
+    inside = ["user.slice"] + ([] if systemd else [module.params["parent"]])
+    outside, more = containers_outside(root, inside, host.read) if root else ([], False)
     usage = []
     for pw in entries:
         dirs = user_cgroup(layout, pw.pw_uid, module.params["parent"], systemd)
@@ -123,7 +141,7 @@ def main():
         if module.params["interface"]:
             entry["net_bytes_sent"] = sent.get(classes[pw.pw_uid]) if pw.pw_uid in classes else None
         usage.append(entry)
-    module.exit_json(changed=False, usage=usage)
+    module.exit_json(changed=False, usage=usage, containers_outside=outside, containers_outside_truncated=more)
 
 
 if __name__ == "__main__":

@@ -275,3 +275,53 @@ def test_directory_users_get_their_tier_at_first_login(guest):
             "rm -rf /etc/sssd/sssd.conf /var/lib/sss/db/* /home/ldstu %s /run/fairshare/login /root/fs-key*"
             % (LDAP_DIR, LDAP_DIR),
             check=False)
+
+
+def test_containers_run_in_the_users_limits_or_are_reported(guest):
+    """Issue 13 item 5: a user's rootless podman container (a busybox image built and imported on the
+    guest: no registry) runs inside the user's slice and is killed at the user's memory.max; a container
+    of root's podman runs outside every user's slice and resource_usage and fairshare-usage --all list it
+    (and not the user's)."""
+    ssh = guest["ssh"]
+    with open(USAGE_TOOL) as fh:
+        usage_tool = fh.read()
+    run = "podman run --rm --network none localhost/fs-busybox /bin/busybox"
+    try:
+        ssh("id fspod >/dev/null 2>&1 || useradd -m -s /bin/sh fspod; grep -q '^fspod:' /etc/subuid || "
+            "usermod --add-subuids 300000-365535 --add-subgids 300000-365535 fspod; "
+            "rm -rf /tmp/fs-bb /root/fs-key*; mkdir -p /tmp/fs-bb/bin && cp /bin/busybox /tmp/fs-bb/bin/ && "
+            "tar -C /tmp/fs-bb -cf /tmp/fs-bb.tar . && chmod 644 /tmp/fs-bb.tar; "
+            "ssh-keygen -q -t ed25519 -N '' -f /root/fs-key; install -d -o fspod -m 700 /home/fspod/.ssh; "
+            "install -o fspod -m 600 /root/fs-key.pub /home/fspod/.ssh/authorized_keys")
+        uid = int(ssh("id -u fspod").stdout)
+        limits = run_module("cgroup_limit", {"limits": [{"user": "fspod", "memory_max": "96M"}]}, guest=guest)
+        assert limits["changed"], limits
+        run_module("profile_host", {"usage_tool": usage_tool, "data": {"profiles": {}, "parent": "fairshare"}},
+                   guest=guest)
+        imported = ssh(SSH % ("fspod", "podman import -q /tmp/fs-bb.tar localhost/fs-busybox"), check=False)
+        assert rc_of(imported) == 0, imported.stdout + imported.stderr
+        small = ssh(SSH % ("fspod", shlex.quote("%s dd if=/dev/zero of=/dev/null bs=48M count=1" % run)), check=False)
+        big = ssh(SSH % ("fspod", shlex.quote("%s dd if=/dev/zero of=/dev/null bs=160M count=1" % run)), check=False)
+        ssh(SSH % ("fspod", "podman run -d --name fs-user --network none localhost/fs-busybox /bin/busybox sleep 300"))
+        pid = ssh(SSH % ("fspod", "podman inspect -f '{{.State.Pid}}' fs-user")).stdout.split()[0]
+        where = ssh("cat /proc/%s/cgroup" % pid).stdout.strip()
+        print("fspod's rootless container in %s; dd 48M rc=%d, dd 160M under 96M rc=%d"
+              % (where, rc_of(small), rc_of(big)))
+        assert where.startswith("0::/user.slice/user-%d.slice/" % uid), where
+        assert rc_of(small) == 0 and rc_of(big) == 137, small.stdout + big.stdout
+
+        ssh("podman import -q /tmp/fs-bb.tar localhost/fs-busybox >/dev/null && podman run -d --name fs-root "
+            "--network none localhost/fs-busybox /bin/busybox sleep 300 >/dev/null")
+        root_id = ssh("podman inspect -f '{{.Id}}' fs-root").stdout.strip()
+        usage = run_module("resource_usage", {"users": ["fspod"]}, guest=guest)
+        listed = ssh("fairshare-usage --all").stdout
+        print("root's container %s; resource_usage containers_outside %s\nfairshare-usage --all:\n%s"
+              % (root_id[:12], usage["containers_outside"], listed))
+        assert [c["id"] for c in usage["containers_outside"]] == [root_id[:12]], usage
+        assert usage["containers_outside"][0]["engine"] == "podman"
+        assert "container /machine.slice/libpod-%s.scope" % root_id in listed and listed.count("container ") == 1
+    finally:
+        ssh("podman rm -f -t 0 fs-root; " + SSH % ("fspod", "podman rm -f -t 0 fs-user"), check=False)
+        run_module("cgroup_limit", {"limits": [{"user": "fspod", "state": "absent"}]}, guest=guest)
+        ssh("loginctl terminate-user fspod; sleep 1; userdel -r fspod; rm -rf /tmp/fs-bb /tmp/fs-bb.tar /root/fs-key*",
+            check=False)

@@ -1,3 +1,5 @@
+import os
+
 from ansible_collections.fairshare.resources.plugins.module_utils import usage as u
 
 V1 = {"version": "hybrid", "v2_root": "/sys/fs/cgroup/unified", "v2_controllers": ["hugetlb"],
@@ -27,3 +29,27 @@ def test_tc_class_stats():
             "class htb 1:2 parent 1:1 prio 0 rate 50Mbit ceil 50Mbit burst 1600b cburst 1600b\n"
             " Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0)\n")
     assert u.parse_tc_class_stats(text) == {"1:3e8": 123456, "1:2": 0}
+
+
+def test_containers_outside_the_users_slices(tmp_path):
+    """Root engines' containers (docker and podman scopes, docker's cgroupfs driver) are found; a user's
+    rootless podman inside user.slice and the cgroupfs backend's parent are not; nothing below a container."""
+    from ansible_collections.fairshare.resources.plugins.module_utils.usage import container_of, containers_outside
+    ids = ["%064x" % n for n in (1, 2, 3, 4)]
+    for rel in ("system.slice/docker-%s.scope/inner-%s.scope" % (ids[0], ids[3]),
+                "machine.slice/libpod-%s.scope/container" % ids[1],
+                "docker/%s" % ids[2],
+                "user.slice/user-1000.slice/user@1000.service/user.slice/libpod-%s.scope" % ids[3],
+                "fairshare/user-1001/docker/%s" % ids[3],
+                "system.slice/cron.service"):
+        (tmp_path / rel).mkdir(parents=True)
+    (tmp_path / "docker" / ids[2] / "memory.current").write_text("73400320\n")
+    found, more = containers_outside(str(tmp_path), ["user.slice", "fairshare"], lambda p: (
+        open(p).read() if os.path.exists(p) else None))
+    assert [(c["cgroup"], c["engine"], c["id"], c["memory_bytes"]) for c in found] == [
+        ("/docker/" + ids[2], "docker", ids[2][:12], 73400320),
+        ("/machine.slice/libpod-%s.scope" % ids[1], "podman", ids[1][:12], None),
+        ("/system.slice/docker-%s.scope" % ids[0], "docker", ids[0][:12], None)]
+    assert more is False
+    assert containers_outside(str(tmp_path), ["user.slice", "fairshare"], limit=1)[1] is True
+    assert container_of("/system.slice/cron.service") is None and container_of("/%s" % ids[0]) is None

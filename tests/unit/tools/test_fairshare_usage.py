@@ -109,8 +109,8 @@ def test_users_resolved_at_login_are_reported_with_their_tier(tool, tmp_path, mo
     prof = resolve({"defaults": {"memory": {"max": "1G"}}, "min_uid": 0,
                     "tiers": {"student": {"match": {"groups": ["students"]}, "memory": {"max": "512M"}}}},
                    [{"name": "dora", "uid": os.getuid(), "groups": ["students"]}])["dora"]
-    (tmp_path / "login" / ("%d.json" % os.getuid())).write_text(json.dumps({"user": "dora", "profile": prof,
-                                                                             "parent": "fairshare"}))
+    doc = {"user": "dora", "profile": prof, "parent": "fairshare"}
+    (tmp_path / "login" / ("%d.json" % os.getuid())).write_text(json.dumps(doc))
     (tmp_path / "login" / "broken.json").write_text("{")
     profiles = tool.login_profiles({}, [os.getuid()])
     assert list(profiles) == ["dora"] and profiles["dora"]["tier"] == "student"
@@ -119,3 +119,20 @@ def test_users_resolved_at_login_are_reported_with_their_tier(tool, tmp_path, mo
     rep = tool.report("dora", profiles["dora"], "fairshare")
     assert rep["memory"]["max"] == 512 << 20 and rep["source"] == "login"
     assert tool.text(rep).splitlines()[0] == "dora (tier student), resolved at login"
+
+
+def test_all_lists_containers_outside_every_users_slice(tool, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tool.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(tool, "LOGIN_PROFILES", str(tmp_path / "none"))
+    cid = "%064x" % 7
+    outside = tmp_path / "cg" / "system.slice" / ("docker-%s.scope" % cid)
+    outside.mkdir(parents=True)
+    (outside / "memory.current").write_text("%d\n" % (70 << 20))
+    (tmp_path / "cg" / "user.slice" / "user-1000.slice" / ("libpod-%s.scope" % cid)).mkdir()  # rootless: inside
+    (tmp_path / "profiles.json").write_text(json.dumps({"profiles": {}, "parent": "fairshare"}))  # nobody listed
+    assert tool.main(["--all"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("no user has a profile here\n")
+    assert "container /system.slice/docker-%s.scope: 70.0M, outside every user's limits" % cid in out
+    assert out.count("container ") == 1
+    assert tool.main(["--all", "--json"]) == 0 and isinstance(json.loads(capsys.readouterr().out), list)
