@@ -58,9 +58,10 @@ class Host(object):
         except (IOError, OSError):
             return None
 
-    def write_atomic(self, path, text, mode=None):
+    def write_atomic(self, path, text, mode=None, owner=None):
         """Write through a temporary file and a rename. mode None: a new file gets 0644 less the
-        umask and an existing one keeps its mode (what atomic_move does); else exactly mode."""
+        umask and an existing one keeps its mode (what atomic_move does); else exactly mode.
+        owner: a uid for the new file (its group stays root's)."""
         import tempfile  # here, not at the top: the login resolver imports this module and never writes files
         directory = os.path.dirname(path)
         if not os.path.isdir(directory):
@@ -70,6 +71,8 @@ class Host(object):
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
             os.chmod(tmp, 0o644 if mode is None else mode)
+            if owner is not None:
+                os.chown(tmp, owner, -1)
             self.module.atomic_move(tmp, path)
             if mode is not None:  # atomic_move would give a new file the umask's mode, an old one its own
                 os.chmod(path, mode)

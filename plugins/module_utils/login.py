@@ -253,32 +253,14 @@ def runtime_dropin(doc, user, limits, prof, version):
     return render_dropin(wanted, version)[0]
 
 
-def _write(path, text, mode, owner=None):
-    """Atomically, as root, in a directory of ours: never through a link a user put there."""
-    import tempfile
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(prefix=".fairshare-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            os.fchmod(fh.fileno(), mode)
-            if owner is not None:
-                os.fchown(fh.fileno(), owner, -1)
-        os.rename(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def save_profile(user, prof, parent, profile_dir=PROFILE_DIR):
-    """The profile a login resolved, for fairshare-usage: the user's own file (mode 0400)."""
+def save_profile(host, user, prof, parent, profile_dir=PROFILE_DIR):
+    """The profile a login resolved, for fairshare-usage: the user's own file (mode 0400), written as
+    root through a new file of ours and a rename, never through a link someone put there."""
     if prof is None:
         return
-    _write(os.path.join(profile_dir, "%d.json" % user["uid"]),
-           json.dumps({"user": user["name"], "profile": prof, "parent": parent}, sort_keys=True) + "\n",
-           0o400, owner=user["uid"])
+    host.write_atomic(os.path.join(profile_dir, "%d.json" % user["uid"]),
+                      json.dumps({"user": user["name"], "profile": prof, "parent": parent}, sort_keys=True) + "\n",
+                      0o400, owner=user["uid"])
 
 
 def systemd_session(host, doc, user, limits, prof, version, unit_dir=UNIT_DIR, runtime_dir=RUNTIME_DIR):
@@ -297,7 +279,7 @@ def systemd_session(host, doc, user, limits, prof, version, unit_dir=UNIT_DIR, r
         template = normalize_limits(user_defaults(doc["policy"]), "defaults")
         props = runtime_properties(render_dropin(template, version)[0]) if template else reset_properties(version)
     else:
-        _write(path, text, 0o644)
+        host.write_atomic(path, text, 0o644)
         props = runtime_properties(text)
     host.run(["systemctl", "set-property", "--runtime", unit] + props)
     return "runtime drop-in %s and the live slice" % path if text else "back to the template's defaults"
@@ -315,12 +297,13 @@ def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON)):
     fallback = len(problems) > 0
     for why in problems:
         log("%s (uid %d): %s" % (user["name"], user["uid"], why))
+    host = Host(_Direct())
     if doc is not None:
-        save_profile(user, prof, doc["parent"])
+        save_profile(host, user, prof, doc["parent"])
     if systemd:
         if doc is not None:
             layout = read_cgroup_layout()
-            done = systemd_session(Host(_Direct()), doc, user, limits, prof,
+            done = systemd_session(host, doc, user, limits, prof,
                                    "v1" if "memory" in layout["v1"] else "v2")
             what = ("defaults only (fallback)" if fallback else "outside the policy" if prof is None
                     else "tier %s" % (prof["tier"] or "none"))
@@ -330,7 +313,7 @@ def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON)):
         if fallback:
             log("%s (uid %d): no profile could be read; session left where it is" % (user["name"], user["uid"]))
         return
-    backend = CgroupfsBackend(Host(_Direct()), read_cgroup_layout(), doc["parent"])
+    backend = CgroupfsBackend(host, read_cgroup_layout(), doc["parent"])
     plans = build_plans(limits, "present", False, doc["parent"], Host.devnum, read_sys_uid_max())
     backend.apply(plans, False)
     dirs = backend.enter(pid)

@@ -59,9 +59,10 @@ options:
   session_hook:
     description:
       - The session script of M(fairshare.resources.cgroup_limit) for hosts without systemd
-        (RV(fairshare.resources.cgroup_limit#module:persist_script), C(/etc/fairshare/cgroupfs-<parent>.sh)). Each file of O(pam_files) gets one line at
-        its end, C(session optional pam_exec.so quiet <script> session), under a marker comment, so a login lands in
-        the user's cgroup.
+        (RV(fairshare.resources.cgroup_limit#module:persist_script), C(/etc/fairshare/cgroupfs-<parent>.sh)), or on
+        systemd hosts the login resolver itself, C(/usr/local/sbin/fairshare-login) (see O(login)). Each file of
+        O(pam_files) gets one line at its end, C(session optional pam_exec.so quiet <script> session), under a marker
+        comment, so a login lands in the user's cgroup (or, with systemd, gets the user's tier in their slice).
       - Empty or null removes that line (and only that line) from the O(pam_files).
     type: str
   pam_files:
@@ -99,6 +100,10 @@ options:
       - The host-side resolver for users the role could not list (directory users SSSD does not enumerate, users
         created after the run), on hosts where O(session_hook) runs at each login. V(null) leaves it as it is;
         V({}) (no O(login.policy)) removes it.
+      - On systemd hosts (O(session_hook) V(/usr/local/sbin/fairshare-login)) a user without a drop-in of
+        cgroup_limit's own, whose tier, rules or own block give more than the C(user-.slice) template's defaults,
+        gets C(/run/systemd/system/user-UID.slice.d/55-fairshare-login.conf) and the same values on the live slice
+        (C(systemctl set-property --runtime)) while the session opens.
       - Writes C(/etc/fairshare/login.json) (the policy and the parent; its C(users) block goes to
         C(/etc/fairshare/login-users.tsv), a line per user, so that a login reads only its own), C(/etc/fairshare/login-defaults.json) (the
         policy less tiers, rules and users - the fallback when the policy cannot be read or resolved), the
@@ -140,6 +145,13 @@ EXAMPLES = r"""
     session_hook: /etc/fairshare/cgroupfs-fairshare.sh
     pam_files: [/etc/pam.d/common-session, /etc/pam.d/common-session-noninteractive]
     login: {policy: "{{ fairshare_policy }}", parent: fairshare}
+
+- name: A systemd host - users the role never saw get their tier at their first login
+  fairshare.resources.profile_host:
+    session_hook: /usr/local/sbin/fairshare-login
+    pam_config: fairshare-session
+    pam_files: [/etc/pam.d/common-session, /etc/pam.d/common-session-noninteractive]
+    login: {policy: "{{ fairshare_policy }}"}
 
 - name: A RedHat host without systemd - logins go into the users' cgroups
   fairshare.resources.profile_host:
@@ -326,8 +338,8 @@ def main():
             module.fail_json(msg="plans: switching plans needs systemd timers; this host runs %s" % init, **result)
     hook = params["session_hook"] or None
     if hook and not SESSION_HOOK_RE.match(hook):
-        module.fail_json(msg="session_hook: %r is not a script of cgroup_limit persist; expected "
-                             "/etc/fairshare/cgroupfs-<parent>.sh" % hook, **result)
+        module.fail_json(msg="session_hook: %r is not a script of cgroup_limit persist nor the login resolver; "
+                             "expected /etc/fairshare/cgroupfs-<parent>.sh or %s" % (hook, LOGIN_TOOL), **result)
     for field in ("pam_files", "pam_systemd_files"):
         for path in params[field]:
             if not is_pam_file(path):

@@ -422,6 +422,8 @@ def test_users_the_run_never_listed_are_resolved_at_their_first_login(limited, s
                                              check=True).stdout)
         assert resolved["limits"] == [{"user": member.pw_name, "memory_max": "320M"}], resolved
         assert resolved["profile"]["tier"] == "big" and resolved["problems"] == []
+        saved = os.stat("/run/fairshare/login/%d.json" % member.pw_uid)  # for fairshare-usage: the user's own
+        assert (saved.st_uid, saved.st_mode & 0o777) == (member.pw_uid, 0o400)
 
         with open(LOGIN_JSON, "w") as fh:  # a policy that cannot be read: the defaults, and the reason logged
             fh.write("{broken")
@@ -444,6 +446,12 @@ def test_users_the_run_never_listed_are_resolved_at_their_first_login(limited, s
                 os.unlink("/etc/pam.d/" + service)
         gone = run_module("profile_host", {"login": {}})
         for name in created:
+            saved = "/run/fairshare/login/%d.json" % pwd.getpwnam(name).pw_uid
+            if os.path.exists(saved):  # what the resolver left for this test's users
+                os.unlink(saved)
             subprocess.run(["userdel", name], check=False)
+        for directory in ("/run/fairshare/login", "/run/fairshare"):
+            if os.path.isdir(directory) and not os.listdir(directory):
+                os.rmdir(directory)
         subprocess.run(["groupdel", group], check=False)
     assert gone["changed"] and not any(os.path.exists(p) for p in (LOGIN_TOOL, LOGIN_JSON, USERS_TSV)), gone

@@ -125,6 +125,8 @@ class Recorder(object):
         self.commands.append(list(argv))
         return 0, "", ""
 
+    atomic_move = staticmethod(os.rename)
+
 
 def systemd_call(tmp_path, user, doc=None, version="v2"):
     from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
@@ -180,9 +182,10 @@ def test_save_profile_is_the_users_own_file(tmp_path):
         pytest.skip("chown needs root")
     user = {"name": "erin", "uid": 200100, "groups": ["students"]}
     prof = resolve(POLICY, [user])["erin"]
-    login.save_profile(user, prof, "fairshare", profile_dir=str(tmp_path / "p"))
+    from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
+    login.save_profile(Host(login._Direct()), user, prof, "fairshare", profile_dir=str(tmp_path / "p"))
     path = tmp_path / "p" / "200100.json"
     assert json.loads(path.read_text()) == {"user": "erin", "profile": prof, "parent": "fairshare"}
     assert (path.stat().st_uid, oct(path.stat().st_mode & 0o777)) == (200100, "0o400")
-    login.save_profile(user, None, "fairshare", profile_dir=str(tmp_path / "q"))
+    login.save_profile(Host(login._Direct()), user, None, "fairshare", profile_dir=str(tmp_path / "q"))
     assert not (tmp_path / "q").exists()
