@@ -74,10 +74,10 @@ CRON_JOB = ("import sys\nopen(sys.argv[1] + '.cgroup', 'w').write(open('/proc/se
 
 
 def test_cron_jobs_run_in_the_users_slice(guest):
-    """profile_host pam_systemd_files: Debian's cron stack gets pam_systemd, so a crontab entry runs in
-    user-UID.slice, under the user's memory.max, instead of in cron.service."""
+    """profile_host pam_systemd_files: Debian's cron and atd stacks get pam_systemd, so a crontab entry and
+    an at job run in user-UID.slice, under the user's memory.max, instead of in cron.service/atd.service."""
     ssh = guest["ssh"]
-    ssh("id fscron >/dev/null 2>&1 || useradd -m -s /bin/sh fscron; systemctl start cron")
+    ssh("id fscron >/dev/null 2>&1 || useradd -m -s /bin/sh fscron; systemctl start cron atd")
     base = "/tmp/fs-cron"
     args = {"pam_systemd_files": ["/etc/pam.d/cron", "/etc/pam.d/atd"]}
     try:
@@ -87,7 +87,7 @@ def test_cron_jobs_run_in_the_users_slice(guest):
         assert first["changed"], first
         assert run_module("profile_host", args, guest=guest)["changed"] is False
         assert ssh("grep -c '^-session optional pam_systemd.so$' /etc/pam.d/cron").stdout.strip() == "1"
-        ssh("rm -f %s.*; printf %%s %s > %s.py" % (base, shlex.quote(CRON_JOB), base))
+        ssh("rm -f %s.* %s-at.*; printf %%s %s > %s.py" % (base, base, shlex.quote(CRON_JOB), base))
         ssh("echo '* * * * * python3 %s.py %s 160 > %s.out 2>&1; echo $? > %s.rc' | crontab -u fscron -"
             % (base, base, base, base))
         rc = ssh("for i in $(seq 150); do [ -s %s.rc ] && break; sleep 1; done; cat %s.rc" % (base, base),
@@ -97,12 +97,23 @@ def test_cron_jobs_run_in_the_users_slice(guest):
         print("cron job of fscron: %s; 160 MiB under 64M -> exit %s" % (cgroup, rc))
         assert cgroup.startswith("0::/user.slice/user-%d.slice/" % uid), cgroup
         assert rc == "137"
+        # an at job of the same user (atd's own PAM session, /etc/pam.d/atd)
+        queued = ssh("cd /tmp && echo 'python3 %s.py %s-at 160 > %s-at.out 2>&1; echo $? > %s-at.rc' | "
+                     "runuser -u fscron -- at now" % (base, base, base, base))  # at runs the job where it was queued
+        print("at: " + queued.stderr.strip().replace("\n", "; "))
+        at_rc = ssh("for i in $(seq 120); do [ -s %s-at.rc ] && break; sleep 1; done; cat %s-at.rc" % (base, base),
+                    check=False).stdout.strip()
+        at_cgroup = ssh("cat %s-at.cgroup" % base, check=False).stdout.strip()
+        print("at job of fscron: %s; 160 MiB under 64M -> exit %s" % (at_cgroup, at_rc))
+        assert at_cgroup.startswith("0::/user.slice/user-%d.slice/" % uid), at_cgroup
+        assert at_rc == "137"
         off = run_module("profile_host", dict(args, pam_systemd=False), guest=guest)
         assert off["changed"] and ssh("grep -c pam_systemd /etc/pam.d/cron", check=False).stdout.strip() == "0"
     finally:
         run_module("profile_host", dict(args, pam_systemd=False), guest=guest)
         run_module("cgroup_limit", {"limits": [{"user": "fscron", "state": "absent"}]}, guest=guest)
-        ssh("crontab -r -u fscron; rm -f %s.*; loginctl terminate-user fscron; sleep 1; userdel -r fscron" % base,
+        ssh("crontab -r -u fscron; rm -f %s.* %s-at.*; loginctl terminate-user fscron; sleep 1; userdel -r fscron"
+            % (base, base),
             check=False)
 
 
