@@ -123,13 +123,14 @@ molecule: molecule-host molecule-default molecule-cgroup_v1 molecule-containers
 TEST_LAYERS := unit sanity lint build galaxy integration molecule-host molecule-default
 # Each layer in turn, timed; the times are printed at the end (the README quotes them).
 test: setup
-	@rm -f build/test-times.txt; mkdir -p build; \
+	@rm -f build/test-times.txt; mkdir -p build; failed=""; \
 	for layer in $(TEST_LAYERS); do \
 	  start=$$(date +%s); \
-	  $(MAKE) --no-print-directory $$layer; \
+	  $(MAKE) --no-print-directory $$layer || failed="$$failed $$layer"; \
 	  echo "$$layer $$(( $$(date +%s) - start ))" >> build/test-times.txt; \
 	done; \
 	echo "make test: time per layer (s)"; column -t build/test-times.txt; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
 	echo "make test: all layers passed in $$(awk '{s += $$2} END {print s}' build/test-times.txt) s"
 
 clean:

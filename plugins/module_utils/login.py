@@ -263,11 +263,16 @@ def save_profile(host, user, prof, parent, profile_dir=PROFILE_DIR):
                       0o400, owner=user["uid"])
 
 
+def has_own_dropin(uid, unit_dir=UNIT_DIR):
+    """Has the user's slice a drop-in of cgroup_limit's (the role listed, masked or exempted them)?"""
+    return os.path.exists(os.path.join(unit_dir, "user-%d.slice.d" % uid, DROPIN_NAME))
+
+
 def systemd_session(host, doc, user, limits, prof, version, unit_dir=UNIT_DIR, runtime_dir=RUNTIME_DIR):
     """A systemd host: the user's slice gets what the policy gives them, unless the role listed them.
     -> what was done, a word for the log."""
     unit = "user-%d.slice" % user["uid"]
-    if os.path.exists(os.path.join(unit_dir, unit + ".d", DROPIN_NAME)):
+    if has_own_dropin(user["uid"], unit_dir):
         return "the role's own drop-in"  # a listed, exempt or system user: cgroup_limit's file wins
     path = os.path.join(runtime_dir, unit + ".d", RUNTIME_DROPIN)
     text = runtime_dropin(doc, user, limits, prof, version)
@@ -293,6 +298,8 @@ def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON)):
         log("%r is not a user (NSS); session left where it is" % name)
         return
     systemd = init_system() == "systemd"
+    if systemd and has_own_dropin(user["uid"]):
+        return  # listed, root, system, exempt or unlimited: the run decided; nothing to resolve
     doc, limits, prof, problems = decide(user, paths, "systemd" if systemd else "cgroupfs")
     fallback = len(problems) > 0
     for why in problems:

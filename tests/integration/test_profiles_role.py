@@ -37,6 +37,7 @@ POLICY = {"fairshare_policy": {
     "rules": [{"tier": "researcher", "when": {"group": "fsrt-staff"}}],
     "users": {"fsrt-alice": {"memory": {"max": "6G"}}}}}
 LATE = "fsrt-late"  # created after the run
+LATE_UID = 42010
 EXPECTED = {"fsrt-alice": (6 << 30, 400000), "fsrt-sam": (1 << 30, 100000), "fsrt-stan": (4 << 30, 400000),
             "fsrt-none": (2 << 30, 200000)}
 
@@ -64,8 +65,12 @@ def people(tmp_path):
             if os.path.exists(path):
                 os.unlink(path)
         shutil.rmtree(LIB_DIR, ignore_errors=True)
-        if os.path.isdir("/etc/fairshare") and not os.listdir("/etc/fairshare"):
-            os.rmdir("/etc/fairshare")
+        for uid in [u for _n, u, _g in USERS] + [LATE_UID]:  # profiles the login resolver left for fairshare-usage
+            if os.path.exists("/run/fairshare/login/%d.json" % uid):
+                os.unlink("/run/fairshare/login/%d.json" % uid)
+        for directory in ("/etc/fairshare", "/run/fairshare/login", "/run/fairshare"):
+            if os.path.isdir(directory) and not os.listdir(directory):
+                os.rmdir(directory)
 
 
 def site(policy_file, extra):
@@ -113,7 +118,7 @@ def test_site_applies_the_resolved_profiles(people):
     assert login["signal"] == 9 and not login["survived"]
 
     # a student made after the run (the run never listed her): the resolver the role left gives her the tier
-    subprocess.run(["useradd", "-M", "-u", "42010", "-G", "fsrt-students", LATE], check=True)
+    subprocess.run(["useradd", "-M", "-u", str(LATE_UID), "-G", "fsrt-students", LATE], check=True)
     late = pam_session(PAM_SERVICE, pwd.getpwnam(LATE), 1200)
     print("PAM login of %s, created after the run: memory cgroup %s; 1200 MiB under the student 1G (the defaults "
           "would allow 2G) -> signal %s" % (LATE, late["cgroups"]["memory"], late["signal"]))
@@ -149,7 +154,10 @@ def test_site_applies_the_resolved_profiles(people):
     finally:
         hold.kill()
         hold.wait()
-    assert set(reports) == set(EXPECTED)
+    # the run's profiles, and the late user's as the login resolver gave it at the login above
+    assert set(reports) == set(EXPECTED) | {LATE}, sorted(reports)
+    assert reports[LATE]["source"] == "login" and reports[LATE]["memory"]["max"] == 1 << 30, reports[LATE]
+    assert all(reports[name]["source"] == "run" for name in EXPECTED)
     for name, (memory, _quota) in EXPECTED.items():
         assert reports[name]["memory"]["max"] == memory, name
     print("fairshare-usage: fsrt-sam uses %d bytes of %d" % (reports["fsrt-sam"]["memory"]["used"], 1 << 30))

@@ -13,13 +13,17 @@ NS_ARGS = dict(interface="gA", egress={"rate": "100mbit", "default": {"rate": "1
                                        "classes": [{"user": "fsnet", "rate": "5mbit", "ceil": "5mbit"}]})
 
 
+# fsnet's uid is an id-mapped directory user's (above 65535): its class id is allocated, not the uid in hex
+BIG_UID = 200050
+
+
 def in_ns(guest):
     """The guest's python, entered into the namespace gA lives in (a wrapper: ansible takes no interpreter args)."""
     return dict(guest, python="/usr/local/bin/python3-gcli")
 
 
 def test_fq_codel_leaves_and_rates_in_the_guest(guest):
-    guest["ssh"]("id fsnet || useradd fsnet; "
+    guest["ssh"]("id fsnet || useradd -u %d fsnet; " % BIG_UID +
                  "printf '#!/bin/sh\\nexec nsenter --net=/run/netns/gcli /usr/bin/python3 \"$@\"\\n' "
                  "> /usr/local/bin/python3-gcli && chmod 755 /usr/local/bin/python3-gcli; "
                  "ip netns add gcli; ip netns add gsrv; "
@@ -41,8 +45,9 @@ def test_fq_codel_leaves_and_rates_in_the_guest(guest):
             "python3 -c \"import json; print(*[json.load(open(f))['end']['sum_received']['bits_per_second'] "
             "for f in ('u.json', 'r.json')])\"").stdout.split()
         user_bps, root_bps = float(out[0]), float(out[1])
-        print("guest (fq_codel leaves): user at 5mbit %.2f Mbit/s, root (default 10mbit) %.2f Mbit/s"
-              % (user_bps / 1e6, root_bps / 1e6))
+        print("guest (fq_codel leaves): user uid %d (class %s) at 5mbit %.2f Mbit/s, root (default 10mbit) %.2f Mbit/s"
+              % (BIG_UID, first["classes"][0]["classid"], user_bps / 1e6, root_bps / 1e6))
+        assert first["classes"][0]["uid"] == BIG_UID
         assert abs(user_bps - 5e6) <= 0.5e6 and abs(root_bps - 10e6) <= 1e6
     finally:
         run_module("tc_shape", {"state": "absent"}, guest=in_ns(guest))
@@ -51,7 +56,7 @@ def test_fq_codel_leaves_and_rates_in_the_guest(guest):
 
 
 def test_persisted_shaping_is_back_after_reboot(guest):
-    guest["ssh"]("id fsnet || useradd fsnet")
+    guest["ssh"]("id fsnet || useradd -u %d fsnet" % BIG_UID)
     args = dict(interface="auto", persist=True, egress={"rate": "1gbit", "default": {"rate": "500mbit", "ceil": "1gbit"},
                                                         "classes": [{"user": "fsnet", "rate": "10mbit", "ceil": "20mbit"}]})
     first = run_module("tc_shape", args, guest=guest)
@@ -61,7 +66,7 @@ def test_persisted_shaping_is_back_after_reboot(guest):
     state = guest["ssh"]("systemctl is-active fairshare-tc.service; tc class show dev %s; "
                          "nft list table inet fairshare" % nic).stdout
     print("after reboot on %s:\n%s" % (nic, state))
-    assert state.startswith("active") and "class htb 1:%x" % first["classes"][0]["uid"] in state
+    assert state.startswith("active") and "class htb %s " % first["classes"][0]["classid"] in state
     assert "rate 10Mbit ceil 20Mbit" in state and "meta skuid %d" % first["classes"][0]["uid"] in state
     assert run_module("tc_shape", args, guest=guest)["changed"] is False
     gone = run_module("tc_shape", {"state": "absent"}, guest=guest)

@@ -189,3 +189,17 @@ def test_save_profile_is_the_users_own_file(tmp_path):
     assert (path.stat().st_uid, oct(path.stat().st_mode & 0o777)) == (200100, "0o400")
     login.save_profile(Host(login._Direct()), user, None, "fairshare", profile_dir=str(tmp_path / "q"))
     assert not (tmp_path / "q").exists()
+
+
+def test_systemd_logins_of_users_the_run_decided_resolve_nothing(monkeypatch):
+    """A user with cgroup_limit's own drop-in costs only Python's start: no policy read, no resolve."""
+    monkeypatch.setattr(login, "init_system", lambda: "systemd")
+    monkeypatch.setattr(login, "nss_user", lambda name: {"name": name, "uid": 1500, "groups": []})
+    seen = []
+    monkeypatch.setattr(login, "has_own_dropin", lambda uid: seen.append(uid) or True)
+
+    def no_decide(*_a):
+        raise AssertionError("resolved a user the run decided")
+    monkeypatch.setattr(login, "decide", no_decide)
+    login.session("erin", 1)
+    assert seen == [1500]
