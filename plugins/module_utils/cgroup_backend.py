@@ -19,8 +19,9 @@ import os
 import pwd
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
-    DROPIN_NAME, MANAGED_HEADER, cgroup_relpath, check_protected, controllers_needed, display_limits,
-    expected_files, normalize_limits, parse_systemctl_show, parse_target, render_dropin, reset_value, same_value,
+    DROPIN_NAME, INHERIT, IO_WEIGHT_FILES, MANAGED_HEADER, PER_DEVICE, cgroup_relpath, check_protected,
+    controllers_needed, device_reset, display_limits, expected_files, normalize_limits, parse_systemctl_show,
+    parse_target, render_dropin, reset_files, reset_value, same_value,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
     SCRIPT_DIR, SESSION_LEAF, parse_targets, render_targets, script_path,
@@ -318,7 +319,7 @@ class SystemdBackend(_Layout):
                     self.host.remove(path)
                 else:
                     self.host.write_atomic(path, text)
-            self.host.run(["systemctl", "daemon-reload"])
+            self.host.change(["systemctl", "daemon-reload"])
             reloaded = True
         self.verify(plans, results)
         return {"targets": results, "removed": removed, "diff": diffs, "daemon_reload": reloaded,
@@ -407,7 +408,8 @@ class CgroupfsBackend(_Layout):
         for plan in plans:
             res = plan.result()
             res.update(path=plan.relpath, cgroup_parent="/" + plan.relpath)
-            files, warnings = expected_files(plan.limits, self.version_of, devnum=self.host.devnum) \
+            files, warnings = expected_files(plan.limits, self.version_of, devnum=self.host.devnum,
+                                             io_weight_file=self.io_weight_file(plan.relpath)) \
                 if plan.state == "present" else ([], [])
             res["warnings"].extend(warnings)
             planned.append(files)
@@ -479,16 +481,16 @@ class CgroupfsBackend(_Layout):
         for relpath in self.dropped:
             after_made = set(r for r in after_made if r != relpath and not r.startswith(relpath + "/"))
         if not self.host.check_mode:
+            # what will be made is registered first: a run that fails half-way leaves nothing unknown
+            making = made | after_made
+            if making != made:
+                self._register(making)
             for plan, todo in writes:
                 self._write(plan, todo)
             for relpath, dirs in removals:
                 self._remove(dirs)
-            if after_made != made or (after_made and self.host.read(self.registry_path()) is None):
-                if after_made:
-                    self.host.write_atomic(self.registry_path(), json.dumps({"made": sorted(after_made)}, indent=1)
-                                           + "\n", mode=0o644)
-                else:
-                    self.host.remove(self.registry_path(), prune=False)
+            if after_made != making or (after_made and self.host.read(self.registry_path()) is None):
+                self._register(after_made)
         for plan, res, files in zip(plans, results, planned):
             if plan.state == "present":
                 res["verified"] = dict((f, self.read_value(os.path.join(self.dir_of(c, plan.relpath), f)))
@@ -502,6 +504,13 @@ class CgroupfsBackend(_Layout):
                 res["verified"] = {}
         return {"targets": results, "removed": removed, "diff": diffs, "left": self.left[:50],
                 "changed": bool(writes or removals), "parent": self.parent}
+
+    def _register(self, made):
+        if made:
+            self.host.write_atomic(self.registry_path(), json.dumps({"made": sorted(made)}, indent=1) + "\n",
+                                   mode=0o644)
+        else:
+            self.host.remove(self.registry_path(), prune=False)
 
     def persist(self, mode):
         """The parent's restore and session script (cgroupfs_persist). It covers every target of the
@@ -605,23 +614,56 @@ class CgroupfsBackend(_Layout):
         return dirs
 
     def _resets(self, plan, files, before, after):
-        """Scalar limits we set earlier that the target no longer asks for go back to no limit."""
+        """Limits we set earlier that the target no longer asks for go back to no limit: every
+        file a limit can live in (reset_files), each device line of ours no rule asks for, and
+        a cpuset back to its parent's."""
         wanted = set(f for _c, f, _v in files)
+        devices = set((f, v.split(" ", 1)[0]) for _c, f, v in files if reset_value(f, "v2") == PER_DEVICE
+                      or reset_value(f, "v1") == PER_DEVICE)
         todo = []
-        for ctrl in ("cpu", "memory", "pids"):
-            version = self.version_of(ctrl)
-            if version is None:
+        candidates = [(c, f) for v in ("v2", "v1") for c, f in reset_files(v) if self.version_of(c) == v]
+        weight = self.io_weight_file(plan.relpath)
+        if weight:
+            candidates.append(("io" if self.version_of("io") else "blkio", weight))
+        for ctrl, fname in candidates:
+            if fname in wanted and reset_value(fname, self.version_of(ctrl)) != PER_DEVICE:
                 continue
             cdir = self.dir_of(ctrl, plan.relpath)
-            for fname in _SCALAR_FILES[version].get(ctrl, []):
-                if fname in wanted:
-                    continue
-                live = self.read_value(os.path.join(cdir, fname))
-                reset = reset_value(fname, version)
-                if live is not None and reset is not None and not same_value(fname, reset, live):
-                    before[fname], after[fname] = live, reset
-                    todo.append((ctrl, fname, reset))
+            live = self.read_value(os.path.join(cdir, fname))
+            if live is None:
+                continue
+            reset = reset_value(fname, self.version_of(ctrl))
+            if reset == PER_DEVICE:
+                lines = [device_reset(fname, line) for line in live.splitlines()]
+                lines = [line for line in lines if line and (fname, line.split(" ", 1)[0]) not in devices]
+                if lines:
+                    before[fname], after[fname] = live, "\n".join(lines)
+                    todo.extend((ctrl, fname, line) for line in lines)
+                continue
+            if reset == INHERIT:
+                reset = "" if self.version_of(ctrl) == "v2" else \
+                    self.read_value(os.path.join(os.path.dirname(cdir.rstrip("/")), fname)) or ""
+            if not same_value(fname, reset, live):
+                before[fname], after[fname] = live, reset
+                todo.append((ctrl, fname, reset))
         return todo
+
+    def io_weight_file(self, relpath):
+        """The I/O weight file this kernel has (IO_WEIGHT_FILES), None where it has none: looked
+        for in the target, then the managed parent, then by its mark in the controller's root."""
+        ctrl = "io" if self.version_of("io") == "v2" else "blkio" if self.version_of("blkio") == "v1" else None
+        if ctrl is None:
+            return None
+        choices = IO_WEIGHT_FILES[self.version_of(ctrl)]
+        for rel in (relpath, self.parent):
+            cdir = self.dir_of(ctrl, rel)
+            if os.path.isdir(cdir):
+                found = [name for name, _f, _m, _mark in choices if os.path.exists(os.path.join(cdir, name))]
+                if found:
+                    return found[0]
+        root = self.root_of(ctrl)
+        found = [name for name, _f, _m, mark in choices if mark and os.path.exists(os.path.join(root, mark))]
+        return found[0] if found else None
 
     def _ensure_dir(self, ctrl, relpath):
         """mkdir -p under the controller root: v2 enables +ctrl in each ancestor's
@@ -650,7 +692,8 @@ class CgroupfsBackend(_Layout):
             self._ensure_dir(ctrl, plan.relpath)
         for ctrl, fname, value in todo:
             try:
-                self.host.write_kernel(os.path.join(self.dir_of(ctrl, plan.relpath), fname), value)
+                # an empty cpuset (v2: the parent's) is written as a newline: an empty write() never reaches the kernel
+                self.host.write_kernel(os.path.join(self.dir_of(ctrl, plan.relpath), fname), value or "\n")
             except (IOError, OSError) as exc:
                 raise BackendError("%s: writing %r to %s failed: %s" % (plan.label, value, fname, exc))
 
@@ -688,13 +731,6 @@ class CgroupfsBackend(_Layout):
                         if exc.errno != errno.ESRCH:
                             raise
                 self.host.rmdir(path)
-
-
-_SCALAR_FILES = {
-    "v2": {"cpu": ["cpu.weight", "cpu.max"], "memory": ["memory.max", "memory.high", "memory.low", "memory.min"],
-           "pids": ["pids.max"]},
-    "v1": {"cpu": ["cpu.shares", "cpu.cfs_quota_us"], "memory": ["memory.limit_in_bytes"], "pids": ["pids.max"]},
-}
 
 
 def _render(values):

@@ -39,36 +39,64 @@ _SLICE_RE = re.compile(r"^%s(?:-%s)*\.slice$" % (_SLICE_PART, _SLICE_PART))
 _PATH_PART_RE = re.compile(r"^[A-Za-z0-9_.@:-]+$")
 _DEVNUM_RE = re.compile(r"^\d+:\d+$")
 
-# systemd property per field and cgroup version; None: that version can't enforce it.
-SYSTEMD_PROPERTIES = {
-    "v2": {"cpu_weight": "CPUWeight", "cpu_max": "CPUQuota", "cpuset_cpus": "AllowedCPUs",
-           "cpuset_mems": "AllowedMemoryNodes", "memory_max": "MemoryMax", "memory_high": "MemoryHigh",
-           "memory_swap_max": "MemorySwapMax", "memory_min": "MemoryMin", "memory_low": "MemoryLow",
-           "pids_max": "TasksMax", "io_weight": "IOWeight",
-           "rbps": "IOReadBandwidthMax", "wbps": "IOWriteBandwidthMax",
-           "riops": "IOReadIOPSMax", "wiops": "IOWriteIOPSMax"},
-    "v1": {"cpu_weight": "CPUShares", "cpu_max": "CPUQuota", "cpuset_cpus": None, "cpuset_mems": None,
-           "memory_max": "MemoryLimit", "memory_high": None, "memory_swap_max": None, "memory_min": None,
-           "memory_low": None, "pids_max": "TasksMax", "io_weight": "BlockIOWeight",
-           "rbps": "BlockIOReadBandwidth", "wbps": "BlockIOWriteBandwidth", "riops": None, "wiops": None},
-}
+INHERIT = "<parent>"      # a cpuset with no limit of ours shows its parent's CPUs/nodes
+PER_DEVICE = "<device>"   # per-device rule files: each device line of ours is reset on its own
 
+
+class Limit(object):
+    """One limit, spelled once. systemd: {version: (property, value that resets it)};
+    cgroupfs: {version: (controller, file, what the file says with no limit)}. A version
+    missing from either cannot enforce the limit there. Everything else is derived."""
+
+    def __init__(self, field, systemd, cgroupfs):
+        self.field, self.systemd, self.cgroupfs = field, systemd, cgroupfs
+
+
+LIMITS = (
+    Limit("cpu_weight", {"v2": ("CPUWeight", ""), "v1": ("CPUShares", "")},
+          {"v2": ("cpu", "cpu.weight", "100"), "v1": ("cpu", "cpu.shares", "1024")}),
+    Limit("cpu_max", {"v2": ("CPUQuota", ""), "v1": ("CPUQuota", "")},
+          {"v2": ("cpu", "cpu.max", "max %d" % CPU_PERIOD_US), "v1": ("cpu", "cpu.cfs_quota_us", "-1")}),
+    Limit("cpuset_cpus", {"v2": ("AllowedCPUs", "")},
+          {"v2": ("cpuset", "cpuset.cpus", INHERIT), "v1": ("cpuset", "cpuset.cpus", INHERIT)}),
+    Limit("cpuset_mems", {"v2": ("AllowedMemoryNodes", "")},
+          {"v2": ("cpuset", "cpuset.mems", INHERIT), "v1": ("cpuset", "cpuset.mems", INHERIT)}),
+    Limit("memory_max", {"v2": ("MemoryMax", "infinity"), "v1": ("MemoryLimit", "infinity")},
+          {"v2": ("memory", "memory.max", "max"), "v1": ("memory", "memory.limit_in_bytes", "-1")}),
+    Limit("memory_high", {"v2": ("MemoryHigh", "infinity")}, {"v2": ("memory", "memory.high", "max")}),
+    Limit("memory_swap_max", {"v2": ("MemorySwapMax", "infinity")}, {"v2": ("memory", "memory.swap.max", "max")}),
+    Limit("memory_min", {"v2": ("MemoryMin", "0")}, {"v2": ("memory", "memory.min", "0")}),
+    Limit("memory_low", {"v2": ("MemoryLow", "0")}, {"v2": ("memory", "memory.low", "0")}),
+    Limit("pids_max", {"v2": ("TasksMax", "infinity"), "v1": ("TasksMax", "infinity")},
+          {"v2": ("pids", "pids.max", "max"), "v1": ("pids", "pids.max", "max")}),
+    # the weight file depends on the kernel (blk-iocost, BFQ, CFQ): IO_WEIGHT_FILES picks it
+    Limit("io_weight", {"v2": ("IOWeight", ""), "v1": ("BlockIOWeight", "")},
+          {"v2": ("io", "io.weight", "default 100"), "v1": ("blkio", "blkio.weight", "500")}),
+    Limit("rbps", {"v2": ("IOReadBandwidthMax", ""), "v1": ("BlockIOReadBandwidth", "")},
+          {"v2": ("io", "io.max", PER_DEVICE), "v1": ("blkio", "blkio.throttle.read_bps_device", PER_DEVICE)}),
+    Limit("wbps", {"v2": ("IOWriteBandwidthMax", ""), "v1": ("BlockIOWriteBandwidth", "")},
+          {"v2": ("io", "io.max", PER_DEVICE), "v1": ("blkio", "blkio.throttle.write_bps_device", PER_DEVICE)}),
+    Limit("riops", {"v2": ("IOReadIOPSMax", "")},
+          {"v2": ("io", "io.max", PER_DEVICE), "v1": ("blkio", "blkio.throttle.read_iops_device", PER_DEVICE)}),
+    Limit("wiops", {"v2": ("IOWriteIOPSMax", "")},
+          {"v2": ("io", "io.max", PER_DEVICE), "v1": ("blkio", "blkio.throttle.write_iops_device", PER_DEVICE)}),
+)
+
+# systemd property per field and cgroup version; None: that version can't enforce it.
+SYSTEMD_PROPERTIES = dict((v, dict((lim.field, (lim.systemd.get(v) or (None,))[0]) for lim in LIMITS))
+                          for v in ("v2", "v1"))
 # cgroupfs (controller, file) per field and version; None: not enforceable there.
-CGROUP_FILES = {
-    "v2": {"cpu_weight": ("cpu", "cpu.weight"), "cpu_max": ("cpu", "cpu.max"),
-           "cpuset_mems": ("cpuset", "cpuset.mems"), "cpuset_cpus": ("cpuset", "cpuset.cpus"),
-           "memory_max": ("memory", "memory.max"), "memory_high": ("memory", "memory.high"),
-           "memory_swap_max": ("memory", "memory.swap.max"), "memory_min": ("memory", "memory.min"),
-           "memory_low": ("memory", "memory.low"), "pids_max": ("pids", "pids.max"),
-           "io_weight": ("io", "io.weight"), "io_max": ("io", "io.max")},
-    "v1": {"cpu_weight": ("cpu", "cpu.shares"), "cpu_max": ("cpu", "cpu.cfs_quota_us"),
-           "cpuset_mems": ("cpuset", "cpuset.mems"), "cpuset_cpus": ("cpuset", "cpuset.cpus"),
-           "memory_max": ("memory", "memory.limit_in_bytes"), "memory_high": None,
-           "memory_swap_max": None, "memory_min": None, "memory_low": None,
-           "pids_max": ("pids", "pids.max"), "io_weight": ("blkio", "blkio.weight"),
-           "rbps": ("blkio", "blkio.throttle.read_bps_device"), "wbps": ("blkio", "blkio.throttle.write_bps_device"),
-           "riops": ("blkio", "blkio.throttle.read_iops_device"), "wiops": ("blkio", "blkio.throttle.write_iops_device")},
+CGROUP_FILES = dict((v, dict((lim.field, lim.cgroupfs[v][:2] if v in lim.cgroupfs else None) for lim in LIMITS))
+                    for v in ("v2", "v1"))
+# (file, how the value is written, weight mapping, a root file that shows the kernel has it),
+# in order of preference: blk-iocost's io.weight, BFQ's, CFQ's (kernels before 5.0).
+IO_WEIGHT_FILES = {
+    "v2": (("io.weight", "default %d", "iocost", "io.cost.qos"), ("io.bfq.weight", "default %d", "bfq", None)),
+    "v1": (("blkio.weight", "%d", "blkio", "blkio.weight"),
+           ("blkio.bfq.weight", "%d", "bfq", "blkio.bfq.io_service_bytes")),
 }
+IO_WEIGHT_RESET = {"io.weight": "default 100", "io.bfq.weight": "default 100", "blkio.weight": "500",
+                   "blkio.bfq.weight": "100"}
 
 
 def weight_to_shares(weight):
@@ -79,6 +107,16 @@ def weight_to_shares(weight):
 def weight_to_blkio(weight):
     """io weight 1..10000 (default 100) -> blkio.weight 10..1000 (default 500), as systemd maps it."""
     return max(10, min(1000, weight * 500 // 100))
+
+
+def weight_to_bfq(weight):
+    """io weight 1..10000 (default 100) -> BFQ weight 1..1000 (default 100), as systemd maps it."""
+    if weight <= 100:
+        return 100 - (100 - weight) * 99 // 99
+    return 100 + (weight - 100) * 900 // 9900
+
+
+WEIGHT_MAPS = {"iocost": lambda w: w, "blkio": weight_to_blkio, "bfq": weight_to_bfq}
 
 
 # --------------------------------------------------------------------------- targets
@@ -283,13 +321,7 @@ def runtime_properties(dropin_text):
 
 def reset_properties(version):
     """set-property arguments that return a slice to the defaults (state: absent)."""
-    if version == "v2":
-        return ["CPUWeight=", "CPUQuota=", "AllowedCPUs=", "AllowedMemoryNodes=", "MemoryMax=infinity",
-                "MemoryHigh=infinity", "MemorySwapMax=infinity", "MemoryMin=0", "MemoryLow=0",
-                "TasksMax=infinity", "IOWeight=", "IOReadBandwidthMax=", "IOWriteBandwidthMax=",
-                "IOReadIOPSMax=", "IOWriteIOPSMax="]
-    return ["CPUShares=", "CPUQuota=", "MemoryLimit=infinity", "TasksMax=infinity", "BlockIOWeight=",
-            "BlockIOReadBandwidth=", "BlockIOWriteBandwidth="]
+    return ["%s=%s" % lim.systemd[version] for lim in LIMITS if version in lim.systemd]
 
 
 def parse_systemctl_show(text):
@@ -310,13 +342,16 @@ def parse_systemctl_show(text):
 
 # --------------------------------------------------------------------------- cgroupfs files
 
-def expected_files(limits, version_of, devnum=lambda d: d):
+def expected_files(limits, version_of, devnum=lambda d: d, io_weight_file=None):
     """Canonical limits -> ([(controller, file, value)], warnings).
 
     version_of(controller) says where a controller lives on this host ('v1', 'v2',
     or None when it isn't there). devnum(device) turns a device into MAJ:MIN.
-    Files come in the order they must be written (cpuset.mems before cpuset.cpus,
-    cfs_period_us before cfs_quota_us).
+    io_weight_file: the weight file this kernel has (an IO_WEIGHT_FILES name; None when it
+    has none: io_weight is then warned about, not applied). Files come in the order they
+    must be written (cpuset.mems before cpuset.cpus, cfs_period_us before cfs_quota_us).
+    An io_max rule sets all four keys of its device ("max"/0 for those it leaves out), so a
+    key dropped from a rule goes back to no limit.
     """
     files, warnings = [], []
 
@@ -354,20 +389,26 @@ def expected_files(limits, version_of, devnum=lambda d: d):
         elif field == "pids_max":
             text = str(value)
         elif field == "io_weight":
-            text = ("default %d" % value) if version == "v2" else str(weight_to_blkio(value))
+            spec = [w for w in IO_WEIGHT_FILES[version] if w[0] == io_weight_file]
+            if not spec:
+                warnings.append("io_weight: this kernel has no I/O weight file for cgroup %s (%s need blk-iocost "
+                                "or the BFQ scheduler); not applied" % (version, ctrl))
+                continue
+            fname, form, mapping = spec[0][:3]
+            text = form % WEIGHT_MAPS[mapping](value)
         else:
             text = str(value)
         files.append((ctrl, fname, text))
     for rule in limits.get("io_max", []):
         dev = devnum(rule["device"])
         if version_of("io") == "v2":
-            parts = ["%s=%s" % (k, rule[k]) for k in IO_KEYS if k in rule]
+            parts = ["%s=%s" % (k, rule.get(k, UNLIMITED)) for k in IO_KEYS]
             files.append(("io", "io.max", "%s %s" % (dev, " ".join(parts))))
         elif version_of("blkio") == "v1":
             for key in IO_KEYS:
-                if key in rule:
-                    ctrl, fname = CGROUP_FILES["v1"][key]
-                    files.append((ctrl, fname, "%s %s" % (dev, 0 if rule[key] == UNLIMITED else rule[key])))
+                ctrl, fname = CGROUP_FILES["v1"][key]
+                value = rule.get(key, UNLIMITED)
+                files.append((ctrl, fname, "%s %s" % (dev, 0 if value == UNLIMITED else value)))
         else:
             warnings.append("io_max: no io/blkio controller on this host; not applied")
     return files, warnings
@@ -396,7 +437,7 @@ def same_value(fname, wanted, live):
             if ldev == dev:
                 return lval.strip() == val
         return val == "0"
-    if fname == "io.weight":
+    if fname in IO_WEIGHT_RESET:
         return live.splitlines()[0].split()[-1] == wanted.split()[-1] if live else False
     if fname in ("memory.limit_in_bytes", "memory.soft_limit_in_bytes", "memory.memsw.limit_in_bytes"):
         return _v1_memory(live) == _v1_memory(wanted)
@@ -410,12 +451,38 @@ def _v1_memory(value):
 
 
 def reset_value(fname, version):
-    """What a file says with no limit (used to undo our limits on a cgroup we keep)."""
-    table = {"cpu.weight": "100", "cpu.shares": "1024", "cpu.max": "max %d" % CPU_PERIOD_US,
-             "cpu.cfs_quota_us": "-1", "memory.max": "max", "memory.high": "max", "memory.swap.max": "max",
-             "memory.min": "0", "memory.low": "0", "memory.limit_in_bytes": "-1", "pids.max": "max",
-             "io.weight": "default 100", "blkio.weight": "500"}
-    return table.get(fname)
+    """What a file says with no limit (used to undo our limits on a cgroup we keep): a value,
+    INHERIT (the parent's) or PER_DEVICE (each device line on its own); None: not ours."""
+    if fname in IO_WEIGHT_RESET:
+        return IO_WEIGHT_RESET[fname]
+    for lim in LIMITS:
+        spec = lim.cgroupfs.get(version)
+        if spec and spec[1] == fname:
+            return spec[2]
+    return None
+
+
+def reset_files(version):
+    """[(controller, file)] of every limit cgroupfs `version` can hold, each once, in LIMITS order."""
+    seen = []
+    for lim in LIMITS:
+        spec = lim.cgroupfs.get(version)
+        if spec and spec[:2] not in seen and spec[1] not in IO_WEIGHT_RESET:
+            seen.append(spec[:2])
+    return seen
+
+
+def device_reset(fname, line):
+    """A live per-device line of `fname` -> the text that lifts that device's limits, or None
+    when the line holds no limit."""
+    dev, dummy, rest = line.strip().partition(" ")
+    if not dev or not rest:
+        return None
+    if fname == "io.max":
+        if all(p.endswith("=max") for p in rest.split()):
+            return None
+        return "%s %s" % (dev, " ".join("%s=max" % k for k in IO_KEYS))
+    return None if rest.strip() == "0" else "%s 0" % dev
 
 
 def grouped_warnings(results, show=5):

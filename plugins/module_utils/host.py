@@ -6,8 +6,10 @@
 Host wraps whatever `module` it is given (an AnsibleModule in production,
 anything with run_command/atomic_move/check_mode in tests) without importing
 AnsibleModule. Every command goes through run() as an argument list with
-LANG=C; every file through read()/write_atomic(); kernel files through
-write_kernel().
+LANG=C (change() for one that alters the host); every file through
+read()/write_atomic(); kernel files through write_kernel(). Whatever alters the
+host is recorded in `done`, so a run that fails half-way says what it changed
+(partial()).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -30,6 +32,21 @@ class Host(object):
         self.module = module
         self.check_mode = bool(getattr(module, "check_mode", False))
         self.commands = []
+        self.done = []  # what this run altered, in order
+
+    def change(self, argv, data=None):
+        """run() a command that alters the host, and record it."""
+        out = self.run(argv, data=data)
+        self.done.append(" ".join(argv))
+        return out
+
+    def partial(self, result, limit=50):
+        """A failing module's result: changed when anything was altered before the failure,
+        with what was (the first `limit` of it) and how much."""
+        result = dict(result)
+        result.update(changed=bool(self.done) or bool(result.get("changed")),
+                      changes_made=self.done[:limit], changes_made_count=len(self.done))
+        return result
 
     def run(self, argv, check=True, data=None):
         """Run argv (no shell); the program is looked up in PATH and the sbin dirs.
@@ -74,6 +91,7 @@ class Host(object):
             if owner is not None:
                 os.chown(tmp, owner, -1)
             self.module.atomic_move(tmp, path)
+            self.done.append("write %s" % path)
             if mode is not None:  # atomic_move would give a new file the umask's mode, an old one its own
                 os.chmod(path, mode)
         finally:
@@ -84,13 +102,13 @@ class Host(object):
         """A dated copy beside the file (AnsibleModule.backup_local); returns its path."""
         return self.module.backup_local(path) if os.path.exists(path) else None
 
-    @staticmethod
-    def remove(path, prune=True):
+    def remove(self, path, prune=True):
         """Remove a file; with prune, its directory too when that is left empty (drop-in dirs)."""
         try:
             os.unlink(path)
         except OSError:
             return
+        self.done.append("remove %s" % path)
         if not prune:
             return
         directory = os.path.dirname(path)
@@ -99,18 +117,18 @@ class Host(object):
         except OSError:
             pass
 
-    @staticmethod
-    def write_kernel(path, value):
+    def write_kernel(self, path, value):
         with open(path, "w") as fh:
             fh.write(str(value))
+        self.done.append("write %s" % path)
 
-    @staticmethod
-    def mkdir(path):
+    def mkdir(self, path):
         os.mkdir(path)
+        self.done.append("mkdir %s" % path)
 
-    @staticmethod
-    def rmdir(path):
+    def rmdir(self, path):
         os.rmdir(path)
+        self.done.append("rmdir %s" % path)
 
     @staticmethod
     def devnum(device):
@@ -151,7 +169,7 @@ class Changes(object):
     def run(self, label, argv):
         self.actions.append(label)
         if not self.host.check_mode:
-            self.host.run(argv)
+            self.host.change(argv)
 
     def summary(self, result, with_diff):
         """The module result with what was done: actions, changed, and the diff when asked for."""

@@ -286,7 +286,7 @@ def systemd_session(host, doc, user, limits, prof, version, unit_dir=UNIT_DIR, r
     else:
         host.write_atomic(path, text, 0o644)
         props = runtime_properties(text)
-    host.run(["systemctl", "set-property", "--runtime", unit] + props)
+    host.change(["systemctl", "set-property", "--runtime", unit] + props)
     return "runtime drop-in %s and the live slice" % path if text else "back to the template's defaults"
 
 

@@ -46,7 +46,7 @@ class _Backend(object):
         """Record an action; run it unless in check mode."""
         self.actions.append(description)
         if argv and not self.host.check_mode:
-            return self.host.run(argv, data=data)
+            return self.host.change(argv, data=data)
         return ""
 
     def add_fstab_option(self, option):

@@ -87,7 +87,7 @@ class TcShaper(object):
         for argv in cmds:
             self.actions.append("%s: %s" % (label, " ".join(argv)))
             if not self.host.check_mode:
-                self.host.run(argv)
+                self.host.change(argv)
 
     def shape(self, dev, wanted):
         """Bring dev's qdisc tree to `wanted`; -> (before, after) trees."""
@@ -126,7 +126,7 @@ class TcShaper(object):
             self.diff.append({"before_header": "nft inet %s" % NFT_TABLE, "after_header": "nft inet %s" % NFT_TABLE,
                               "before": json.dumps(live) + "\n", "after": json.dumps(wanted) + "\n"})
             if not self.host.check_mode:
-                self.host.run(["nft", "-f", "-"], data=nft_load_script(classes))
+                self.host.change(["nft", "-f", "-"], data=nft_load_script(classes))
         return live, wanted
 
     def remove(self, devices, ifbs):
@@ -163,7 +163,7 @@ class TcShaper(object):
         self.actions += changes.actions
         self.diff += changes.diff
         if is_systemd and not self.host.check_mode and unit_changed:
-            self.host.run(["systemctl", "daemon-reload"])
+            self.host.change(["systemctl", "daemon-reload"])
             self.host.run(["systemctl", "enable" if enabled else "disable", "fairshare-tc.service"], check=False)
 
 

@@ -390,6 +390,20 @@ persist_script:
   returned: when the cgroupfs backend or path targets are in use
   type: str
   sample: /etc/fairshare/cgroupfs-fairshare.sh
+changes_made:
+  description:
+    - Only when the module failed. What it had altered on the host before the failure (files
+      written or removed, cgroup directories and kernel files written, commands that change
+      state), in order; the first 50. C(changed) is true when this list is not empty.
+  returned: failed
+  type: list
+  elements: str
+  sample: ["mkdir /sys/fs/cgroup/memory/fairshare/user-2001", "write /sys/fs/cgroup/memory/fairshare/user-2001/memory.limit_in_bytes"]
+changes_made_count:
+  description: Only when the module failed. How many changes C(changes_made) would list without its cap.
+  returned: failed
+  type: int
+  sample: 2
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -537,7 +551,7 @@ def main():
             out["diff"] += kept["diff"]
             out["changed"] = out["changed"] or kept["changed"]
     except (BackendError, CommandError, UnitError, OSError) as exc:
-        module.fail_json(msg=str(exc), **result)
+        module.fail_json(msg=str(exc), **host.partial(result))
     diff = out.pop("diff")
     for warning in out.pop("warnings_extra", []):
         module.warn(warning)

@@ -188,6 +188,20 @@ cleared:
   returned: always
   type: list
   elements: dict
+changes_made:
+  description:
+    - Only when the module failed. What it had altered on the host before the failure (files
+      written or removed, cgroup directories and kernel files written, commands that change
+      state), in order; the first 50. C(changed) is true when this list is not empty.
+  returned: failed
+  type: list
+  elements: str
+  sample: ["mkdir /sys/fs/cgroup/memory/fairshare/user-2001", "write /sys/fs/cgroup/memory/fairshare/user-2001/memory.limit_in_bytes"]
+changes_made_count:
+  description: Only when the module failed. How many changes C(changes_made) would list without its cap.
+  returned: failed
+  type: int
+  sample: 2
 """
 
 import grp
@@ -277,7 +291,7 @@ def main():
             diffs = sync_project_files(host, entries)
         out = backend.apply(entries, grace, module.params["exclusive"])
     except (UnitError, QuotaError, CommandError) as exc:
-        module.fail_json(msg=str(exc), **result)
+        module.fail_json(msg=str(exc), **host.partial(result))
     result.update(out)
     result["actions"] = backend.actions + ["update %s" % d["after_header"] for d in diffs]
     result["changed"] = bool(result["actions"] or diffs)

@@ -118,6 +118,20 @@ actions:
   returned: always
   type: list
   elements: str
+changes_made:
+  description:
+    - Only when the module failed. What it had altered on the host before the failure (files
+      written or removed, cgroup directories and kernel files written, commands that change
+      state), in order; the first 50. C(changed) is true when this list is not empty.
+  returned: failed
+  type: list
+  elements: str
+  sample: ["mkdir /sys/fs/cgroup/memory/fairshare/user-2001", "write /sys/fs/cgroup/memory/fairshare/user-2001/memory.limit_in_bytes"]
+changes_made_count:
+  description: Only when the module failed. How many changes C(changes_made) would list without its cap.
+  returned: failed
+  type: int
+  sample: 2
 """
 
 import glob
@@ -315,13 +329,13 @@ def main():
                             % (plan["name"], plan["mig"], plan["granted"] or "none"))
             result["users"].append(res)
         if reload_needed and not module.check_mode:
-            host.run(["systemctl", "daemon-reload"])
+            host.change(["systemctl", "daemon-reload"])
         state = {"mig": dict((p["name"], p["mig"]) for p in plans if p["mig"] is not None)}
         old_state = json.loads(host.read(STATE) or "{}")
         if old_state.get("mig", {}) != state["mig"]:
             changes.file(STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
     except (UnitError, CommandError, OSError) as exc:
-        module.fail_json(msg=str(exc), **result)
+        module.fail_json(msg=str(exc), **host.partial(result))
     module.exit_json(**changes.summary(result, module._diff))
 
 

@@ -195,6 +195,20 @@ actions:
   returned: always
   type: list
   elements: str
+changes_made:
+  description:
+    - Only when the module failed. What it had altered on the host before the failure (files
+      written or removed, cgroup directories and kernel files written, commands that change
+      state), in order; the first 50. C(changed) is true when this list is not empty.
+  returned: failed
+  type: list
+  elements: str
+  sample: ["mkdir /sys/fs/cgroup/memory/fairshare/user-2001", "write /sys/fs/cgroup/memory/fairshare/user-2001/memory.limit_in_bytes"]
+changes_made_count:
+  description: Only when the module failed. How many changes C(changes_made) would list without its cap.
+  returned: failed
+  type: int
+  sample: 2
 """
 
 import glob
@@ -351,7 +365,7 @@ def main():
     try:
         files = wanted_files(params["data"], params["usage_tool"], params["greeting"], plans, params["plan_tool"])
     except ValueError as exc:
-        module.fail_json(msg=str(exc), **result)
+        module.fail_json(msg=str(exc), **host.partial(result))
     if params["login"] is not None:
         login = params["login"] if params["login"]["policy"] is not None else {}
         try:
@@ -393,7 +407,7 @@ def main():
         if off:
             changes.run("enable and start %s" % ", ".join(off), ["systemctl", "enable", "--now"] + off)
     except (CommandError, OSError) as exc:
-        module.fail_json(msg=str(exc), **result)
+        module.fail_json(msg=str(exc), **host.partial(result))
     changes.summary(result, False)
     module.exit_json(**bound_result(result, ["files"], params["report"], module._diff, changes.diff, params))
 

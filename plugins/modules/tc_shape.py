@@ -175,6 +175,20 @@ actions:
   returned: always
   type: list
   elements: str
+changes_made:
+  description:
+    - Only when the module failed. What it had altered on the host before the failure (files
+      written or removed, cgroup directories and kernel files written, commands that change
+      state), in order; the first 50. C(changed) is true when this list is not empty.
+  returned: failed
+  type: list
+  elements: str
+  sample: ["mkdir /sys/fs/cgroup/memory/fairshare/user-2001", "write /sys/fs/cgroup/memory/fairshare/user-2001/memory.limit_in_bytes"]
+changes_made_count:
+  description: Only when the module failed. How many changes C(changes_made) would list without its cap.
+  returned: failed
+  type: int
+  sample: 2
 """
 
 import json
@@ -338,7 +352,7 @@ def main():
             if new_state != state and not module.check_mode:
                 host.write_atomic(STATE_FILE, json.dumps(new_state, sort_keys=True) + "\n")
     except (UnitError, TcError, CommandError) as exc:
-        module.fail_json(msg=str(exc), **result)
+        module.fail_json(msg=str(exc), **host.partial(result))
     result["actions"] = shaper.actions
     result["changed"] = bool(shaper.actions)
     for warning in shaper.warnings:

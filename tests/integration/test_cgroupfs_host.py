@@ -123,8 +123,50 @@ def test_blkio_throttle_holds_direct_writes(limited):
             print("io: 3 MiB direct write under wbps 1M ran at %.2f MiB/s" % rate)
             assert rc == 0, text
             assert 0.8 <= rate <= 1.2
+            # the rule dropped from the policy is lifted in the kernel (it stayed in force before)
+            out = apply([{"user": limited.pw_name, "pids_max": 500}])
+            assert out["changed"], out
+            t0 = time.time()
+            rc, text = in_cgroup(["blkio"], uid, "import subprocess; subprocess.run(['dd', 'if=/dev/zero', 'of=%s', "
+                                 "'bs=256k', 'count=12', 'oflag=direct', 'status=none'], check=True)" % dev)
+            rate = 3.0 / (time.time() - t0)
+            print("io: the same write after wbps was dropped ran at %.2f MiB/s" % rate)
+            assert rc == 0 and rate > 3.0, text
         finally:
             subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_dropped_cpuset_and_io_weight_are_lifted(limited):
+    """A cpuset left out of the policy gives the user's processes every CPU again; io_weight
+    lands in the weight file this kernel has (BFQ's here: there is no blkio.weight)."""
+    uid = limited.pw_uid
+    code = "import os; print(sorted(os.sched_getaffinity(0)))"
+    out = apply([{"user": limited.pw_name, "cpuset_cpus": "0", "io_weight": 300}])
+    assert out["_status"] == "CHANGED", out
+    rc, text = in_cgroup(["cpuset"], uid, code)
+    assert rc == 0 and text.strip().splitlines()[-1] == "[0]", text
+    weight = [f for f in ("blkio.bfq.weight", "blkio.weight") if os.path.exists(cg("blkio", uid, f))]
+    print("io_weight 300 went to %s: %s" % (weight, out["targets"][0]["verified"]))
+    out = apply([{"user": limited.pw_name, "pids_max": 500}])
+    assert out["changed"], out
+    rc, text = in_cgroup(["cpuset"], uid, code)
+    every = sorted(os.sched_getaffinity(0))
+    print("cpuset: affinity with cpuset_cpus 0, then after it was dropped: [0], %s (host %s)"
+          % (text.strip(), every))
+    assert rc == 0 and text.strip().splitlines()[-1] == str(every)
+    assert apply([{"user": limited.pw_name, "pids_max": 500}])["changed"] is False
+
+
+def test_a_run_that_fails_half_way_says_what_it_changed(limited):
+    """The kernel refuses a value after an earlier target was written: the task fails with
+    changed true and lists what it wrote (it said changed: false before)."""
+    cpus = len(os.sched_getaffinity(0))
+    out = apply([{"path": "halfway", "memory_max": "64M"},
+                 {"user": limited.pw_name, "cpuset_cpus": str(cpus + 8)}])
+    print("half-way failure: %s; changes_made_count %s" % (out.get("msg"), out.get("changes_made_count")))
+    assert out["_status"].startswith("FAILED"), out
+    assert out["changed"] is True and out["changes_made_count"] >= 1
+    assert any(c.endswith("/halfway/memory.limit_in_bytes") for c in out["changes_made"]), out["changes_made"]
 
 
 def test_bad_input_changes_nothing(limited):

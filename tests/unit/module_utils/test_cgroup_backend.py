@@ -32,6 +32,16 @@ class FakeKernel(Host):
         for name in ("cgroup.procs", "cgroup.subtree_control", "cpuset.cpus", "cpuset.mems"):
             open(os.path.join(path, name), "w").close()
 
+    def write_kernel(self, path, value):
+        # per-device files keep one line per device, as the kernel does
+        name = os.path.basename(path)
+        if name == "io.max" or name.startswith("blkio.throttle."):
+            lines = dict((line.split(" ", 1)[0], line) for line in open(path).read().splitlines() if line) \
+                if os.path.exists(path) else {}
+            lines[value.split(" ", 1)[0]] = value
+            value = "\n".join(lines[dev] for dev in sorted(lines)) + "\n"
+        Host.write_kernel(self, path, value)
+
     def rmdir(self, path):
         # a cgroup directory holds only kernel files; a real rmdir fails on child cgroups
         for name in os.listdir(path):
@@ -91,6 +101,62 @@ def test_cgroupfs_dropped_limit_is_reset_and_exclusive_removes(tmp_path):
     assert [r["target"] for r in out["removed"]] == ["fairshare/w"]
     assert not (tmp_path / "pids" / "fairshare" / "w").exists()
     assert (tmp_path / "memory" / "fairshare" / "user-2000").exists()
+
+
+def _v2_tree(root, *marks):
+    root.mkdir()
+    for name in ("cgroup.subtree_control", "cpuset.cpus", "cpuset.mems") + marks:
+        (root / name).write_text("")
+    return {"version": "v2", "v2_root": str(root), "v2_controllers": ["cpu", "cpuset", "memory", "pids", "io"], "v1": {}}
+
+
+def test_cgroupfs_every_dropped_limit_goes_back_to_no_limit_v2(tmp_path):
+    """swap, cpuset, io weight, an io_max rule and a key dropped from a kept rule are all lifted."""
+    layout = _v2_tree(tmp_path / "cg", "io.cost.qos")
+    host = FakeKernel(FakeModule())
+    first = {"memory_max": "100M", "memory_swap_max": "10M", "cpuset_cpus": "1", "io_weight": 300,
+             "io_max": [{"device": "8:0", "rbps": "1M", "wbps": "2M"}, {"device": "8:16", "riops": 50}]}
+    b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply([plan(0, "user", "a", first, uid=2000)], False)
+    user = tmp_path / "cg" / "fairshare" / "user-2000"
+    assert (user / "memory.swap.max").read_text() == str(10 << 20) and (user / "io.weight").read_text() == "default 300"
+    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
+        [plan(0, "user", "a", {"memory_max": "100M", "io_max": [{"device": "8:0", "rbps": "1M"}]}, uid=2000)], False)
+    assert out["changed"]
+    assert (user / "memory.swap.max").read_text() == "max"
+    assert (user / "cpuset.cpus").read_text() == "\n"  # empty: the parent's CPUs
+    assert (user / "io.weight").read_text() == "default 100"
+    assert (user / "io.max").read_text() == ("8:0 rbps=1048576 wbps=max riops=max wiops=max\n"
+                                             "8:16 rbps=max wbps=max riops=max wiops=max\n")
+    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply([plan(0, "user", "a", {"memory_max": "100M", "io_max": [{"device": "8:0", "rbps": "1M"}]},
+                            uid=2000)], False)
+    assert not out["changed"], out["diff"]
+
+
+def test_cgroupfs_v1_cpuset_goes_back_to_the_parents_and_bfq_weight_is_used(tmp_path):
+    layout = v1_layout(str(tmp_path))
+    os.makedirs(str(tmp_path / "blkio"))
+    (tmp_path / "blkio" / "blkio.bfq.io_service_bytes").write_text("")  # the kernel has BFQ, not CFQ
+    layout["v1"]["blkio"] = str(tmp_path / "blkio")
+    host = FakeKernel(FakeModule())
+    b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
+        [plan(0, "user", "a", {"cpuset_cpus": "1", "io_weight": 300}, uid=2000)], False)
+    assert (tmp_path / "blkio" / "fairshare" / "user-2000" / "blkio.bfq.weight").read_text() == "118"
+    assert not (tmp_path / "blkio" / "fairshare" / "user-2000" / "blkio.weight").exists()
+    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
+        [plan(0, "user", "a", {"pids_max": 20}, uid=2000)], False)
+    assert (tmp_path / "cpuset" / "fairshare" / "user-2000" / "cpuset.cpus").read_text() == "0-1"
+    assert (tmp_path / "blkio" / "fairshare" / "user-2000" / "blkio.bfq.weight").read_text() == "100"
+    assert out["targets"][0]["after"] == {"pids_max": 20}
+
+
+def test_cgroupfs_io_weight_without_a_weight_file_is_a_warning(tmp_path):
+    layout = v1_layout(str(tmp_path))
+    os.makedirs(str(tmp_path / "blkio"))
+    layout["v1"]["blkio"] = str(tmp_path / "blkio")
+    out = b.CgroupfsBackend(FakeKernel(FakeModule()), layout, script_dir=str(tmp_path)).apply(
+        [plan(0, "user", "a", {"io_weight": 300, "pids_max": 20}, uid=2000)], False)
+    assert any("io_weight" in w for w in out["targets"][0]["warnings"])
+    assert (tmp_path / "pids" / "fairshare" / "user-2000" / "pids.max").read_text() == "20"
 
 
 def test_systemd_backend_writes_dropin_reload_once_and_exclusive(tmp_path):

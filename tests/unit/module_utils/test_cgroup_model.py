@@ -132,15 +132,56 @@ def test_expected_files_v1_hybrid_order_and_values():
     assert ("cpu", "cpu.cfs_quota_us", "20000") in files and ("cpu", "cpu.shares", "1024") in files
     assert ("memory", "memory.limit_in_bytes", str(50 << 20)) in files
     assert ("blkio", "blkio.throttle.write_bps_device", "7:0 1048576") in files
+    assert ("blkio", "blkio.throttle.read_bps_device", "7:0 0") in files
     assert warnings == []
 
 
 def test_expected_files_v2():
     lim = m.normalize_limits({"cpu_max": "max", "memory_max": "1G", "io_weight": 300,
                               "io_max": [{"device": "8:0", "rbps": "1M", "wiops": "max"}]}, "x")
-    files, dummy = m.expected_files(lim, lambda c: "v2")
+    files, warnings = m.expected_files(lim, lambda c: "v2", io_weight_file="io.weight")
     assert ("cpu", "cpu.max", "max 100000") in files and ("io", "io.weight", "default 300") in files
-    assert ("io", "io.max", "8:0 rbps=1048576 wiops=max") in files
+    # a rule names all four keys, so a key left out of it is lifted, not kept from an earlier run
+    assert ("io", "io.max", "8:0 rbps=1048576 wbps=max riops=max wiops=max") in files
+    assert warnings == []
+
+
+@pytest.mark.parametrize("version,fname,text", [
+    ("v2", "io.weight", "default 300"), ("v2", "io.bfq.weight", "default 118"),
+    ("v1", "blkio.weight", "1000"), ("v1", "blkio.bfq.weight", "118"),
+])
+def test_io_weight_goes_to_the_file_the_kernel_has(version, fname, text):
+    files, warnings = m.expected_files({"io_weight": 300}, lambda c: version, io_weight_file=fname)
+    assert [(f, v) for _c, f, v in files] == [(fname, text)] and warnings == []
+
+
+def test_io_weight_without_a_weight_file_warns_and_skips():
+    files, warnings = m.expected_files({"io_weight": 300, "pids_max": 9}, lambda c: "v1", io_weight_file=None)
+    assert [f for _c, f, _v in files] == ["pids.max"]
+    assert warnings and "io_weight" in warnings[0] and "BFQ" in warnings[0]
+
+
+def test_every_limit_is_spelled_once_and_the_derived_tables_agree():
+    fields = [lim.field for lim in m.LIMITS]
+    assert fields == m.LIMIT_FIELDS[:-1] + m.IO_KEYS  # io_max is made of the four per-device keys
+    assert m.SYSTEMD_PROPERTIES["v2"]["memory_max"] == "MemoryMax" and m.SYSTEMD_PROPERTIES["v1"]["memory_high"] is None
+    assert m.CGROUP_FILES["v1"]["memory_swap_max"] is None and m.CGROUP_FILES["v2"]["wiops"] == ("io", "io.max")
+    assert m.reset_properties("v1") == ["CPUShares=", "CPUQuota=", "MemoryLimit=infinity", "TasksMax=infinity",
+                                        "BlockIOWeight=", "BlockIOReadBandwidth=", "BlockIOWriteBandwidth="]
+    v2 = [f for _c, f in m.reset_files("v2")]
+    assert v2 == ["cpu.weight", "cpu.max", "cpuset.cpus", "cpuset.mems", "memory.max", "memory.high",
+                  "memory.swap.max", "memory.min", "memory.low", "pids.max", "io.max"]
+    assert m.reset_value("cpuset.cpus", "v1") == m.INHERIT and m.reset_value("io.max", "v2") == m.PER_DEVICE
+
+
+@pytest.mark.parametrize("fname,line,reset", [
+    ("io.max", "8:0 rbps=1048576 wbps=max riops=max wiops=max", "8:0 rbps=max wbps=max riops=max wiops=max"),
+    ("io.max", "8:0 rbps=max wbps=max riops=max wiops=max", None),
+    ("blkio.throttle.read_bps_device", "7:0 1048576", "7:0 0"), ("blkio.throttle.read_bps_device", "7:0 0", None),
+    ("io.max", "", None),
+])
+def test_device_reset(fname, line, reset):
+    assert m.device_reset(fname, line) == reset
 
 
 def test_expected_files_warn_for_missing_controller():
@@ -159,6 +200,7 @@ def test_expected_files_warn_for_missing_controller():
     ("blkio.throttle.write_bps_device", "7:0 1048576", "7:0 1048576\n", True),
     ("blkio.throttle.write_bps_device", "7:0 1048576", "", False),
     ("io.weight", "default 100", "default 100\n", True), ("pids.max", "40", None, False),
+    ("io.bfq.weight", "default 118", "default 118\n", True), ("blkio.bfq.weight", "118", "100\n", False),
 ])
 def test_same_value(fname, wanted, live, same):
     assert m.same_value(fname, wanted, live) is same
