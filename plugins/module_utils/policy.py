@@ -20,7 +20,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
 from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import validate_plans
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import parse_rate
 from ansible_collections.fairshare.resources.plugins.module_utils.units import (
-    UnitError, parse_cpu, parse_int, parse_percent_of, parse_size,
+    UnitError, parse_cpu, parse_cpulist, parse_int, parse_percent_of, parse_size,
 )
 
 
@@ -37,14 +37,25 @@ def _int(lo, hi, unlimited=False):
     return lambda path, value: parse_int(path, value, lo, hi, allow_unlimited=unlimited)
 
 
+def _gpus(path, value):
+    """gpu.gpus: 'all', 'none', or a list of GPU indexes / UUIDs / MIG UUIDs."""
+    if value in ("all", "none"):
+        return value
+    if not isinstance(value, list) or not all(isinstance(g, (int, str)) and not isinstance(g, bool) and
+                                              str(g).strip() for g in value):
+        raise PolicyError("%s: %r is not a GPU list; allowed: all, none, or a list of GPU indexes or UUIDs like "
+                          "[0, 1] or [GPU-5f6c...]" % (path, value))
+    return value
+
+
 # section -> key -> checker (checkers raise UnitError naming the path). Data, not code paths.
 SCHEMA = {
-    "cpu": {"weight": _int(1, 10000), "max": parse_cpu, "cpus": None},
+    "cpu": {"weight": _int(1, 10000), "max": parse_cpu, "cpus": parse_cpulist},
     "memory": {"max": parse_size, "high": _size_or_pct, "swap_max": parse_size, "min": _size_or_pct,
                "low": _size_or_pct},
     "pids": {"max": _int(1, 4194304, True)},
     "io": {"weight": _int(1, 10000)},
-    "gpu": {"count": _int(0, 1024), "mig": _int(0, 1024), "gpus": None},
+    "gpu": {"count": _int(0, 1024), "mig": _int(0, 1024), "gpus": _gpus},
 }
 DISK_KEYS = {"block_soft": parse_size, "block_hard": parse_size, "inode_soft": _int(0, 1 << 62),
              "inode_hard": _int(0, 1 << 62)}
@@ -91,15 +102,60 @@ def _check_value(path, section, key, value):
         checker(path, value)
 
 
-def flatten(where, block):
-    """A defaults/tier/user block -> {'memory.max': value, 'disk./home': {...}, 'net.egress': {...}}."""
+# keys of a block that are not limits, and the blocks that may hold them
+META = {"defaults": (), "tiers": ("match", "unlimited"), "users": ("tier", "unlimited"), "aggregate": ()}
+MATCH_KEYS = ("groups", "users")
+
+
+def _mapping(path, value, what):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PolicyError("%s: %r is not a mapping; expected %s" % (path, value, what))
+    return value
+
+
+def _names(path, value):
+    """A list of user or group names (a lone string is refused: it would match nobody)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise PolicyError("%s: %r is not a list of names; write it as a list, like [%s]"
+                          % (path, value, value if isinstance(value, str) else "students"))
+    return value
+
+
+def _check_meta(where, block, kind):
+    for key in META[kind]:
+        if key not in block:
+            continue
+        path = "%s.%s" % (where, key)
+        if key == "unlimited" and not isinstance(block[key], bool):
+            raise PolicyError("%s: %r is not true or false (a string such as \"no\" would have lifted every limit)"
+                              % (path, block[key]))
+        if key == "match":
+            match = _mapping(path, block[key], "groups and/or users")
+            for mkey, names in match.items():
+                if mkey not in MATCH_KEYS:
+                    raise PolicyError("%s.%s: unknown key; allowed: %s" % (path, mkey, ", ".join(MATCH_KEYS)))
+                _names("%s.%s" % (path, mkey), names)
+        if key == "tier" and block[key] is not None and not isinstance(block[key], str):
+            raise PolicyError("%s: %r is not a tier name" % (path, block[key]))
+
+
+def flatten(where, block, kind=None):
+    """A defaults/tier/user block -> {'memory.max': value, 'disk./home': {...}, 'net.egress': {...}}.
+    kind: which META keys the block may hold (defaults, tiers, users, aggregate); None: all of them,
+    unchecked (a block that validate() has checked already)."""
     flat = {}
-    for section, body in (block or {}).items():
-        if section in ("match", "unlimited", "tier"):
+    meta = ("match", "unlimited", "tier") if kind is None else META[kind]
+    block = _mapping(where, block, "a mapping of sections (%s)" % ", ".join(SECTIONS))
+    if kind is not None:
+        _check_meta(where, block, kind)
+    for section, body in block.items():
+        if section in meta:
             continue
         path = "%s.%s" % (where, section)
         if section not in SECTIONS:
-            raise PolicyError("%s: unknown section; allowed: %s" % (path, ", ".join(SECTIONS)))
+            raise PolicyError("%s: unknown section; allowed: %s" % (path, ", ".join(SECTIONS + tuple(meta))))
         if not isinstance(body, dict):
             raise PolicyError("%s: expected a mapping" % path)
         for key, value in body.items():
@@ -113,12 +169,16 @@ def _matches(cond, user, where):
     if not isinstance(cond, dict) or len(cond) != 1:
         raise PolicyError("%s: a condition is one of all, any, not, group, user, uid_range" % where)
     (kind, arg), = cond.items()
+    if kind in ("all", "any") and not isinstance(arg, list):
+        raise PolicyError("%s.%s: %r is not a list of conditions" % (where, kind, arg))
     if kind == "all":
         return all(_matches(c, user, "%s.all[%d]" % (where, i)) for i, c in enumerate(arg))
     if kind == "any":
         return any(_matches(c, user, "%s.any[%d]" % (where, i)) for i, c in enumerate(arg))
     if kind == "not":
         return not _matches(arg, user, where + ".not")
+    if kind in ("group", "user") and not (isinstance(arg, str) and arg):
+        raise PolicyError("%s.%s: %r is not a %s name" % (where, kind, arg, kind))
     if kind == "group":
         return arg in user["groups"]
     if kind == "user":
@@ -126,7 +186,8 @@ def _matches(cond, user, where):
     if kind == "uid_range":
         if not (isinstance(arg, list) and len(arg) == 2):
             raise PolicyError("%s.uid_range: %r is not [first, last]" % (where, arg))
-        return int(arg[0]) <= user["uid"] <= int(arg[1])
+        low, high = _uid("%s.uid_range[0]" % where, arg[0]), _uid("%s.uid_range[1]" % where, arg[1])
+        return low <= user["uid"] <= high
     raise PolicyError("%s: %r is not a condition; use all, any, not, group, user, uid_range" % (where, kind))
 
 
@@ -185,22 +246,31 @@ def validate(policy):
         if key not in TOP_KEYS:
             raise PolicyError("%s: unknown key; allowed: %s" % (key, ", ".join(TOP_KEYS)))
     uid_range(policy)
-    flatten("defaults", policy.get("defaults"))
-    tiers = policy.get("tiers") or {}
+    _names("exempt_users", policy.get("exempt_users", ["root"]))
+    flatten("defaults", policy.get("defaults"), "defaults")
+    tiers = _mapping("tiers", policy.get("tiers"), "a mapping of tier names to tiers")
     for name, tier in tiers.items():
-        flatten("tiers.%s" % name, tier)
-    for i, rule in enumerate(policy.get("rules") or []):
-        if rule.get("tier") not in tiers:
+        flatten("tiers.%s" % name, tier, "tiers")
+    rules = policy.get("rules") or []
+    if not isinstance(rules, list):
+        raise PolicyError("rules: %r is not a list of {tier, when}" % (rules,))
+    for i, rule in enumerate(rules):
+        rule = _mapping("rules[%d]" % i, rule, "tier and when")
+        for key in rule:
+            if key not in ("tier", "when"):
+                raise PolicyError("rules[%d].%s: unknown key; allowed: tier, when" % (i, key))
+        if not isinstance(rule.get("tier"), str) or rule["tier"] not in tiers:
             raise PolicyError("rules[%d].tier: %r is not a tier; tiers: %s" % (i, rule.get("tier"), ", ".join(tiers)))
         _matches(rule.get("when") or {"all": []}, {"name": "", "uid": -1, "groups": []}, "rules[%d].when" % i)
-    for name, over in (policy.get("users") or {}).items():
+    for name, over in _mapping("users", policy.get("users"), "a mapping of user names").items():
+        over = _mapping("users.%s" % name, over, "a mapping of sections, tier, unlimited")
         if over.get("tier") is not None and over["tier"] not in tiers:
             raise PolicyError("users.%s.tier: %r is not a tier; tiers: %s" % (name, over["tier"], ", ".join(tiers)))
-        flatten("users.%s" % name, over)
-    for name, agg in (policy.get("aggregate") or {}).items():
+        flatten("users.%s" % name, over, "users")
+    for name, agg in _mapping("aggregate", policy.get("aggregate"), "all or tier names").items():
         if name != "all" and name not in tiers:
             raise PolicyError("aggregate.%s: not a tier (or all)" % name)
-        flatten("aggregate.%s" % name, agg)
+        flatten("aggregate.%s" % name, agg, "aggregate")
     if policy.get("plans") is not None:
         try:
             validate_plans(policy["plans"])

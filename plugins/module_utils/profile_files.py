@@ -28,6 +28,7 @@ PATHS = {
     "plans": "/etc/fairshare/plans.json",
     "plan_tool": "/usr/local/sbin/fairshare-plan",
     "plan_service": "/etc/systemd/system/fairshare-plan@.service",
+    "plan_boot": "/etc/systemd/system/fairshare-plan-boot.service",
 }
 UNIT_DIR = "/etc/systemd/system"
 TIMER_GLOB = "fairshare-plan-*.timer"
@@ -36,6 +37,12 @@ _TIMER_RE = re.compile(r"^fairshare-plan-[a-z0-9_]{1,32}(-end)?\.timer$")
 GREETING = MANAGED + "\n[ -x %s ] && %s --brief 2>/dev/null || true\n" % (PATHS["usage_tool"], PATHS["usage_tool"])
 PLAN_SERVICE = (MANAGED + "\n[Unit]\nDescription=fairshare plan %i\n[Service]\nType=oneshot\n"
                 "ExecStart=" + PATHS["plan_tool"] + " %i\n")
+# a plan's runtime drop-ins are gone after a reboot: at boot the plan whose window holds the moment
+# is put back (fairshare-plan --now); it stays "active" so the role sees it enabled and done
+PLAN_BOOT_UNIT = "fairshare-plan-boot.service"  # PATHS["plan_boot"]
+PLAN_BOOT = (MANAGED + "\n[Unit]\nDescription=fairshare plan in force at boot\nAfter=local-fs.target\n"
+             "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=" + PATHS["plan_tool"] + " --now\n"
+             "[Install]\nWantedBy=multi-user.target\n")
 
 
 PAM_MARK = "# fairshare.resources: login sessions into the user's cgroup (cgroup_limit persist)"
@@ -152,6 +159,7 @@ def wanted_files(data=None, usage_tool=None, greeting=False, plans=None, plan_to
         files[PATHS["plans"]] = (as_json(plans) if some else None, 0o644)
         files[PATHS["plan_tool"]] = (plan_tool if some else None, 0o755)
         files[PATHS["plan_service"]] = (PLAN_SERVICE if some else None, 0o644)
+        files[PATHS["plan_boot"]] = (PLAN_BOOT if some else None, 0o644)
         for timer in plans.get("timers", []):
             files["%s/%s" % (UNIT_DIR, timer["name"])] = (render_timer(timer), 0o644)
     return files

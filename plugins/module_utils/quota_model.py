@@ -66,7 +66,7 @@ def normalize_entry(entry, where, qtype, fstype):
         if limits[key] % 1024:
             raise UnitError("%s.%s: %r is not a whole number of KiB (quota limits are kept in 1K blocks)"
                             % (where, key, entry.get(key)))
-    paths = [str(p).rstrip("/") or "/" for p in (entry.get("paths") or [])]
+    paths = [check_project_path("%s.paths[%d]" % (where, i), p) for i, p in enumerate(entry.get("paths") or [])]
     if qtype == "project":
         if entry.get("id") is not None:
             ident = _parse_count("%s.id" % where, entry["id"])
@@ -81,6 +81,20 @@ def normalize_entry(entry, where, qtype, fstype):
         if paths:
             raise UnitError("%s.paths: only project quotas take paths" % where)
     return {"name": name, "id": ident, "paths": paths, "limits": limits, "state": entry.get("state") or "present"}
+
+
+def check_project_path(field, value, mountpoint=None):
+    """A project directory: absolute, with no '.' or '..' part (one could climb out of the
+    filesystem whose quota is set), and, given the mountpoint, on that filesystem. -> the path."""
+    text = str(value)
+    parts = text.strip("/").split("/")
+    if not text.startswith("/") or any(part in (".", "..") for part in parts) or "//" in text.rstrip("/"):
+        raise UnitError("%s: %r is not an absolute path without '.' or '..' parts; give the directory itself, "
+                        "like /srv/projects/alpha" % (field, value))
+    path = text.rstrip("/") or "/"
+    if mountpoint is not None and not (mountpoint == "/" or path == mountpoint or path.startswith(mountpoint + "/")):
+        raise UnitError("%s: %r is not on %s, the filesystem of path" % (field, value, mountpoint))
+    return path
 
 
 def _parse_count(field, value):

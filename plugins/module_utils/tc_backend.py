@@ -13,7 +13,7 @@ import os
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
 from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
-    NFT_TABLE, diff_tree, egress_tree, nft_load_script, parse_classes, parse_nft_rules,
+    NFT_TABLE, diff_tree, egress_tree, ingress_commands, nft_load_script, parse_classes, parse_nft_rules,
     parse_qdiscs, tc_commands,
 )
 
@@ -105,12 +105,12 @@ class TcShaper(object):
             self.run_all(ifb, [["ip", "link", "add", ifb, "type", "ifb"]])
         self.run_all(ifb, [["ip", "link", "set", ifb, "up"]] if not self.host.check_mode and not self._is_up(ifb) else [])
         live = self.read_tree(dev)
+        qdisc, redirect = ingress_commands(dev, ifb)
         if not live["ingress"]:
-            self.run_all(dev, [["tc", "qdisc", "add", "dev", dev, "handle", "ffff:", "ingress"]])
+            self.run_all(dev, [qdisc])
         filters = self.host.run(["tc", "filter", "show", "dev", dev, "parent", "ffff:"]) if live["ingress"] else ""
         if "mirred" not in filters or ifb not in filters:
-            self.run_all(dev, [["tc", "filter", "replace", "dev", dev, "parent", "ffff:", "protocol", "all", "prio", "1",
-                                "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", ifb]])
+            self.run_all(dev, [redirect])
         tree = egress_tree(rate, {"rate": rate, "ceil": rate}, [], self.leaf)
         return self.shape(ifb, tree)
 
@@ -131,18 +131,23 @@ class TcShaper(object):
 
     def remove(self, devices, ifbs):
         """Everything of ours, nothing else: root/ingress qdiscs we set, our ifb devices, our nft table."""
-        for dev in devices:
+        self.remove_parts({"root": devices, "ingress": devices, "ifbs": ifbs, "nft": True})
+
+    def remove_parts(self, parts):
+        """parts (tc_model.stale_parts): root qdiscs (ours are htb or tbf), ingress qdiscs, ifb devices,
+        and the nft table, each where it still exists."""
+        for dev in sorted(set(parts["root"]) | set(parts["ingress"])):
             if not self.link_exists(dev):
                 continue
             live = self.read_tree(dev)
-            if live["root"] and live["root"]["kind"] in ("htb", "tbf"):
+            if dev in parts["root"] and live["root"] and live["root"]["kind"] in ("htb", "tbf"):
                 self.run_all(dev, [["tc", "qdisc", "del", "dev", dev, "root"]])
-            if live["ingress"]:
+            if dev in parts["ingress"] and live["ingress"]:
                 self.run_all(dev, [["tc", "qdisc", "del", "dev", dev, "ingress"]])
-        for ifb in ifbs:
+        for ifb in parts["ifbs"]:
             if self.link_exists(ifb):
                 self.run_all(ifb, [["ip", "link", "del", ifb]])
-        if self.read_nft() is not None:
+        if parts["nft"] and self.read_nft() is not None:
             self.run_all("nft", [["nft", "delete", "table", "inet", NFT_TABLE]])
 
     # ------------------------------------------------------------------ persistence

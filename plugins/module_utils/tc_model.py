@@ -273,3 +273,35 @@ def tbf_burst(field, value, rate_bps):
     if value is None:
         return max(1600, rate_bps // 8 // 250)
     return parse_size(field, value, allow_unlimited=False)
+
+
+# --------------------------------------------------------------------------- ingress and tc.json
+
+def ifb_name(dev):
+    """The ifb device that carries dev's ingress (an interface name has at most 15 characters)."""
+    return ("ifb-" + dev)[:15]
+
+
+def ingress_commands(dev, ifb):
+    """dev's ingress redirected to ifb (which must exist and be up)."""
+    return [["tc", "qdisc", "replace", "dev", dev, "handle", "ffff:", "ingress"],
+            ["tc", "filter", "replace", "dev", dev, "parent", "ffff:", "protocol", "all", "prio", "1",
+             "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", ifb]]
+
+
+def state_parts(state):
+    """tc.json -> {root: devices with a root qdisc of ours, ingress: devices with our ingress,
+    ifbs, nft: our nft table}. Files written before 'root'/'ingress' were kept list only devices
+    and ifbs: every such device may hold a root of ours, and those whose ifb is listed an ingress."""
+    devices, ifbs = list(state.get("devices", [])), list(state.get("ifbs", []))
+    return {"root": set(state.get("root", devices)),
+            "ingress": set(state.get("ingress", [d for d in devices if ifb_name(d) in ifbs])),
+            "ifbs": set(ifbs), "nft": bool(state.get("nft", bool(devices)))}
+
+
+def stale_parts(old, new):
+    """What an earlier run set (old tc.json) that this one no longer wants (new): removed, and
+    only that, so a later state: absent still knows everything that is left."""
+    was, now = state_parts(old), state_parts(new)
+    return {"root": sorted(was["root"] - now["root"]), "ingress": sorted(was["ingress"] - now["ingress"]),
+            "ifbs": sorted(was["ifbs"] - now["ifbs"]), "nft": was["nft"] and not now["nft"]}

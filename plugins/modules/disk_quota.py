@@ -214,7 +214,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.quota_backend 
     BtrfsBackend, QuotaError, QuotaToolsBackend, known_project_ids, sync_project_files,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import (
-    SUPPORTED_FS, allocate_project_ids, find_mount, normalize_entry,
+    SUPPORTED_FS, allocate_project_ids, check_project_path, find_mount, normalize_entry,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError, parse_grace
 
@@ -250,6 +250,12 @@ def resolve(params, host):
                 entry["id"] = getattr(getter(entry["name"]), attr)
             except KeyError:
                 raise UnitError("%s.name: %r is not %s on this host" % (where, entry["name"], what))
+        for i, project_dir in enumerate(entry["paths"]):
+            field = "%s.paths[%d]" % (where, i)
+            check_project_path(field, project_dir, mount["mountpoint"])
+            if not os.path.isdir(project_dir) or os.path.realpath(project_dir) != project_dir:
+                raise UnitError("%s: %r is not a directory on this host (a link is refused: give the directory it "
+                                "points to)" % (field, project_dir))
         if entry["name"] in seen:
             raise UnitError("%s.name: %r is listed twice" % (where, entry["name"]))
         seen.add(entry["name"])

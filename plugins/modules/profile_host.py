@@ -18,6 +18,10 @@ description:
     the C(fairshare-usage) tool and its one-line login greeting (C(/etc/profile.d/fairshare-usage.sh)), and for
     plans C(/etc/fairshare/plans.json), the C(fairshare-plan) tool, the service C(fairshare-plan@.service) and two
     timers per plan, which it enables and starts; timers of plans no longer given are stopped and removed.
+  - With plans it also enables and starts C(fairshare-plan-boot.service), which runs C(fairshare-plan --now):
+    a plan's settings are runtime drop-ins, gone after a reboot, so at boot (and when the service is first
+    started) the plan whose window holds that moment is put in force again (systemd 250 and later, which can
+    place any calendar event; before that the plan starts at its next timer).
   - Files are compared first and written atomically only where their text or mode differs; one C(daemon-reload)
     when a unit file changed. A part not given (V(null)) is left as it is.
   - One call instead of one task per file keeps a converge of many hosts short.
@@ -48,7 +52,7 @@ options:
   plans:
     description:
       - The output of the P(fairshare.resources.profile_plans#filter) filter (C(base), C(plans), C(timers)).
-        V({}) (a policy without plans) removes every plan timer, the plan file, the tool and the service.
+        V({}) (a policy without plans) removes every plan timer, the plan file, the tool and the services.
         Not touched when null.
       - Needs systemd; on a host without it the module fails and changes nothing.
     type: dict
@@ -225,7 +229,8 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persi
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
-    MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, as_json,
+    MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, PATHS, PLAN_BOOT_UNIT, SESSION_HOOK_RE, TIMER_GLOB,
+    UNIT_DIR, as_json,
     has_session_line, pam_config_text, pam_session_text, pam_systemd_text, wanted_files,
 )
 
@@ -375,7 +380,9 @@ def main():
             module.fail_json(msg=msg if msg.startswith("login.") else "login.policy: " + msg, **result)
         files.update(extra)
     timers = [t["name"] for t in (plans or {}).get("timers", [])]
-    result["timers"] = timers
+    result["timers"] = list(timers)
+    if timers:
+        timers.append(PLAN_BOOT_UNIT)  # enabled with the timers: the plan in force after a reboot
     try:
         units_changed = False
         if plans is not None:
@@ -387,6 +394,8 @@ def main():
             for path in stale:
                 units_changed |= changes.file(path, None, prune=False)
                 result["files"].append({"path": path, "changed": True})
+            if not timers and (host.read(PATHS["plan_boot"]) or "").startswith(MANAGED):
+                changes.run("disable %s" % PLAN_BOOT_UNIT, ["systemctl", "disable", PLAN_BOOT_UNIT])
         library = os.path.join(LIB_DIR, *PACKAGE.split(".")[:1])
         for path, (text, mode) in sorted(files.items()):
             did = changes.file(path, text, mode, prune=False, show=not path.startswith(library + "/"))

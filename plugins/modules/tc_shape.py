@@ -202,8 +202,8 @@ from ansible_collections.fairshare.resources.plugins.module_utils.tc_backend imp
     STATE_FILE, TcError, TcShaper,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
-    allocate_classids, check_admission, diff_tree, egress_tree, format_rate, nft_load_script, parse_rate,
-    tbf_burst, tc_commands,
+    allocate_classids, check_admission, diff_tree, egress_tree, format_rate, ifb_name, ingress_commands,
+    nft_load_script, parse_rate, stale_parts, tbf_burst, tc_commands,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
@@ -217,10 +217,6 @@ def rate_ceil(where, spec):
         raise UnitError("%s.ceil: %s is below rate %s; ceil is what a class may borrow up to, at least its rate"
                         % (where, spec["ceil"], spec["rate"]))
     return {"rate": rate, "ceil": ceil}
-
-
-def ifb_name(dev):
-    return ("ifb-" + dev)[:15]
 
 
 def validate(params, shaper):
@@ -305,7 +301,7 @@ def main():
             plan = validate(module.params, shaper)
             shaper.leaf = shaper.leaf_kind()
             result["leaf"] = shaper.leaf
-            restore, devices, ifbs = [], [], []
+            restore, devices, ifbs, roots, ingress = [], [], [], [], []
             dev = plan["dev"]
             if plan["egress"]:
                 ids = allocate_classids([c["uid"] for c in plan["classes"]], dict(shaper.read_nft() or []))
@@ -316,6 +312,7 @@ def main():
                 shaper.classify(plan["classes"])
                 restore += tc_commands(dev, tree, diff_tree({}, tree))
                 devices.append(dev)
+                roots.append(dev)
                 result["interface"] = dev
                 result["tree"] = after
                 result["classes"] = [{"user": c["user"], "uid": c["uid"], "classid": c["classid"],
@@ -326,12 +323,11 @@ def main():
                 dummy, ifb_after = shaper.ensure_ingress(dev, ifb, plan["ingress"])
                 ingress_tree = egress_tree(plan["ingress"], {"rate": plan["ingress"], "ceil": plan["ingress"]}, [],
                                            shaper.leaf)
-                restore += [["ip", "link", "add", ifb, "type", "ifb"], ["ip", "link", "set", ifb, "up"],
-                            ["tc", "qdisc", "replace", "dev", dev, "handle", "ffff:", "ingress"],
-                            ["tc", "filter", "replace", "dev", dev, "parent", "ffff:", "protocol", "all", "prio", "1",
-                             "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", ifb]]
+                restore += [["ip", "link", "add", ifb, "type", "ifb"], ["ip", "link", "set", ifb, "up"]]
+                restore += ingress_commands(dev, ifb)
                 restore += tc_commands(ifb, ingress_tree, diff_tree({}, ingress_tree))
                 devices.append(dev)
+                ingress.append(dev)
                 ifbs.append(ifb)
                 result["ingress"] = {"mode": "interface", "device": ifb, "rate": format_rate(plan["ingress"]),
                                      "per_user": False, "tree": ifb_after}
@@ -346,9 +342,13 @@ def main():
                     shaper.run_all(tbf["dev"], tc_commands(tbf["dev"], cmd_tree, [("root",)]))
                 restore += tc_commands(tbf["dev"], cmd_tree, [("root",)])
                 devices.append(tbf["dev"])
+                roots.append(tbf["dev"])
             nft = nft_load_script(plan["classes"]) if plan["egress"] else None
             shaper.persist(restore, nft, module.params["persist"], init_system() == "systemd")
-            new_state = {"devices": sorted(set(devices)), "ifbs": ifbs}
+            new_state = {"devices": sorted(set(devices)), "ifbs": ifbs, "root": sorted(set(roots)),
+                         "ingress": sorted(set(ingress)), "nft": bool(plan["egress"])}
+            # what an earlier run set and this one does not want goes (an ingress, a tbf, an interface)
+            shaper.remove_parts(stale_parts(state, new_state))
             if new_state != state and not module.check_mode:
                 host.write_atomic(STATE_FILE, json.dumps(new_state, sort_keys=True) + "\n")
     except (UnitError, TcError, CommandError) as exc:

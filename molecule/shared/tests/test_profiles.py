@@ -260,6 +260,35 @@ def test_the_night_plan_doubles_the_cpu_quota_and_base_restores_it(lab):
     assert systemd_time(back) == round(want * 100) and not leftover
 
 
+def test_the_boot_service_puts_back_the_plan_whose_window_holds_the_moment(lab):
+    """A plan is runtime drop-ins, gone at a reboot: fairshare-plan-boot.service (enabled by the role)
+    runs `fairshare-plan --now`. Restarted here with a copy of plans.json whose night window began
+    an hour ago (systemd-analyze places it), the slice gets the night quota; with a window that
+    ended, it is left at the user's own."""
+    host, name = lab["host"], representatives(lab)[0]
+    uid, want = lab["users"][name]["uid"], lab["users"][name]["cpu_max"] / 100.0
+    assert host.check_output("systemctl is-enabled fairshare-plan-boot.service") == "enabled"
+    hour = int(host.check_output("date +%H"))
+    shown = {}
+    try:
+        for label, start, until in (("ended", (hour - 3) % 24, "%02d:00" % ((hour - 1) % 24)),
+                                    ("inside", (hour - 1) % 24, "%02d:59" % ((hour + 2) % 24))):
+            host.run_test("python3 -c 'import json,sys; d=json.load(open(\"/etc/fairshare/plans.json\")); "
+                          "d[\"plans\"][\"night\"].update(schedule=\"*-*-* %02d:00\", until=\"%s\"); "
+                          "json.dump(d, open(\"/run/fs-plans-now.json\", \"w\"))'" % (start, until))
+            host.run_test("systemctl set-environment FAIRSHARE_PLANS=/run/fs-plans-now.json")
+            host.run_test("systemctl restart fairshare-plan-boot.service")
+            shown[label] = host.check_output("systemctl show -p CPUQuotaPerSecUSec --value user-%d.slice" % uid)
+        log = host.check_output("journalctl -u fairshare-plan-boot.service -n 4 --no-pager -o cat")
+    finally:
+        host.run_test("systemctl unset-environment FAIRSHARE_PLANS; rm -f /run/fs-plans-now.json")
+        host.run_test("fairshare-plan base")
+    print("%s: boot service with a window that ended -> %s, inside a window -> %s\n%s"
+          % (name, shown["ended"], shown["inside"], log))
+    assert systemd_time(shown["ended"]) == round(want * 100)
+    assert systemd_time(shown["inside"]) == round(want * 200)
+
+
 SSH_AS = ("ssh -q -i /root/fs-late-key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
           "%s@127.0.0.1 ")
 

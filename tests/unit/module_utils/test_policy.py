@@ -264,3 +264,40 @@ def test_user_defaults_are_the_defaults_cgroup_values_only():
     assert user_defaults(policy) == {"cpu_max": "200%", "cpu_weight": 50, "memory_max": "4G", "memory_high": "90%",
                                      "pids_max": 4096}
     assert user_defaults({"tiers": {"x": {"cpu": {"max": "1"}}}}) == {}
+
+
+@pytest.mark.parametrize("patch,message", [
+    ({"tiers": {"admin": {"unlimited": "no"}}}, "tiers.admin.unlimited: 'no' is not true or false"),
+    ({"defaults": {"unlimited": True}}, "defaults.unlimited: unknown section"),
+    ({"tiers": {"student": {"match": {"groups": "students"}}}}, "tiers.student.match.groups: 'students' is not a list"),
+    ({"tiers": {"student": {"match": {"group": ["students"]}}}}, "tiers.student.match.group: unknown key; allowed: groups, users"),
+    ({"tiers": {"student": {"tier": "admin"}}}, "tiers.student.tier: unknown section"),
+    ({"users": {"alice": {"match": {"groups": ["x"]}}}}, "users.alice.match: unknown section"),
+    ({"users": {"alice": ["researcher"]}}, "users.alice: ['researcher'] is not a mapping"),
+    ({"tiers": ["student"]}, "tiers: ['student'] is not a mapping"),
+    ({"rules": {"tier": "student"}}, "rules: {'tier': 'student'} is not a list"),
+    ({"rules": [{"tier": "student", "if": {"group": "x"}}]}, "rules[0].if: unknown key; allowed: tier, when"),
+    ({"rules": [{"tier": "student", "when": {"group": ["x"]}}]}, "rules[0].when.group: ['x'] is not a group name"),
+    ({"rules": [{"tier": "student", "when": {"any": {"group": "x"}}}]}, "rules[0].when.any: {'group': 'x'} is not a list"),
+    ({"rules": [{"tier": "student", "when": {"uid_range": ["a", 5]}}]}, "rules[0].when.uid_range[0]: 'a' is not a uid"),
+    ({"exempt_users": "root"}, "exempt_users: 'root' is not a list of names"),
+    ({"defaults": {"cpu": {"cpus": "0-x"}}}, "defaults.cpu.cpus"),
+    ({"defaults": {"gpu": {"gpus": "some"}}}, "defaults.gpu.gpus: 'some' is not a GPU list"),
+    ({"defaults": "8G"}, "defaults: '8G' is not a mapping"),
+])
+def test_the_schema_is_strict_and_names_the_path(patch, message):
+    """Each of these was accepted before (or failed with a bare Python error), and most then
+    matched nobody or lifted limits: a typo must fail, naming where it is."""
+    policy = dict(POLICY)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(policy.get(key), dict) and key != "users":
+            merged = dict(policy[key])
+            for k, v in value.items():
+                merged[k] = dict(merged.get(k) or {}, **v) if isinstance(v, dict) and isinstance(merged.get(k), dict) \
+                    and key == "tiers" else v
+            policy[key] = merged
+        else:
+            policy[key] = value
+    with pytest.raises(p.UnitError) as err:
+        p.validate(policy)
+    assert message in str(err.value)

@@ -127,3 +127,18 @@ def test_allocate_project_ids():
     entries = [{"name": "a", "id": None}, {"name": "b", "id": 1000}, {"name": "known", "id": None}]
     q.allocate_project_ids(entries, {"known": 77}, [1001])
     assert [e["id"] for e in entries] == [1002, 1000, 77]
+
+
+@pytest.mark.parametrize("path,mountpoint,error", [
+    ("/srv/p/alpha", "/srv/p", None), ("/srv/p/alpha/", "/srv/p", None), ("/srv/p", "/srv/p", None),
+    ("/srv/p/../etc", "/srv/p", "without '.' or '..'"), ("alpha", "/srv/p", "not an absolute path"),
+    ("/srv/p/./a", "/srv/p", "without '.' or '..'"), ("/srv/px/a", "/srv/p", "is not on /srv/p"),
+    ("/srv//p/a", "/srv/p", "not an absolute path"),
+])
+def test_project_paths_stay_on_their_filesystem(path, mountpoint, error):
+    if error is None:
+        assert q.check_project_path("quotas[0].paths[0]", path, mountpoint) == path.rstrip("/")
+    else:
+        with pytest.raises(q.UnitError) as err:
+            q.check_project_path("quotas[0].paths[0]", path, mountpoint)
+        assert "quotas[0].paths[0]" in str(err.value) and error in str(err.value)

@@ -113,3 +113,12 @@ def test_more_users_than_class_ids_is_refused():
     with pytest.raises(UnitError) as err:
         t.allocate_classids(range(100000, 100000 + 65534))
     assert "65534 users, but there are only 65533 class ids" in str(err.value)
+
+
+def test_stale_parts_of_an_earlier_run():
+    from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import stale_parts
+    old = {"devices": ["eth0", "eth1"], "ifbs": ["ifb-eth0"]}  # a tc.json of an earlier version
+    new = {"devices": ["eth0"], "ifbs": [], "root": ["eth0"], "ingress": [], "nft": True}
+    assert stale_parts(old, new) == {"root": ["eth1"], "ingress": ["eth0"], "ifbs": ["ifb-eth0"], "nft": False}
+    assert stale_parts(new, new) == {"root": [], "ingress": [], "ifbs": [], "nft": False}
+    assert stale_parts(new, {"devices": ["eth1"], "root": ["eth1"], "nft": False})["nft"] is True

@@ -4,12 +4,14 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import subprocess
 
 import pytest
 
 from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import plan_units
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import resolve
 
+REAL_RUN = subprocess.run  # the fixture replaces it for the tool
 TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "profiles", "files", "fairshare-plan")
 
 
@@ -61,3 +63,45 @@ def test_an_unknown_plan_changes_nothing(tool, capsys):
     assert mod.main(["weekend"]) == 2
     assert calls == [] and not (tmp / "run" / "plan").exists()
     assert "'weekend' is not a plan" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("now,until,expect", [
+    ("2026-11-26 22:00", "07:00", "2026-11-26 07:00"), ("2026-11-27 06:59", "07:00", "2026-11-26 07:00"),
+    ("2026-11-27 07:00", "07:00", "2026-11-27 07:00"),
+])
+def test_last_until(tool, now, until, expect):
+    mod = tool[0]
+    fmt = "%Y-%m-%d %H:%M"
+    parse = mod.datetime.datetime.strptime
+    assert mod.last_until(until, parse(now, fmt)) == parse(expect, fmt)
+
+
+@pytest.mark.skipif(not any(os.access(os.path.join(d, "systemd-analyze"), os.X_OK)
+                            for d in os.environ.get("PATH", "").split(":")), reason="no systemd-analyze")
+@pytest.mark.parametrize("now,inside", [
+    ("2026-11-26 22:00", True),    # Thursday night: the window Mon..Fri 20:00 -> 07:00 holds it
+    ("2026-11-27 06:30", True),    # Friday morning, still Thursday's window
+    ("2026-11-27 12:00", False),   # Friday noon
+    ("2026-11-28 23:00", False),   # Saturday night: no window starts on Saturday
+    ("2026-11-30 06:00", False),   # Monday before 07:00: Friday's window ended Saturday 07:00
+])
+def test_the_plan_in_force_at_boot_comes_from_the_real_calendar(tool, monkeypatch, now, inside):
+    """systemd-analyze itself places the schedule (any calendar event, as the timers read it)."""
+    mod = tool[0]
+    monkeypatch.setattr(mod.subprocess, "run", REAL_RUN)
+    when = mod.datetime.datetime.strptime(now, "%Y-%m-%d %H:%M")
+    data = json.loads(open(os.environ["FAIRSHARE_PLANS"]).read())
+    assert mod.in_force_now(data, when) == ("night" if inside else "base", [])
+
+
+def test_now_switches_to_the_plan_in_force_and_says_when_systemd_cannot_tell(tool, monkeypatch, capsys):
+    mod, calls, tmp = tool
+    monkeypatch.setattr(mod, "elapsed_since", lambda schedule, base, now: True)
+    assert mod.main(["--now"]) == 0
+    assert (tmp / "run" / "plan").read_text() == "night\n"
+    assert ["systemctl", "set-property", "--runtime", "user-1000.slice", "CPUQuota=100%"] in calls
+    mod.main(["base"])
+    del calls[:]
+    monkeypatch.setattr(mod, "elapsed_since", lambda schedule, base, now: None)  # systemd before 250
+    assert mod.main(["--now"]) == 0
+    assert calls == [] and "could not place night" in capsys.readouterr().err
