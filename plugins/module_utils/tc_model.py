@@ -305,3 +305,13 @@ def stale_parts(old, new):
     was, now = state_parts(old), state_parts(new)
     return {"root": sorted(was["root"] - now["root"]), "ingress": sorted(was["ingress"] - now["ingress"]),
             "ifbs": sorted(was["ifbs"] - now["ifbs"]), "nft": was["nft"] and not now["nft"]}
+
+
+def tbf_matches(live_root, rate_bytes, burst):
+    """Does the live root qdisc (parse_qdiscs) already hold this tbf? The kernel keeps the burst as
+    time at the rate (in scheduler ticks), so it reads back rounded: at high rates by more than a
+    byte (40gbit: a 20 MB burst read back as 19.99 MB), which made every run re-apply it."""
+    if not live_root or live_root.get("kind") != "tbf":
+        return False
+    rate, have = live_root.get("rate") or 0, live_root.get("burst") or 0
+    return abs(rate - rate_bytes) <= rate_bytes * 0.005 and abs(have - burst) <= max(burst * 0.005, 64)

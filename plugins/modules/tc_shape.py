@@ -203,7 +203,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.tc_backend imp
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
     allocate_classids, check_admission, diff_tree, egress_tree, format_rate, ifb_name, ingress_commands,
-    nft_load_script, parse_rate, stale_parts, tbf_burst, tc_commands,
+    nft_load_script, parse_rate, stale_parts, tbf_burst, tbf_matches, tc_commands,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
@@ -336,9 +336,7 @@ def main():
                         "leaves": {}}
                 cmd_tree = {"root": {"kind": "tbf", "rate": tbf["rate"], "burst": tbf["burst"]}}
                 live = shaper.read_tree(tbf["dev"])
-                if not live["root"] or live["root"].get("kind") != "tbf" or \
-                        abs((live["root"].get("rate") or 0) - tree["root"]["rate"]) > tree["root"]["rate"] * 0.005 or \
-                        live["root"].get("burst") != tbf["burst"]:
+                if not tbf_matches(live["root"], tree["root"]["rate"], tbf["burst"]):
                     shaper.run_all(tbf["dev"], tc_commands(tbf["dev"], cmd_tree, [("root",)]))
                 restore += tc_commands(tbf["dev"], cmd_tree, [("root",)])
                 devices.append(tbf["dev"])

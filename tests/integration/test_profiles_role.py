@@ -165,3 +165,16 @@ def test_site_applies_the_resolved_profiles(people):
     why = subprocess.run(["/usr/local/bin/fairshare-usage", "--explain", "fsrt-stan"], capture_output=True, text=True,
                          check=True).stdout
     assert "memory.max 4G from tiers.researcher" in why and "cpu.max 400% from tiers.researcher" in why
+
+    # drift: sam made exempt in the policy loses what the earlier runs gave her (profiles_cgroup_exclusive,
+    # on by default), and only she does: her 1200 MiB login that was killed above now survives
+    drift = dict(POLICY["fairshare_policy"], exempt_users=["root", "fsrt-sam"])
+    policy.write_text(yaml.safe_dump({"fairshare_policy": drift}))
+    assert site(policy, extra)["changed"] != "0"
+    assert not os.path.exists("/sys/fs/cgroup/memory/%s/user-%d" % (PARENT, sam))
+    assert os.path.exists("/sys/fs/cgroup/memory/%s/user-42000" % PARENT)
+    freed = pam_session(PAM_SERVICE, sam_pw, 1200)
+    print("fsrt-sam made exempt: cgroup removed; a 1200 MiB login now lands in %s -> signal %s, survived %s"
+          % (freed["cgroups"]["memory"], freed["signal"], freed["survived"]))
+    assert freed["open"] == 0 and freed["survived"] and PARENT not in freed["cgroups"]["memory"]
+    assert site(policy, extra)["changed"] == "0"

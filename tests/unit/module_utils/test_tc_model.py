@@ -122,3 +122,13 @@ def test_stale_parts_of_an_earlier_run():
     assert stale_parts(old, new) == {"root": ["eth1"], "ingress": ["eth0"], "ifbs": ["ifb-eth0"], "nft": False}
     assert stale_parts(new, new) == {"root": [], "ingress": [], "ifbs": [], "nft": False}
     assert stale_parts(new, {"devices": ["eth1"], "root": ["eth1"], "nft": False})["nft"] is True
+
+
+def test_a_tbf_read_back_rounded_is_the_same_tbf():
+    from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import tbf_matches
+    # what tc -j printed for tbf rate 2000gbit burst 1000000000 on this host's kernel
+    live = {"kind": "tbf", "rate": 250000000000, "burst": 999750000}
+    assert tbf_matches(live, 2000 * 10 ** 9 // 8, 1000000000)
+    assert not tbf_matches(live, 2000 * 10 ** 9 // 8, 2000000000)
+    assert not tbf_matches(dict(live, kind="htb"), 2000 * 10 ** 9 // 8, 1000000000)
+    assert not tbf_matches(live, 1000 * 10 ** 9 // 8, 1000000000)
