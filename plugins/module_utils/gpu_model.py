@@ -52,6 +52,19 @@ def parse_proc_information(text):
     return info
 
 
+def check_gpu_list(where, wanted):
+    """The form of a gpus value without the host's GPUs (a host with none): -> [] or a UnitError."""
+    if wanted in (None, "none", "all", []) or wanted == ["all"]:
+        return []
+    items = wanted if isinstance(wanted, list) else [w.strip() for w in str(wanted).split(",")]
+    for item in items:
+        if isinstance(item, bool) or not str(item).strip() or (
+                not str(item).strip().isdigit() and not str(item).strip().startswith(("GPU-", "MIG-"))):
+            raise UnitError("%s.gpus: %r is not a GPU index or UUID; use all, none, or indexes/UUIDs like [0, 1]"
+                            % (where, item))
+    return []
+
+
 def select_gpus(where, wanted, gpus):
     """'all' | 'none' | [index or UUID] -> sorted indexes; unknown ones are an error naming them."""
     if wanted in (None, "none") or wanted == []:

@@ -145,7 +145,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import check_parent
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import (
-    allowlist, parse_devices_list, parse_nvidia_smi, parse_proc_information, render_dropin,
+    allowlist, check_gpu_list, parse_devices_list, parse_nvidia_smi, parse_proc_information, render_dropin,
     render_modprobe, render_udev, select_gpus, set_toolkit_option,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
@@ -246,13 +246,8 @@ def main():
         module.fail_json(msg=str(exc))
     gpus, controls = discover(host)
     result = dict(changed=False, gpus=gpus, controls=controls, users=[], actions=[], backend="none")
-    if not gpus:
-        if params["require"]:
-            module.fail_json(msg="require: no GPU found on this host (nvidia-smi, /proc/driver/nvidia, /dev/nvidia*)",
-                             **result)
-        module.exit_json(**result)
     try:
-        # ---- validate everything first
+        # ---- validate everything first, on hosts without a GPU too (a typo must not wait for the GPU host)
         try:
             group = grp.getgrnam(params["group"])
         except KeyError:
@@ -264,11 +259,22 @@ def main():
                 pw = pwd.getpwuid(int(entry["name"])) if str(entry["name"]).isdigit() else pwd.getpwnam(entry["name"])
             except (KeyError, ValueError):
                 raise UnitError("%s.name: %r is not a user on this host" % (where, entry["name"]))
-            granted = select_gpus(where, entry["gpus"], gpus)
+            # a fleet's policy may name GPUs that only its GPU hosts have: elsewhere nothing is granted
+            granted = select_gpus(where, entry["gpus"], gpus) if gpus else check_gpu_list(where, entry["gpus"])
             if entry["mig"] is not None and entry["mig"] < 0:
                 raise UnitError("%s.mig: %r must be 0 or more" % (where, entry["mig"]))
             plans.append({"name": pw.pw_name, "uid": pw.pw_uid, "granted": granted, "mig": entry["mig"],
                           "all": granted == [g["index"] for g in gpus]})
+    except UnitError as exc:
+        module.fail_json(msg=str(exc), **result)
+    if not gpus:
+        if params["require"]:
+            module.fail_json(msg="require: no GPU found on this host (nvidia-smi, /proc/driver/nvidia, /dev/nvidia*)",
+                             **result)
+        result["users"] = [{"name": p["name"], "uid": p["uid"], "granted": [], "note": "no GPU on this host"}
+                           for p in plans]
+        module.exit_json(**result)
+    try:
         init = init_system()
         layout = read_cgroup_layout()
         backend = "none"

@@ -18,7 +18,7 @@ description:
     the C(fairshare-usage) tool and its one-line login greeting (C(/etc/profile.d/fairshare-usage.sh)), and for
     plans C(/etc/fairshare/plans.json), the C(fairshare-plan) tool, the service C(fairshare-plan@.service) and two
     timers per plan, which it enables and starts; timers of plans no longer given are stopped and removed.
-  - With plans it also enables and starts C(fairshare-plan-boot.service), which runs C(fairshare-plan --now):
+  - With plans it also enables and starts C(fairshare-plan-boot.service), which runs C(fairshare-plan --now) -
     a plan's settings are runtime drop-ins, gone after a reboot, so at boot (and when the service is first
     started) the plan whose window holds that moment is put in force again (systemd 250 and later, which can
     place any calendar event; before that the plan starts at its next timer).

@@ -112,8 +112,16 @@ def test_no_gpu_means_no_change():
         pytest.skip("this host has NVIDIA devices")
     out = run_module("gpu_access", dict(users=[{"name": "root", "gpus": "all"}]))
     assert out["changed"] is False and out["gpus"] == []
+    assert out["users"][0]["note"] == "no GPU on this host"
     out = run_module("gpu_access", dict(require=True))
     assert out["_status"].startswith("FAILED") and "no GPU found" in out["msg"]
+    # the input is checked on a host without GPUs too, before anything (it exited unchecked before)
+    for users, fragment in (([{"name": "fs-no-such-user", "gpus": "all"}], "users[0].name: 'fs-no-such-user'"),
+                            ([{"name": "root", "gpus": ["first"]}], "users[0].gpus: 'first' is not a GPU"),
+                            ([{"name": "root", "gpus": "all", "mig": -1}], "users[0].mig: -1")):
+        out = run_module("gpu_access", dict(users=users))
+        assert out["_status"].startswith("FAILED") and fragment in out["msg"], out
+    assert run_module("gpu_access", dict(group="fs-no-such-group", users=[]))["msg"].startswith("group:")
 
 
 def test_device_cgroup_in_the_systemd_guest(guest):

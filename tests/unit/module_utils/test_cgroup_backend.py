@@ -127,8 +127,8 @@ def test_cgroupfs_every_dropped_limit_goes_back_to_no_limit_v2(tmp_path):
     assert (user / "io.weight").read_text() == "default 100"
     assert (user / "io.max").read_text() == ("8:0 rbps=1048576 wbps=max riops=max wiops=max\n"
                                              "8:16 rbps=max wbps=max riops=max wiops=max\n")
-    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply([plan(0, "user", "a", {"memory_max": "100M", "io_max": [{"device": "8:0", "rbps": "1M"}]},
-                            uid=2000)], False)
+    kept = {"memory_max": "100M", "io_max": [{"device": "8:0", "rbps": "1M"}]}
+    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply([plan(0, "user", "a", kept, uid=2000)], False)
     assert not out["changed"], out["diff"]
 
 

@@ -136,3 +136,16 @@ def test_all_lists_containers_outside_every_users_slice(tool, tmp_path, monkeypa
     assert "container /system.slice/docker-%s.scope: 70.0M, outside every user's limits" % cid in out
     assert out.count("container ") == 1
     assert tool.main(["--all", "--json"]) == 0 and isinstance(json.loads(capsys.readouterr().out), list)
+
+
+def test_a_uid_without_a_passwd_entry_is_found_by_uid_not_a_traceback(tool, capsys, monkeypatch):
+    def missing(uid):
+        raise KeyError("getpwuid(): uid not found: %d" % uid)
+    monkeypatch.setattr(tool.pwd, "getpwuid", missing)
+    monkeypatch.setattr(tool.os, "getuid", lambda: 1000)  # alice's uid in the profiles
+    assert tool.main([]) == 0
+    assert "alice" in capsys.readouterr().out
+    monkeypatch.setattr(tool.os, "getuid", lambda: 4242)  # nobody's
+    tool.main(["--brief"])
+    tool.main([])
+    assert "4242: no limits of fairshare.resources apply" in capsys.readouterr().out
