@@ -112,6 +112,16 @@ def _unescape(text):
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 
+def _inside(path, mountpoint):
+    return path == mountpoint or mountpoint == "/" or path.startswith(mountpoint.rstrip("/") + "/")
+
+
+def find_mount_of(mounts, path):
+    """The entry of a mounts list (resource_facts: mountpoint, fstype, ...) that holds path, or None."""
+    found = [m for m in mounts if _inside(path, m["mountpoint"])]
+    return max(found, key=lambda m: len(m["mountpoint"])) if found else None
+
+
 def find_mount(mountinfo, path):
     """The mount holding path: {'mountpoint', 'fstype', 'source', 'options'} (longest prefix wins)."""
     best = None
@@ -121,8 +131,7 @@ def find_mount(mountinfo, path):
         pre, post = line.split(" - ", 1)
         pre_f, post_f = pre.split(), post.split()
         mountpoint = _unescape(pre_f[4])
-        inside = path == mountpoint or mountpoint == "/" or path.startswith(mountpoint.rstrip("/") + "/")
-        if inside and (best is None or len(mountpoint) >= len(best["mountpoint"])):
+        if _inside(path, mountpoint) and (best is None or len(mountpoint) >= len(best["mountpoint"])):
             best = {"mountpoint": mountpoint, "fstype": post_f[0], "source": _unescape(post_f[1]),
                     "options": pre_f[5].split(",") + post_f[2].split(",")}
     return best

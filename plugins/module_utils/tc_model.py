@@ -111,6 +111,16 @@ def egress_tree(link_bps, default, classes, leaf):
     return tree
 
 
+def rate_ceil(where, spec):
+    """{rate, ceil (optional)} -> bits per second each; a ceil below the rate is refused."""
+    rate = parse_rate(where + ".rate", spec["rate"])
+    ceil = parse_rate(where + ".ceil", spec["ceil"]) if spec.get("ceil") else rate
+    if ceil < rate:
+        raise UnitError("%s.ceil: %s is below rate %s; ceil is what a class may borrow up to, at least its rate"
+                        % (where, spec["ceil"], spec["rate"]))
+    return {"rate": rate, "ceil": ceil}
+
+
 def check_admission(where, link_bps, default, classes, oversubscription):
     """Guaranteed rates must fit the link × oversubscription; refused with the numbers."""
     total = default["rate"] + sum(c["rate"] for c in classes)

@@ -203,20 +203,11 @@ from ansible_collections.fairshare.resources.plugins.module_utils.tc_backend imp
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
     allocate_classids, check_admission, diff_tree, egress_tree, format_rate, ifb_name, ingress_commands,
-    nft_load_script, parse_rate, stale_parts, tbf_burst, tbf_matches, tc_commands,
+    nft_load_script, parse_rate, rate_ceil, stale_parts, tbf_burst, tbf_matches, tc_commands,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
 RATE_CEIL = dict(rate=dict(type="str", required=True), ceil=dict(type="str"))
-
-
-def rate_ceil(where, spec):
-    rate = parse_rate(where + ".rate", spec["rate"])
-    ceil = parse_rate(where + ".ceil", spec["ceil"]) if spec.get("ceil") else rate
-    if ceil < rate:
-        raise UnitError("%s.ceil: %s is below rate %s; ceil is what a class may borrow up to, at least its rate"
-                        % (where, spec["ceil"], spec["rate"]))
-    return {"rate": rate, "ceil": ceil}
 
 
 def validate(params, shaper):

@@ -73,12 +73,15 @@ def people(tmp_path):
                 os.rmdir(directory)
 
 
-def site(policy_file, extra):
+def site(policy_file, extra, fails=False):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1")
     argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
             "-e", "ansible_python_interpreter=" + PYTHON, "-e", "@" + str(policy_file), "-e", extra,
             os.path.join(ROOT, "playbooks", "site.yml")]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    if fails:
+        assert out.returncode != 0, out.stdout[-3000:]
+        return out.stdout
     assert out.returncode == 0, out.stdout[-3000:]
     recap = [line for line in out.stdout.splitlines() if line.startswith("localhost ")][-1]
     return dict(part.split("=") for part in recap.split(":", 1)[1].split())
@@ -94,6 +97,17 @@ def test_site_applies_the_resolved_profiles(people):
     assert site(empty, extra)["changed"] == "0"
     assert not os.path.exists(os.path.join("/sys/fs/cgroup/memory", PARENT))
     policy = people / "policy.yml"
+    # preflight: a tier that names CPUs this host lacks fails the run before its first change (the cgroup
+    # task wrote the other users' limits first, then failed on the kernel's ERANGE)
+    cpus = len(os.sched_getaffinity(0))
+    wide = json.loads(json.dumps(POLICY))
+    wide["fairshare_policy"]["tiers"]["student"]["cpu"]["cpus"] = "0-%d" % (cpus + 3)
+    policy.write_text(yaml.safe_dump(wide))
+    refused = site(policy, extra, fails=True)
+    print("preflight: %s" % [line.strip() for line in refused.splitlines() if "cannot take" in line][:1])
+    assert "this host cannot take the policy; nothing was changed" in refused
+    assert "user fsrt-sam: cpu.cpus 0-%d names CPU %d" % (cpus + 3, cpus + 3) in refused
+    assert not os.path.exists(os.path.join("/sys/fs/cgroup/memory", PARENT))
     policy.write_text(yaml.safe_dump(POLICY))
     first = site(policy, extra)
     assert first["changed"] == "2", first  # one cgroup_limit call for all users and workloads, one profile_host call

@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright: fairshare.resources contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The whole policy of a host checked against that host before the role's first change.
+
+The role applies cgroup limits, then quotas, network classes and GPU grants, each through its
+own module; each module checks its own input before it changes anything, but a bad disk mount
+or a ceil below its rate would fail only after the limits had changed. preflight() runs every
+module's own checks (the same functions) on what the role is about to give each module, with
+the host's facts (resource_facts: mounts, interfaces, GPUs, CPUs), and reports every problem
+at once. Pure Python, no AnsibleModule import.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import normalize_limits
+from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import check_gpu_list, select_gpus
+from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
+    to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes,
+)
+from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import (
+    SUPPORTED_FS, find_mount_of, normalize_entry,
+)
+from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
+    check_admission, parse_rate, rate_ceil,
+)
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError, expand_cpulist
+
+SHOW = 20  # problems listed in the message; the count says how many more
+
+
+def _each(problems, where, check, *args):
+    try:
+        return check(*args)
+    except UnitError as exc:
+        problems.append("%s: %s" % (where, exc))
+        return None
+
+
+def preflight(profiles, facts, settings=None):
+    """profiles (resolve_profiles), facts (resource_facts' fairshare facts), settings {cgroups, quotas,
+    network, gpu: which parts the role applies; interface, link_rate, default_class, oversubscription
+    (network)} -> a list of problems, each naming the user and the policy field; empty when the host
+    can take the policy."""
+    settings = settings or {}
+    problems = []
+    on = dict((part, settings.get(part, True)) for part in ("cgroups", "quotas", "network", "gpu"))
+    if on["cgroups"]:
+        threads = (facts.get("cpus") or {}).get("threads")
+        for entry in to_cgroup_limits(profiles, facts.get("init_system", "systemd")):
+            who = entry.get("user") or entry.get("slice") or entry.get("path")
+            if entry.get("state") == "absent":
+                continue
+            limits = _each(problems, "user %s" % who, normalize_limits,
+                           dict((k, v) for k, v in entry.items() if k not in ("user", "slice", "path")), "limits")
+            cpus = expand_cpulist(limits.get("cpuset_cpus", "")) if limits else []
+            if threads and cpus and max(cpus) >= threads:
+                problems.append("user %s: cpu.cpus %s names CPU %d; this host has CPUs 0-%d"
+                                % (who, limits["cpuset_cpus"], max(cpus), threads - 1))
+    if on["quotas"]:
+        for item in to_disk_quotas(profiles):
+            mount = find_mount_of(facts.get("mounts") or [], item["path"])
+            if mount is None or mount["fstype"] not in SUPPORTED_FS:
+                problems.append("disk.%s: %s; disk quotas need ext4, XFS or btrfs here"
+                                % (item["path"], "not on a filesystem of this host" if mount is None else
+                                   "on %s (%s)" % (mount["fstype"], mount["mountpoint"])))
+                continue
+            qtype = "project" if mount["fstype"] == "btrfs" else "user"
+            if mount["fstype"] == "btrfs":
+                problems.append("disk.%s: btrfs has no user quotas (it limits subvolumes); give per-user "
+                                "subvolumes to disk_quota type: project" % item["path"])
+                continue
+            for entry in item["quotas"]:
+                _each(problems, "user %s" % entry["name"], normalize_entry,
+                      dict((k, v) for k, v in entry.items()), "disk.%s" % item["path"], qtype, mount["fstype"])
+    classes = to_tc_classes(profiles)
+    if on["network"] and classes:
+        interface = settings.get("interface") or "auto"
+        names = [nic["name"] for nic in facts.get("nics") or []]
+        if interface != "auto" and names and interface not in names:
+            problems.append("profiles_interface: %r is not an interface of this host; interfaces: %s"
+                            % (interface, ", ".join(names)))
+        link = _each(problems, "profiles_link_rate", parse_rate, "profiles_link_rate", settings.get("link_rate", "1gbit"))
+        default = _each(problems, "profiles_default_class", rate_ceil, "profiles_default_class",
+                        settings.get("default_class") or {"rate": settings.get("link_rate", "1gbit")})
+        checked = []
+        for cls in classes:
+            got = _each(problems, "user %s" % cls["user"], rate_ceil, "net.egress", cls)
+            if got:
+                got["name"] = "user %s" % cls["user"]
+                checked.append(got)
+        if link and default and len(checked) == len(classes):
+            _each(problems, "network", check_admission, "egress", link, default, checked,
+                  float(settings.get("oversubscription") or 1.0))
+    if on["gpu"]:
+        gpus = facts.get("gpus") or []
+        for entry in to_gpu_users(profiles):
+            where = "user %s" % entry["name"]
+            if gpus:
+                _each(problems, where, select_gpus, "gpu", entry["gpus"], gpus)
+            else:
+                _each(problems, where, check_gpu_list, "gpu", entry["gpus"])
+    return problems
+
+
+def check_host(profiles, facts, settings=None):
+    """preflight() as a gate: raises UnitError listing every problem (the first SHOW of them)."""
+    problems = preflight(profiles, facts, settings)
+    if problems:
+        more = " and %d more" % (len(problems) - SHOW) if len(problems) > SHOW else ""
+        raise UnitError("this host cannot take the policy; nothing was changed: %s%s"
+                        % ("; ".join(problems[:SHOW]), more))
+    return {"checked": len(profiles)}

@@ -1,0 +1,55 @@
+"""preflight: every module's own checks, run on the role's inputs with the host's facts, before any change."""
+import pytest
+
+from ansible_collections.fairshare.resources.plugins.module_utils import policy as p
+from ansible_collections.fairshare.resources.plugins.module_utils import preflight as pf
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+
+POLICY = {"min_uid": 1000,
+          "defaults": {"memory": {"max": "1G"}, "disk": {"/home": {"block_soft": "1G", "block_hard": "2G"}},
+                       "net": {"egress": {"rate": "10mbit", "ceil": "100mbit"}}},
+          "tiers": {"gpu": {"match": {"groups": ["gpu"]}, "gpu": {"gpus": [0]}, "cpu": {"cpus": "0-1"}}}}
+USERS = [{"name": "ann", "uid": 1000, "groups": ["gpu"]}, {"name": "ben", "uid": 1001, "groups": []}]
+FACTS = {"cpus": {"threads": 2}, "init_system": "systemd", "nics": [{"name": "eth0"}],
+         "mounts": [{"mountpoint": "/", "fstype": "ext4"}, {"mountpoint": "/home", "fstype": "xfs"}],
+         "gpus": [{"index": 0, "uuid": "GPU-a"}]}
+SETTINGS = {"interface": "eth0", "link_rate": "1gbit", "default_class": {"rate": "100mbit", "ceil": "1gbit"}}
+
+
+def profiles(**patch):
+    policy = dict(POLICY, **patch)
+    return p.resolve(policy, USERS)
+
+
+def test_a_host_that_fits_has_no_problems():
+    assert pf.preflight(profiles(), FACTS, SETTINGS) == []
+    assert pf.check_host(profiles(), FACTS, SETTINGS) == {"checked": 2}
+
+
+@pytest.mark.parametrize("facts,settings,fragment", [
+    (dict(FACTS, cpus={"threads": 1}), SETTINGS, "user ann: cpu.cpus 0-1 names CPU 1; this host has CPUs 0-0"),
+    (dict(FACTS, mounts=[{"mountpoint": "/", "fstype": "ext4"}, {"mountpoint": "/home", "fstype": "nfs4"}]), SETTINGS,
+     "disk./home: on nfs4 (/home); disk quotas need ext4, XFS or btrfs here"),
+    (dict(FACTS, gpus=[{"index": 1, "uuid": "GPU-b"}]), SETTINGS, "user ann: gpu.gpus: '0' is not a GPU of this host"),
+    (FACTS, dict(SETTINGS, interface="eth7"), "profiles_interface: 'eth7' is not an interface of this host"),
+    (FACTS, dict(SETTINGS, link_rate="15mbit"), "network: egress: 120mbit guaranteed"),
+])
+def test_what_the_host_cannot_take_is_named(facts, settings, fragment):
+    problems = pf.preflight(profiles(), facts, settings)
+    assert any(fragment in problem for problem in problems), problems
+    with pytest.raises(UnitError) as err:
+        pf.check_host(profiles(), facts, settings)
+    assert str(err.value).startswith("this host cannot take the policy; nothing was changed: ")
+
+
+def test_policy_values_that_only_fail_together_are_found():
+    # each block is valid alone; ben's memory.high from a tier is above the max a user override gives him
+    bad = profiles(users={"ben": {"memory": {"max": "100M", "high": "200M"}}})
+    assert any("user ben" in x and "memory_high" in x for x in pf.preflight(bad, FACTS, SETTINGS))
+    ceil = profiles(users={"ben": {"net": {"egress": {"rate": "50mbit", "ceil": "20mbit"}}}})
+    assert any("user ben: net.egress.ceil: 20mbit is below rate 50mbit" in x for x in pf.preflight(ceil, FACTS, SETTINGS))
+
+
+def test_parts_the_role_does_not_apply_are_not_checked():
+    off = {"cgroups": False, "quotas": False, "network": False, "gpu": False}
+    assert pf.preflight(profiles(), dict(FACTS, cpus={"threads": 1}, gpus=[], mounts=[]), dict(SETTINGS, interface="x", **off)) == []
