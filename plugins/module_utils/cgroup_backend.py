@@ -19,7 +19,7 @@ import os
 import pwd
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
-    DROPIN_NAME, INHERIT, IO_WEIGHT_FILES, MANAGED_HEADER, PER_DEVICE, cgroup_relpath, check_protected,
+    CPU_PERIOD_US, DROPIN_NAME, INHERIT, IO_WEIGHT_FILES, MANAGED_HEADER, PER_DEVICE, cgroup_relpath, check_protected,
     controllers_needed, device_reset, display_limits, expected_files, normalize_limits, parse_systemctl_show,
     parse_target, render_dropin, reset_files, reset_value, same_value,
 )
@@ -446,6 +446,7 @@ class CgroupfsBackend(_Layout):
                 diffs.append({"before_header": "/" + plan.relpath, "after_header": "/" + plan.relpath,
                               "before": _render(before), "after": _render(after)})
             results.append(res)
+        self._check_v1_quotas(plans, planned)
         removed = []
         if exclusive:
             keep = set()
@@ -485,7 +486,7 @@ class CgroupfsBackend(_Layout):
             making = made | after_made
             if making != made:
                 self._register(making)
-            for plan, todo in writes:
+            for plan, todo in self._ordered(writes):
                 self._write(plan, todo)
             for relpath, dirs in removals:
                 self._remove(dirs)
@@ -504,6 +505,57 @@ class CgroupfsBackend(_Layout):
                 res["verified"] = {}
         return {"targets": results, "removed": removed, "diff": diffs, "left": self.left[:50],
                 "changed": bool(writes or removals), "parent": self.parent}
+
+    def _quota_now(self, relpath, planned_quota):
+        """A cgroup's CPU quota as a fraction of a CPU (None: no limit) after this run."""
+        text = planned_quota.get(relpath)
+        if text is None:
+            text = self.read_value(os.path.join(self.dir_of("cpu", relpath), "cpu.cfs_quota_us"))
+        if text is None or text.strip() == "-1":
+            return None
+        return int(text) / float(CPU_PERIOD_US)
+
+    def _check_v1_quotas(self, plans, planned):
+        """cgroup v1 refuses a child's CPU quota above its parent's (EINVAL, whichever is written
+        last): a policy that asks for it is refused before any write, in check mode too."""
+        if self.version_of("cpu") != "v1":
+            return
+        wanted = {}
+        for plan, files in zip(plans, planned):
+            for _c, fname, value in files:
+                if fname == "cpu.cfs_quota_us":
+                    wanted[plan.relpath] = value
+        for plan in plans:
+            parent = os.path.dirname(plan.relpath)
+            if plan.state != "present" or plan.relpath not in wanted or parent not in wanted:
+                continue
+            mine, theirs = self._quota_now(plan.relpath, wanted), self._quota_now(parent, wanted)
+            if mine is not None and theirs is not None and mine > theirs:
+                raise BackendError("%s: cpu_max %d%% is above the %d%% of the cgroup it is in (/%s); cgroup v1 "
+                                   "refuses a child's CPU quota above its parent's" % (plan.label, round(mine * 100),
+                                                                                     round(theirs * 100), parent))
+
+    def _ordered(self, writes):
+        """A CPU quota that goes down is written first, deepest cgroups first, and one that goes up
+        last, parents first: cgroup v1 refuses a parent below its children at every step. The rest
+        goes in between, parents first (their directories are made before their children's)."""
+        def quota(text):
+            return float("inf") if text is None or text.strip() == "-1" else int(text)
+
+        down, rest, up = [], [], []
+        for plan, todo in writes:
+            cpu = [t for t in todo if t[1] in ("cpu.cfs_period_us", "cpu.cfs_quota_us")]
+            new = [t[2] for t in cpu if t[1] == "cpu.cfs_quota_us"]
+            if not new:
+                rest.append((plan, todo))
+                continue
+            live = self.read_value(os.path.join(self.dir_of("cpu", plan.relpath), "cpu.cfs_quota_us"))
+            (down if quota(new[0]) < quota(live) else up).append((plan, cpu))
+            rest.append((plan, [t for t in todo if t not in cpu]))
+        def depth(write):
+            return write[0].relpath.count("/")
+        return (sorted(down, key=lambda w: -depth(w)) + sorted((w for w in rest if w[1]), key=depth)
+                + sorted(up, key=depth))
 
     def _register(self, made):
         if made:

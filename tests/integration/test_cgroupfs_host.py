@@ -91,6 +91,33 @@ def test_cpu_quota_holds_busy_loop(limited):
     assert rc == 0 and abs(share - 0.20) <= 0.01  # within 5 % of the quota
 
 
+def test_v1_quotas_go_down_children_first_and_a_child_above_its_parent_is_refused(limited):
+    """cgroup v1 refuses a parent's CPU quota below its children's. Lowering a user and the workload
+    in it together failed with EINVAL on every run (the user's file was written first); now the
+    child goes first, raising goes parents first, and a child above its parent is refused before
+    any write, in check mode too."""
+    user = limited.pw_name
+    work = "user-%d/jobs" % limited.pw_uid
+
+    def run(mine, jobs, check=False):
+        args = dict(backend="cgroupfs", parent=PARENT, limits=[{"user": user, "cpu_max": mine},
+                                                                 {"path": work, "cpu_max": jobs}])
+        return run_module("cgroup_limit", args, check=check)
+    assert run("100%", "50%")["changed"]
+    down = run("25%", "10%")
+    assert down["_status"] == "CHANGED", down
+    with open(cg("cpu", limited.pw_uid, "jobs", "cpu.cfs_quota_us")) as fh:
+        assert fh.read().strip() == "10000"
+    up = run("150%", "120%")
+    assert up["_status"] == "CHANGED", up
+    for check in (True, False):
+        bad = run("25%", "50%", check=check)
+        assert bad["_status"].startswith("FAILED") and "above the 25% of the cgroup it is in" in bad["msg"], bad
+    with open(cg("cpu", limited.pw_uid, "cpu.cfs_quota_us")) as fh:
+        assert fh.read().strip() == "150000"  # the refused run changed nothing
+    print("v1 quotas: 100%/50% -> 25%/10% and -> 150%/120% applied; 25% over a 50% child refused: " + bad["msg"])
+
+
 def test_pids_max_refuses_forks(limited):
     uid = limited.pw_uid
     apply([{"user": limited.pw_name, "pids_max": 32}])
