@@ -135,3 +135,57 @@ def set_toolkit_option(text):
     else:
         new = line + "\n" + text
     return new, new != text
+
+
+# --------------------------------------------------------------------------- GPU counts
+
+PLACEMENTS = ("spread", "pack")
+
+
+def gpu_key(gpu):
+    """What an allocation remembers a GPU by: its UUID, else its index (nodes without nvidia-smi)."""
+    return gpu.get("uuid") or "index:%d" % gpu["index"]
+
+
+def allocate(counts, gpus, previous=None, share=1, placement="spread"):
+    """counts {user: N}, the host's gpus, the previous allocation {user: [gpu_key]} -> {user: [indexes]}.
+
+    Each user gets N different GPUs; each GPU goes to at most `share` users (1: exclusive; the
+    policy's oversubscription.gpu). Sticky: a user keeps the GPUs they had while those exist and
+    their count allows, so a rerun gives the same GPUs. New picks go to the least used GPU
+    (spread) or the most used one that still has room (pack), ties to the lower index; users with
+    the largest counts pick first, then by name. Raises UnitError with the numbers when the host
+    cannot hold the counts."""
+    if placement not in PLACEMENTS:
+        raise UnitError("placement: %r is not allowed; use spread or pack" % (placement,))
+    if isinstance(share, bool) or not isinstance(share, int) or share < 1:
+        raise UnitError("share: %r is not a number of users per GPU (1 or more)" % (share,))
+    order = sorted(gpus, key=lambda g: g["index"])
+    index = dict((gpu_key(g), g["index"]) for g in order)
+    total = sum(counts.values())
+    for name, count in sorted(counts.items()):
+        if count > len(order):
+            raise UnitError("gpu.count: %s asks for %d GPUs; this host has %d" % (name, count, len(order)))
+    if total > len(order) * share:
+        raise UnitError("gpu.count: the users' counts add up to %d GPUs; this host has %d GPU(s) x %d user(s) per GPU "
+                        "(oversubscription.gpu) = %d" % (total, len(order), share, len(order) * share))
+    used = dict((key, 0) for key in index)
+    picked = {}
+    for name in sorted(counts):  # first what each user had, as far as their count and the GPUs' room allow
+        keep = []
+        for key in (previous or {}).get(name, []):
+            if key in used and key not in keep and len(keep) < counts[name] and used[key] < share:
+                keep.append(key)
+                used[key] += 1
+        picked[name] = keep
+    for name in sorted(counts, key=lambda n: (-counts[n], n)):
+        while len(picked[name]) < counts[name]:
+            free = [k for k in used if used[k] < share and k not in picked[name]]
+            if placement == "spread":
+                free.sort(key=lambda k: (used[k], index[k]))
+            else:
+                free.sort(key=lambda k: (-used[k], index[k]))
+            picked[name].append(free[0])
+            used[free[0]] += 1
+    return dict((name, sorted(index[k] for k in keys)) for name, keys in picked.items()), \
+        dict((name, sorted(keys, key=lambda k: index[k])) for name, keys in picked.items())

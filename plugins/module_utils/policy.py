@@ -433,8 +433,8 @@ def to_tc_classes(profiles):
 
 
 def to_gpu_users(profiles):
-    """gpu.gpus (explicit list or all) wins; else count 0 -> none, a count > 0 -> all (a count is
-    recorded, not placed on particular GPUs); unlimited users may open every GPU."""
+    """gpu.gpus (explicit list or all) wins; else gpu.count N: gpu_access picks N GPUs of the host
+    for the user (different ones, the same on every run); unlimited users may open every GPU."""
     users = []
     for name, prof in sorted(profiles.items()):
         vals = prof["values"]
@@ -443,10 +443,11 @@ def to_gpu_users(profiles):
         elif "gpu.gpus" in vals:
             gpus = vals["gpu.gpus"]["value"]
         elif "gpu.count" in vals:
-            gpus = "none" if int(vals["gpu.count"]["value"]) == 0 else "all"
+            gpus = None
         else:
             continue
-        entry = {"name": name, "gpus": gpus}
+        entry = {"name": name, "gpus": gpus} if gpus is not None else \
+            {"name": name, "count": int(vals["gpu.count"]["value"])}
         if "gpu.mig" in vals:
             entry["mig"] = int(vals["gpu.mig"]["value"])
         users.append(entry)

@@ -16,7 +16,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import normalize_limits
-from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import check_gpu_list, select_gpus
+from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import allocate, check_gpu_list, select_gpus
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
     to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes,
 )
@@ -42,7 +42,7 @@ def _each(problems, where, check, *args):
 def preflight(profiles, facts, settings=None):
     """profiles (resolve_profiles), facts (resource_facts' fairshare facts), settings {cgroups, quotas,
     network, gpu: which parts the role applies; interface, link_rate, default_class, oversubscription
-    (network)} -> a list of problems, each naming the user and the policy field; empty when the host
+    (network); gpu_share, gpu_placement (GPU counts)} -> a list of problems, each naming the user and the policy field; empty when the host
     can take the policy."""
     settings = settings or {}
     problems = []
@@ -96,12 +96,18 @@ def preflight(profiles, facts, settings=None):
                   float(settings.get("oversubscription") or 1.0))
     if on["gpu"]:
         gpus = facts.get("gpus") or []
+        counts = {}
         for entry in to_gpu_users(profiles):
             where = "user %s" % entry["name"]
-            if gpus:
+            if "count" in entry:
+                counts[entry["name"]] = entry["count"]
+            elif gpus:
                 _each(problems, where, select_gpus, "gpu", entry["gpus"], gpus)
             else:
                 _each(problems, where, check_gpu_list, "gpu", entry["gpus"])
+        if gpus and counts:
+            _each(problems, "gpu", allocate, counts, gpus, None, int(settings.get("gpu_share") or 1),
+                  settings.get("gpu_placement") or "spread")
     return problems
 
 

@@ -46,12 +46,29 @@ options:
         type: str
         required: true
       gpus:
-        description: C(all), C(none), or a list of GPU indexes or UUIDs.
+        description: C(all), C(none) (the default), or a list of GPU indexes or UUIDs.
         type: raw
-        default: none
+      count:
+        description:
+          - This many GPUs of the host, picked by the module (not with O(users[].gpus)) - different GPUs for one
+            user, each GPU to at most O(share) users, and the same GPUs on every run while they exist (kept in
+            C(/etc/fairshare/gpu.json) by UUID). V(0) grants none.
+          - Counts that add up to more than the GPUs times O(share) are refused with the numbers, before any change.
+        type: int
       mig:
         description: Most MIG instances this user may hold (recorded and checked against MIG mode).
         type: int
+  placement:
+    description:
+      - Where O(users[].count) GPUs go - V(spread) to the least used GPU, V(pack) to the most used one that still
+        has room (with O(share) above 1). Ties go to the lower index; users with more GPUs pick first.
+    type: str
+    choices: [spread, pack]
+    default: spread
+  share:
+    description: How many users' counts one GPU may serve (1 - exclusive; the policy's C(oversubscription.gpu)).
+    type: int
+    default: 1
   policy:
     description: V(restricted) - device files C(0660) for O(group) only; V(open) - C(0666).
     type: str
@@ -90,6 +107,12 @@ EXAMPLES = r"""
       - {name: alice, gpus: [0]}
       - {name: bob, gpus: [1, 2], mig: 4}
       - {name: carol, gpus: none}
+
+- name: Any two GPUs for dave and one for erin - different GPUs, the same ones on every run
+  fairshare.resources.gpu_access:
+    users:
+      - {name: dave, count: 2}
+      - {name: erin, count: 1}
 """
 
 RETURN = r"""
@@ -145,7 +168,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import check_parent
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import (
-    allowlist, check_gpu_list, parse_devices_list, parse_nvidia_smi, parse_proc_information, render_dropin,
+    PLACEMENTS, allocate, allowlist, check_gpu_list, parse_devices_list, parse_nvidia_smi, parse_proc_information, render_dropin,
     render_modprobe, render_udev, select_gpus, set_toolkit_option,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
@@ -226,8 +249,10 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             users=dict(type="list", elements="dict", default=[],
-                       options=dict(name=dict(type="str", required=True), gpus=dict(type="raw", default="none"),
-                                    mig=dict(type="int"))),
+                       options=dict(name=dict(type="str", required=True), gpus=dict(type="raw"),
+                                    count=dict(type="int"), mig=dict(type="int"))),
+            placement=dict(type="str", choices=list(PLACEMENTS), default="spread"),
+            share=dict(type="int", default=1),
             policy=dict(type="str", choices=["restricted", "open"], default="restricted"),
             group=dict(type="str", default="video"),
             device_cgroup=dict(type="bool", default=True),
@@ -259,19 +284,32 @@ def main():
                 pw = pwd.getpwuid(int(entry["name"])) if str(entry["name"]).isdigit() else pwd.getpwnam(entry["name"])
             except (KeyError, ValueError):
                 raise UnitError("%s.name: %r is not a user on this host" % (where, entry["name"]))
+            if entry["count"] is not None and entry["gpus"] is not None:
+                raise UnitError("%s: give gpus or count, not both" % where)
+            if entry["count"] is not None and not 0 <= entry["count"] <= 1024:
+                raise UnitError("%s.count: %r is not a number of GPUs (0 to 1024)" % (where, entry["count"]))
             # a fleet's policy may name GPUs that only its GPU hosts have: elsewhere nothing is granted
             granted = select_gpus(where, entry["gpus"], gpus) if gpus else check_gpu_list(where, entry["gpus"])
             if entry["mig"] is not None and entry["mig"] < 0:
                 raise UnitError("%s.mig: %r must be 0 or more" % (where, entry["mig"]))
             plans.append({"name": pw.pw_name, "uid": pw.pw_uid, "granted": granted, "mig": entry["mig"],
-                          "all": granted == [g["index"] for g in gpus]})
+                          "count": entry["count"], "all": granted == [g["index"] for g in gpus]})
+        # ---- GPU counts: exactly N GPUs each, the same ones on every run (gpu.json keeps them by UUID)
+        old_state = json.loads(host.read(STATE) or "{}")
+        counts = dict((p["name"], p["count"]) for p in plans if p["count"])
+        picked, keys = allocate(counts, gpus, old_state.get("allocation"), params["share"], params["placement"]) \
+            if gpus else ({}, {})
+        for plan in plans:
+            if plan["count"] is not None:
+                plan["granted"] = picked.get(plan["name"], [])
+                plan["all"] = False  # held to the GPUs picked, even when that is every one
     except UnitError as exc:
         module.fail_json(msg=str(exc), **result)
     if not gpus:
         if params["require"]:
             module.fail_json(msg="require: no GPU found on this host (nvidia-smi, /proc/driver/nvidia, /dev/nvidia*)",
                              **result)
-        result["users"] = [{"name": p["name"], "uid": p["uid"], "granted": [], "note": "no GPU on this host"}
+        result["users"] = [{"name": p["name"], "uid": p["uid"], "gpus": [], "note": "no GPU on this host"}
                            for p in plans]
         module.exit_json(**result)
     try:
@@ -337,8 +375,10 @@ def main():
         if reload_needed and not module.check_mode:
             host.change(["systemctl", "daemon-reload"])
         state = {"mig": dict((p["name"], p["mig"]) for p in plans if p["mig"] is not None)}
-        old_state = json.loads(host.read(STATE) or "{}")
-        if old_state.get("mig", {}) != state["mig"]:
+        if keys:
+            state["allocation"] = keys
+        if dict((k, v) for k, v in old_state.items() if k in ("mig", "allocation") and v) != \
+                dict((k, v) for k, v in state.items() if v):
             changes.file(STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
     except (UnitError, CommandError, OSError) as exc:
         module.fail_json(msg=str(exc), **host.partial(result))

@@ -83,6 +83,51 @@ def test_device_cgroup_on_this_host(host_gpus):
     assert "users[0].name: 'no-such-user-g' is not a user" in bad["msg"]
 
 
+@pytest.fixture
+def four_gpus(host_gpus):
+    """Four fake GPUs (the fixture's two and two more) and a third user."""
+    extra = [("/dev/nvidia2", 2), ("/dev/nvidia3", 3)]
+    third = "fsgpc%d" % os.getpid()
+    subprocess.run(["useradd", "-M", third], check=True)
+    for path, minor in extra:
+        subprocess.run(["mknod", "-m", "0666", path, "c", "195", str(minor)], check=True)
+    try:
+        yield host_gpus + (pwd.getpwnam(third),)
+    finally:
+        run_module("gpu_access", dict(parent=PARENT, policy="open", users=[{"name": third, "gpus": "all"}]))
+        for path, _m in extra:
+            os.unlink(path)
+        subprocess.run(["userdel", third], check=False)
+
+
+def test_gpu_counts_give_each_user_their_own_gpus_on_this_host(four_gpus):
+    """count: 1 for two users on four GPUs: different GPUs, each opens its own (ENXIO: no driver behind
+    the node) and gets EPERM on the other three; a rerun keeps them; count: 3 beside them is refused
+    with the numbers and changes nothing."""
+    alice, bob, carol = four_gpus
+    args = dict(parent=PARENT, policy="open", users=[{"name": alice.pw_name, "count": 1},
+                                                     {"name": bob.pw_name, "count": 1}])
+    first = run_module("gpu_access", args)
+    assert first["changed"], first
+    granted = dict((u["name"], u["gpus"]) for u in first["users"])
+    assert len(granted[alice.pw_name]) == 1 and len(granted[bob.pw_name]) == 1
+    assert granted[alice.pw_name] != granted[bob.pw_name]
+    again = run_module("gpu_access", args)
+    assert again["changed"] is False and dict((u["name"], u["gpus"]) for u in again["users"]) == granted
+    paths = ["/dev/nvidia%d" % i for i in range(4)]
+    seen = {}
+    for pw in (alice, bob):
+        seen[pw.pw_name] = host_open(pw.pw_uid, paths)
+        own = "/dev/nvidia%d" % granted[pw.pw_name][0]
+        assert seen[pw.pw_name] == dict((p, "ENXIO" if p == own else "EPERM") for p in paths), seen
+    refused = run_module("gpu_access", dict(args, users=args["users"] + [{"name": carol.pw_name, "count": 3}]))
+    print("GPU counts: %s; opens %s; count 3 beside them: %s" % (granted, seen, refused.get("msg")))
+    assert refused["_status"].startswith("FAILED") and "add up to 5 GPUs; this host has 4 GPU(s)" in refused["msg"]
+    assert refused["changed"] is False
+    assert not os.path.exists(os.path.join("/sys/fs/cgroup/devices", PARENT, "user-%d" % carol.pw_uid))
+    assert host_open(alice.pw_uid, paths) == seen[alice.pw_name]
+
+
 def test_a_login_on_this_host_is_held_to_the_gpu_allowlist(host_gpus):
     """No systemd: a login (a real PAM session through cgroup_limit's session hook) joins the user's
     devices cgroup that gpu_access made under the same parent, so GPU 1 stays closed to a user granted

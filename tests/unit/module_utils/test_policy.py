@@ -204,14 +204,16 @@ def test_plan_errors_name_the_path(plan, message):
 
 def test_gpu_users_by_list_count_and_unlimited():
     prof = p.resolve(POLICY, USERS)
-    gpus = dict((u["name"], u["gpus"]) for u in p.to_gpu_users(prof))
-    assert gpus["sam"] == "all" and gpus["alice"] == "all"  # counts 1 and 2: recorded, not placed
-    assert gpus["ada"] == "all"  # unlimited (admin tier)
-    assert "nobodyelse" not in gpus  # no gpu value at all: gpu_access leaves the user alone
+    users = dict((u["name"], u) for u in p.to_gpu_users(prof))
+    # counts 1 and 2: gpu_access picks that many GPUs of the host (they gave every GPU before)
+    assert users["sam"] == {"name": "sam", "count": 1} and users["alice"] == {"name": "alice", "count": 2, "mig": 4}
+    assert users["ada"]["gpus"] == "all"  # unlimited (admin tier)
+    assert "nobodyelse" not in users  # no gpu value at all: gpu_access leaves the user alone
     pol = dict(POLICY, defaults=dict(POLICY["defaults"], gpu={"count": 0}),
                users={"nobodyelse": {"gpu": {"gpus": [1]}}})
-    gpus = dict((u["name"], u["gpus"]) for u in p.to_gpu_users(p.resolve(pol, USERS)))
-    assert gpus["nobodyelse"] == [1] and gpus["temp"] == "all" and gpus["ada"] == "all"
+    users = dict((u["name"], u) for u in p.to_gpu_users(p.resolve(pol, USERS)))
+    assert users["nobodyelse"]["gpus"] == [1] and users["temp"] == {"name": "temp", "count": 1}
+    assert users["ada"]["gpus"] == "all"
 
 
 def test_unlimited_users_have_their_limits_lifted():

@@ -50,6 +50,13 @@ def test_policy_values_that_only_fail_together_are_found():
     assert any("user ben: net.egress.ceil: 20mbit is below rate 50mbit" in x for x in pf.preflight(ceil, FACTS, SETTINGS))
 
 
+def test_gpu_counts_the_host_cannot_hold_are_refused():
+    four = dict(FACTS, gpus=[{"index": i, "uuid": "GPU-%d" % i} for i in range(2)])
+    big = profiles(users={"ben": {"gpu": {"count": 3}}})
+    assert any("gpu.count: ben asks for 3 GPUs; this host has 2" in x for x in pf.preflight(big, four, SETTINGS))
+    assert pf.preflight(profiles(users={"ben": {"gpu": {"count": 1}}}), four, SETTINGS) == []
+
+
 def test_parts_the_role_does_not_apply_are_not_checked():
     off = {"cgroups": False, "quotas": False, "network": False, "gpu": False}
     assert pf.preflight(profiles(), dict(FACTS, cpus={"threads": 1}, gpus=[], mounts=[]), dict(SETTINGS, interface="x", **off)) == []

@@ -149,3 +149,11 @@ def test_a_uid_without_a_passwd_entry_is_found_by_uid_not_a_traceback(tool, caps
     tool.main(["--brief"])
     tool.main([])
     assert "4242: no limits of fairshare.resources apply" in capsys.readouterr().out
+
+
+def test_the_gpus_the_host_gave_a_user_are_shown(tool):
+    data = tool.load()
+    rep = tool.report("alice", data["profiles"]["alice"], "fairshare", gpus=[2, 3])
+    assert rep["gpus"] == [2, 3] and "  gpus   GPU 2, 3" in tool.text(rep)
+    assert "gpus" not in tool.text(tool.report("bob", data["profiles"]["bob"], "fairshare"))
+    assert "gpus   none" in tool.text(tool.report("bob", data["profiles"]["bob"], "fairshare", gpus=[]))
