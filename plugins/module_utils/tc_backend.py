@@ -64,9 +64,10 @@ class TcShaper(object):
         classes = parse_classes(self.host.run(["tc", "class", "show", "dev", dev]))
         return {"root": root, "classes": classes, "leaves": leaves, "ingress": ingress}
 
-    def read_nft(self):
+    def read_nft(self, whole=False):
+        """[(uid, classid)] of our table, None without it; whole: see tc_model.parse_nft_rules."""
         rc, out, err = self.host.run(["nft", "-j", "list", "table", "inet", NFT_TABLE], check=False)
-        return parse_nft_rules(json.loads(out)) if rc == 0 else None
+        return parse_nft_rules(json.loads(out), whole) if rc == 0 else None
 
     def leaf_kind(self, modules_dir=None):
         """fq_codel where the kernel has it (built in, loaded, or loadable), else pfifo with a warning."""
@@ -119,7 +120,7 @@ class TcShaper(object):
         return bool(links) and "UP" in links[0].get("flags", [])
 
     def classify(self, classes):
-        live = self.read_nft()
+        live = self.read_nft(whole=True)
         wanted = sorted((c["uid"], c["classid"]) for c in classes)
         if live != wanted:
             self.actions.append("nft: table inet %s with %d user rules" % (NFT_TABLE, len(classes)))

@@ -245,9 +245,21 @@ def tc_commands(dev, wanted, actions):
 
 # --------------------------------------------------------------------------- nftables
 
+def classid_mark(classid):
+    """'1:3e8' -> 0x103e8: the class id as the 32-bit number tc and the kernel use (major << 16 | minor)."""
+    major, minor = classid.split(":")
+    return (int(major, 16) << 16) | int(minor, 16)
+
+
 def render_nft(classes):
-    """Our whole nftables table: socket owner uid -> skb priority = the user's HTB class."""
-    rules = "".join("\t\tmeta skuid %d meta priority set %s\n" % (c["uid"], c["classid"])
+    """Our whole nftables table. The socket's owner uid gives the packet the user's HTB class (skb
+    priority) and marks its connection (ct mark = the class id); packets of a marked connection that
+    no longer have an owner - what a socket still sends after close(), an orphan - get the class
+    from the mark. Without the second rule those bytes left through the default class: a loop of
+    "fill a socket, close it" sent 13 times a user's rate."""
+    rules = "".join("\t\tmeta skuid %d ct mark set 0x%08x meta priority set %s\n"
+                    "\t\tct mark 0x%08x meta priority set %s\n"
+                    % (c["uid"], classid_mark(c["classid"]), c["classid"], classid_mark(c["classid"]), c["classid"])
                     for c in sorted(classes, key=lambda c: c["uid"]))
     return ("table inet %s {\n\tchain egress {\n\t\ttype filter hook output priority 0; policy accept;\n%s\t}\n}\n"
             % (NFT_TABLE, rules))
@@ -258,23 +270,39 @@ def nft_load_script(classes):
     return "add table inet %s\nflush table inet %s\n%s" % (NFT_TABLE, NFT_TABLE, render_nft(classes))
 
 
-def parse_nft_rules(nft_json):
-    """`nft -j list table inet fairshare` (parsed) -> sorted [(uid, '1:3e8')]."""
-    pairs = []
+def _key(side, kind):
+    return (side or {}).get(kind, {}).get("key") if isinstance(side, dict) else None
+
+
+def parse_nft_rules(nft_json, whole=False):
+    """`nft -j list table inet fairshare` (parsed) -> sorted [(uid, '1:3e8')]. whole: a user whose class
+    does not hold for their whole connections (the owner rule marks the connection, and a rule gives
+    marked packets the class; a table of an earlier version lacks both) is listed as
+    (uid, '1:3e8 owner-only'), so that table differs from the one wanted and is replaced."""
+    owners, restores = {}, set()
     for item in nft_json.get("nftables", []):
         rule = item.get("rule")
         if not rule:
             continue
-        uid = prio = None
+        uid = prio = mark_set = mark_match = None
         for expr in rule.get("expr", []):
-            match = expr.get("match")
-            if match and match.get("left", {}).get("meta", {}).get("key") == "skuid":
+            match, mangle = expr.get("match"), expr.get("mangle")
+            if match and _key(match.get("left"), "meta") == "skuid":
                 uid = match.get("right")
-            mangle = expr.get("mangle")
-            if mangle and mangle.get("key", {}).get("meta", {}).get("key") == "priority":
-                prio = mangle.get("value")
+            if match and _key(match.get("left"), "ct") == "mark":
+                mark_match = match.get("right")
+            if mangle and _key(mangle.get("key"), "meta") == "priority":
+                prio = str(mangle.get("value"))
+            if mangle and _key(mangle.get("key"), "ct") == "mark":
+                mark_set = mangle.get("value")
         if uid is not None and prio is not None:
-            pairs.append((int(uid), str(prio)))
+            owners[int(uid)] = (prio, mark_set)
+        elif mark_match is not None and prio is not None:
+            restores.add((mark_match, prio))
+    pairs = []
+    for uid, (prio, mark_set) in owners.items():
+        complete = mark_set == classid_mark(prio) and (mark_set, prio) in restores
+        pairs.append((uid, prio if complete or not whole else prio + " owner-only"))
     return sorted(pairs)
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import run_module
+from conftest import PYTHON, run_module
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 CLIENT, SERVER = "fsA%d" % os.getpid(), "fsB%d" % os.getpid()
@@ -121,6 +121,77 @@ def test_user_and_root_each_get_their_class(link, test_user):
     down = iperf(0, 4, 5301, reverse=True)
     print("ingress through the ifb at 20mbit measured %.2f Mbit/s" % (down / 1e6))
     assert abs(down - 20e6) <= 2e6
+
+
+# the receiver: counts every byte of every connection for `seconds`, then prints the total and the
+# times of the first and last byte
+SINK = """
+import json, socket, sys, threading, time
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2]))); srv.listen(64); srv.settimeout(0.5)
+seen = {"bytes": 0, "first": None, "last": None}; lock = threading.Lock(); end = time.time() + float(sys.argv[3])
+def take(conn):
+    conn.settimeout(0.5)
+    while time.time() < end:
+        try:
+            data = conn.recv(65536)
+        except socket.timeout:
+            continue
+        if not data:
+            break
+        with lock:
+            now = time.time(); seen["bytes"] += len(data); seen["last"] = now
+            seen["first"] = seen["first"] or now
+    conn.close()
+print("ready", flush=True)
+while time.time() < end:
+    try:
+        conn, _a = srv.accept()
+    except socket.timeout:
+        continue
+    threading.Thread(target=take, args=(conn,), daemon=True).start()
+print(json.dumps(seen), flush=True)
+"""
+# the attacker: fill a socket's send buffer, close it (the kernel still sends what is queued, with no
+# owner), and again, for `seconds`
+FILL_AND_CLOSE = """
+import socket, sys, time
+end = time.time() + float(sys.argv[3]); sent = 0
+while time.time() < end:
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    s.connect((sys.argv[1], int(sys.argv[2]))); s.setblocking(False)
+    try:
+        while True:
+            sent += s.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    s.close(); time.sleep(0.05)
+print(sent)
+"""
+
+
+def test_data_sent_after_close_stays_in_the_users_class(link, test_user):
+    """A socket's data still queued at close() has no owner any more; it left through the default
+    class (a 5mbit user sent 13 times their rate). The connection's mark keeps it in the class: the
+    receiver measures the user's rate."""
+    run_module("tc_shape", args_for(test_user.pw_name), netns=CLIENT)
+    window = 14
+    sink = subprocess.Popen(["ip", "netns", "exec", SERVER, PYTHON, "-c", SINK, ADDR[4][1], "5309", str(window)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert sink.stdout.readline().strip() == "ready"
+        attack = subprocess.run(["nsenter", "--net=/run/netns/" + CLIENT, "setpriv", "--reuid=%d" % test_user.pw_uid,
+                                 "--regid=%d" % test_user.pw_gid, "--clear-groups", PYTHON, "-c", FILL_AND_CLOSE,
+                                 ADDR[4][1], "5309", "6"], capture_output=True, text=True, timeout=60, check=False)
+        seen = json.loads(sink.stdout.readline())
+    finally:
+        sink.kill()  # started here, ended by its PID
+        sink.wait()
+    assert attack.returncode == 0, attack.stderr
+    rate = seen["bytes"] * 8 / max(seen["last"] - seen["first"], 1e-3)
+    print("fill-and-close for 6 s by a 5mbit user: %d bytes queued, %d received in %.1f s = %.2f Mbit/s"
+          % (int(attack.stdout), seen["bytes"], seen["last"] - seen["first"], rate / 1e6))
+    assert rate <= 5.5e6
 
 
 def test_absent_leaves_nothing_of_ours(link, test_user):

@@ -13,9 +13,14 @@ QDISCS = [{"kind": "htb", "handle": "1:", "root": True, "options": {"r2q": 10, "
           {"kind": "pfifo", "handle": "3e8:", "parent": "1:3e8", "options": {"limit": 1000}},
           {"kind": "pfifo", "handle": "2:", "parent": "1:2", "options": {"limit": 1000}},
           {"kind": "ingress", "handle": "ffff:", "parent": "ffff:fff1"}]
+# `nft -j list table inet fairshare` of the table render_nft makes for uid 1000 in class 1:3e8 (nft 1.0.6)
 NFT = {"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "inet", "name": "fairshare"}},
                     {"rule": {"family": "inet", "table": "fairshare", "chain": "egress", "expr": [
                         {"match": {"op": "==", "left": {"meta": {"key": "skuid"}}, "right": 1000}},
+                        {"mangle": {"key": {"ct": {"key": "mark"}}, "value": 66536}},
+                        {"mangle": {"key": {"meta": {"key": "priority"}}, "value": "1:3e8"}}]}},
+                    {"rule": {"family": "inet", "table": "fairshare", "chain": "egress", "expr": [
+                        {"match": {"op": "==", "left": {"ct": {"key": "mark"}}, "right": 66536}},
                         {"mangle": {"key": {"meta": {"key": "priority"}}, "value": "1:3e8"}}]}}]}
 
 
@@ -77,6 +82,11 @@ def test_admission_refuses_with_numbers():
 
 def test_nft_rules_round_trip():
     assert t.parse_nft_rules(NFT) == [(1000, "1:3e8")]
+    # a table of the earlier version (owner rule only) is not the one wanted: it is replaced
+    old = {"nftables": NFT["nftables"][:2] + [{"rule": {"expr": [NFT["nftables"][2]["rule"]["expr"][i] for i in (0, 2)]}}]}
+    assert t.parse_nft_rules(old, whole=True) == [(1000, "1:3e8 owner-only")]
+    assert t.parse_nft_rules(old) == [(1000, "1:3e8")] and t.parse_nft_rules(NFT, whole=True) == [(1000, "1:3e8")]
+    assert t.classid_mark("1:3e8") == 66536 and t.classid_mark("1:ffff") == 0x1ffff
     text = t.render_nft([{"uid": 1001, "classid": "1:3e9"}, {"uid": 1000, "classid": "1:3e8"}])
     assert text.index("skuid 1000") < text.index("skuid 1001") and "priority set 1:3e9" in text
     assert t.nft_load_script([]).startswith("add table inet fairshare\nflush table inet fairshare\n")
