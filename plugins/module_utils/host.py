@@ -92,6 +92,8 @@ class Host(object):
                 os.chown(tmp, owner, -1)
             self.module.atomic_move(tmp, path)
             self.done.append("write %s" % path)
+            if owner is not None:  # AnsibleModule.atomic_move gives a new file to the user running it
+                os.chown(path, owner, -1)
             if mode is not None:  # atomic_move would give a new file the umask's mode, an old one its own
                 os.chmod(path, mode)
         finally:
@@ -141,15 +143,19 @@ class Changes(object):
     def __init__(self, host):
         self.host, self.actions, self.diff = host, [], []
 
-    def file(self, path, text, mode=0o644, prune=True, show=True):
-        """Write (text None: remove) a file where it differs; show False puts only the sizes in the diff."""
+    def file(self, path, text, mode=0o644, prune=True, show=True, owner=None):
+        """Write (text None: remove) a file where it differs; show False puts only the sizes in the diff.
+        owner: the file's uid (None: root's, as written)."""
         old = self.host.read(path)
-        same_mode = old is None or (os.stat(path).st_mode & 0o7777) == mode
+        st = os.stat(path) if old is not None else None
+        same_mode = st is None or ((st.st_mode & 0o7777) == mode and (owner is None or st.st_uid == owner))
         if old == text and (text is None or same_mode):
             return False
         if old == text:
-            self.actions.append("mode %o on %s" % (mode, path))
+            self.actions.append("mode %o%s on %s" % (mode, "" if owner is None else ", owner %d" % owner, path))
             if not self.host.check_mode:
+                if owner is not None:
+                    os.chown(path, owner, -1)
                 os.chmod(path, mode)
             return True
         self.actions.append(("remove %s" if text is None else "write %s") % path)
@@ -163,7 +169,7 @@ class Changes(object):
             if text is None:
                 self.host.remove(path, prune=prune)
             else:
-                self.host.write_atomic(path, text, mode=mode)
+                self.host.write_atomic(path, text, mode=mode, owner=owner)
         return True
 
     def run(self, label, argv):

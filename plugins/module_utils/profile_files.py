@@ -146,11 +146,43 @@ def render_timer(timer):
             % (timer["plan"], timer["what"], timer["when"], timer["plan"]))
 
 
+USERS_DIR = "/etc/fairshare/users"
+USER_MARK = "fairshare.resources profile_host: this user's part of /etc/fairshare/profiles.json"
+_USER_FILE = re.compile(r"^\d+\.json$")
+# the per-user parts of profiles.json, keyed by user name
+PER_USER = ("profiles", "cgroup_parents", "gpu_allocation")
+
+
+def user_files(data, existing):
+    """Each user's own part of profiles.json, readable by that user only: {path: (text, 0400, uid)}
+    for users in data, and (None, ...) for files of ours (USER_MARK) of users no longer in it.
+    existing: {path: text} of the files in USERS_DIR now. -> (files, foreign paths left alone)."""
+    files, foreign = {}, []
+    for name, prof in sorted((data.get("profiles") or {}).items()):
+        doc = {"_managed": USER_MARK, "user": name, "parent": data.get("parent"),
+               "containers": data.get("containers")}
+        for key in PER_USER:
+            if name in (data.get(key) or {}):
+                doc[key] = {name: data[key][name]}
+        files["%s/%d.json" % (USERS_DIR, prof["uid"])] = (as_json(doc), 0o400, prof["uid"])
+    for path, text in sorted(existing.items()):
+        if path in files:
+            if USER_MARK not in (text or ""):
+                foreign.append(path)
+                del files[path]
+            continue
+        if _USER_FILE.match(path.rsplit("/", 1)[-1]) and USER_MARK in (text or ""):
+            files[path] = (None, 0o400, None)
+        else:
+            foreign.append(path)
+    return files, foreign
+
+
 def wanted_files(data=None, usage_tool=None, greeting=False, plans=None, plan_tool=None):
     """-> {path: (text, mode)} for what is given (None: that part is left alone)."""
     files = {}
-    if data is not None:
-        files[PATHS["profiles"]] = (as_json(data), 0o644)
+    if data is not None:  # root's: every user's profile (a user reads their own, user_files)
+        files[PATHS["profiles"]] = (as_json(data), 0o600)
     if usage_tool:
         files[PATHS["usage_tool"]] = (usage_tool, 0o755)
         files[PATHS["greeting"]] = (GREETING if greeting else None, 0o644)

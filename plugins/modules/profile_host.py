@@ -38,8 +38,13 @@ attributes:
     description: Text of every file written or removed.
 options:
   data:
-    description: What C(/etc/fairshare/profiles.json) holds (the role passes the resolved profiles and the
-      cgroup_parent values). Not written when null.
+    description:
+      - What C(/etc/fairshare/profiles.json) holds (the role passes the resolved profiles and the
+        cgroup_parent values). Not written when null.
+      - C(profiles.json) is root's (mode 0600). Each user's own part of it (their profile, cgroup_parent values and
+        GPUs) goes to C(/etc/fairshare/users/<uid>.json), mode 0400, owned by that user, which C(fairshare-usage)
+        reads for them; no user can read another's. Files there of users no longer in O(data) are removed when
+        they are ours; any other file there is left as it is and reported.
     type: dict
   usage_tool:
     description: The text of C(fairshare-usage), installed as C(/usr/local/bin/fairshare-usage) (mode 0755).
@@ -199,6 +204,12 @@ actions:
   returned: always
   type: list
   elements: str
+user_files:
+  description: The per-user files of O(data) - how many were written and removed, and up to 20 files there that are
+    not ours (left as they are).
+  returned: when O(data) is given
+  type: dict
+  sample: {written: 20, removed: 1, foreign: []}
 changes_made:
   description:
     - Only when the module failed. What it had altered on the host before the failure (files
@@ -231,7 +242,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.platform impor
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
     MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, PATHS, PLAN_BOOT_UNIT, SESSION_HOOK_RE, TIMER_GLOB,
     UNIT_DIR, as_json,
-    has_session_line, pam_config_text, pam_session_text, pam_systemd_text, wanted_files,
+    USERS_DIR, has_session_line, pam_config_text, pam_session_text, pam_systemd_text, user_files, wanted_files,
 )
 
 
@@ -308,11 +319,31 @@ def source_of(name):
     return module.__loader__.get_source(name)
 
 
+def per_user_files(module, host, changes, data):
+    """Each user's own part of profiles.json in USERS_DIR/<uid>.json (0400, owned by the user);
+    files there that are not ours are left as they are, and said."""
+    existing = {}
+    if os.path.isdir(USERS_DIR):
+        for name in os.listdir(USERS_DIR):
+            path = os.path.join(USERS_DIR, name)
+            existing[path] = host.read(path) if os.path.isfile(path) and not os.path.islink(path) else None
+    files, foreign = user_files(data, existing)
+    counts = {"written": 0, "removed": 0, "foreign": foreign[:20]}
+    for path, (text, mode, owner) in sorted(files.items()):
+        if changes.file(path, text, mode, prune=False, show=False, owner=owner):
+            counts["written" if text is not None else "removed"] += 1
+    if foreign:
+        module.warn("%s: files not written by profile_host are left as they are: %s"
+                    % (USERS_DIR, ", ".join(foreign[:10])))
+    return counts
+
+
 def login_files(login):
     """{path: (text, mode)} of the host-side resolver; login {} removes it. Raises UnitError (a bad policy)."""
     if login:
         doc, fallback, users = documents(login["policy"], login["parent"])
-        files = {LOGIN_JSON: (as_json(doc), 0o644), DEFAULTS_JSON: (as_json(fallback), 0o644), USERS_TSV: (users, 0o644),
+        # root only (the resolver runs as root from PAM): the policy names users and what each one gets
+        files = {LOGIN_JSON: (as_json(doc), 0o600), DEFAULTS_JSON: (as_json(fallback), 0o600), USERS_TSV: (users, 0o600),
                  LOGIN_TOOL: (tool_text(sys.executable), 0o755)}
         for path, text in library_files(source_of).items():
             files[path] = (text, 0o644)
@@ -401,6 +432,8 @@ def main():
             did = changes.file(path, text, mode, prune=False, show=not path.startswith(library + "/"))
             units_changed |= did and path.startswith(UNIT_DIR + "/")
             result["files"].append({"path": path, "changed": did})
+        if params["data"] is not None:
+            result["user_files"] = per_user_files(module, host, changes, params["data"])
         pam_session(module, host, changes, hook, result)
         for path in params["pam_systemd_files"]:
             old = host.read(path)

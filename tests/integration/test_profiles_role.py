@@ -60,6 +60,7 @@ def people(tmp_path):
                         "ansible_python_interpreter=" + PYTHON, "-m", "fairshare.resources.cgroup_limit", "-a",
                         '{"backend": "cgroupfs", "parent": "%s", "exclusive": true, "limits": []}' % PARENT],
                        env=env, capture_output=True, check=False)  # also removes its session script
+        shutil.rmtree("/etc/fairshare/users", ignore_errors=True)
         for path in ("/usr/local/bin/fairshare-usage", "/etc/profile.d/fairshare-usage.sh", "/etc/fairshare/profiles.json",
                      "/etc/pam.d/" + PAM_SERVICE, LOGIN_JSON, DEFAULTS_JSON, USERS_TSV, LOGIN_TOOL):
             if os.path.exists(path):
@@ -179,6 +180,20 @@ def test_site_applies_the_resolved_profiles(people):
     why = subprocess.run(["/usr/local/bin/fairshare-usage", "--explain", "fsrt-stan"], capture_output=True, text=True,
                          check=True).stdout
     assert "memory.max 4G from tiers.researcher" in why and "cpu.max 400% from tiers.researcher" in why
+
+    # a user reads her own profile only: fairshare-usage as sam shows hers; profiles.json and alice's part are
+    # refused to her (every profile was world-readable before)
+    def as_sam(*argv):
+        return subprocess.run(["setpriv", "--reuid=%d" % sam, "--regid=%d" % sam, "--clear-groups"] + list(argv),
+                              capture_output=True, text=True, check=False)
+    own = as_sam("/usr/local/bin/fairshare-usage", "--json")
+    alice_file = "/etc/fairshare/users/42000.json"
+    others = [as_sam("cat", path) for path in ("/etc/fairshare/profiles.json", alice_file)]
+    print("fsrt-sam: fairshare-usage --json -> %s; cat profiles.json / alice's -> %s"
+          % ([r["user"] for r in json.loads(own.stdout)], [o.stderr.strip() for o in others]))
+    assert own.returncode == 0 and [r["user"] for r in json.loads(own.stdout)] == ["fsrt-sam"], own.stderr
+    assert all(o.returncode != 0 and "Permission denied" in o.stderr for o in others)
+    assert oct(os.stat(alice_file).st_mode & 0o777) == "0o400" and os.stat(alice_file).st_uid == 42000
 
     # drift: sam made exempt in the policy loses what the earlier runs gave her (profiles_cgroup_exclusive,
     # on by default), and only she does: her 1200 MiB login that was killed above now survives

@@ -92,3 +92,21 @@ def test_cron_gets_pam_systemd_once_and_loses_only_our_line():
     hand = DEBIAN_CRON + "session optional pam_systemd.so\n"
     assert pf.pam_systemd_text(hand, True, included.get) == hand and pf.pam_systemd_text(hand, False) == hand
     assert pf.pam_includes(DEBIAN_CRON) == ["common-auth", "common-account", "common-session-noninteractive"]
+
+
+def test_each_user_gets_only_their_own_part_and_foreign_files_stay():
+    from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import USER_MARK, USERS_DIR, user_files
+    data = {"parent": "fairshare", "profiles": {"ann": {"uid": 3001, "values": {}}, "ben": {"uid": 3002, "values": {}}},
+            "cgroup_parents": {"ann": {"": "user-3001.slice"}, "ben": {"": "user-3002.slice"}},
+            "gpu_allocation": {"ben": [1]}}
+    existing = {USERS_DIR + "/3009.json": '{"_managed": "%s"}' % USER_MARK,   # a user no longer in the policy
+                USERS_DIR + "/3002.json": '{"mine": true}',                      # not ours: left, reported
+                USERS_DIR + "/notes.txt": "hello"}
+    files, foreign = user_files(data, existing)
+    assert sorted(files) == [USERS_DIR + "/3001.json", USERS_DIR + "/3009.json"]
+    text, mode, owner = files[USERS_DIR + "/3001.json"]
+    assert mode == 0o400 and owner == 3001 and "ben" not in text and '"user-3001.slice"' in text
+    assert files[USERS_DIR + "/3009.json"][0] is None
+    assert foreign == [USERS_DIR + "/3002.json", USERS_DIR + "/notes.txt"]
+    ben = user_files(data, {})[0][USERS_DIR + "/3002.json"][0]
+    assert '"gpu_allocation": {\n    "ben": [\n      1' in ben and "ann" not in ben

@@ -157,3 +157,18 @@ def test_the_gpus_the_host_gave_a_user_are_shown(tool):
     assert rep["gpus"] == [2, 3] and "  gpus   GPU 2, 3" in tool.text(rep)
     assert "gpus" not in tool.text(tool.report("bob", data["profiles"]["bob"], "fairshare"))
     assert "gpus   none" in tool.text(tool.report("bob", data["profiles"]["bob"], "fairshare", gpus=[]))
+
+
+def test_a_user_reads_their_own_part_only(tool, tmp_path, monkeypatch, capsys):
+    users = tmp_path / "users"
+    users.mkdir()
+    mine = json.loads(open(tool.PROFILES).read())
+    mine["profiles"] = {"alice": mine["profiles"]["alice"]}
+    (users / "1000.json").write_text(json.dumps(mine))
+    monkeypatch.setattr(tool, "USERS_DIR", str(users))
+    monkeypatch.setattr(tool.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(tool.os, "getuid", lambda: 1000)
+    monkeypatch.setattr(tool, "LOGIN_PROFILES", str(tmp_path / "none"))
+    assert sorted(tool.load()["profiles"]) == ["alice"]  # not profiles.json, which root alone reads
+    assert tool.main(["--explain", "bob"]) == 1
+    assert "bob: no profile" in capsys.readouterr().out
