@@ -135,6 +135,8 @@ def parse_target(entry, where):
     elif kind == "path":
         value = str(value).strip("/")
         parts = value.split("/")
+        if value == ".":  # the managed parent itself: the total of everything under it (aggregate.all)
+            return kind, value
         if not value or any(p in ("", ".", "..") or not _PATH_PART_RE.match(p) for p in parts):
             raise UnitError("%s.path: %r is not a relative cgroup path; use names of letters, digits, _ . - @ : "
                             "joined by / like workers/w1/crs1" % (where, entry[kind]))
@@ -183,6 +185,8 @@ def cgroup_relpath(kind, name, uid=None, parent=DEFAULT_PARENT):
         leaf = "user-%d" % uid
     elif kind == "slice":
         leaf = name[:-len(".slice")]
+    elif name == ".":
+        return parent.strip("/")
     else:
         leaf = name
     return "%s/%s" % (parent.strip("/"), leaf)

@@ -20,7 +20,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
 from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import validate_plans
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import parse_rate
 from ansible_collections.fairshare.resources.plugins.module_utils.units import (
-    UnitError, parse_cpu, parse_cpulist, parse_int, parse_percent_of, parse_size,
+    UNLIMITED, UnitError, parse_cpu, parse_cpulist, parse_int, parse_percent_of, parse_size,
 )
 
 
@@ -65,7 +65,12 @@ WORKLOAD_SECTIONS = ("cpu", "memory", "pids", "io")
 _WORKLOAD_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 SECTIONS = tuple(SCHEMA) + tuple(NESTED) + ("workloads",)
 TOP_KEYS = ("exempt_users", "min_uid", "max_uid", "reserved_uids", "defaults", "tiers", "rules", "users", "aggregate", "plans",
-            "oversubscription")
+            "oversubscription", "reserve")
+# aggregate.<name>: totals of the cgroup kind only (a total disk, network or GPU is not a cgroup limit)
+AGGREGATE_SECTIONS = ("cpu", "memory", "pids", "io")
+RESERVE_KEYS = {"cpu": lambda path, v: parse_cpu(path, v, allow_unlimited=False),
+                "memory": lambda path, v: parse_size(path, v, allow_unlimited=False),
+                "memory_limit": None}
 
 
 def _check_workload(path, name, block):
@@ -270,7 +275,29 @@ def validate(policy):
     for name, agg in _mapping("aggregate", policy.get("aggregate"), "all or tier names").items():
         if name != "all" and name not in tiers:
             raise PolicyError("aggregate.%s: not a tier (or all)" % name)
-        flatten("aggregate.%s" % name, agg, "aggregate")
+        if name != "all":
+            raise PolicyError("aggregate.%s: a tier's total is not enforced: on systemd hosts logind puts every "
+                              "user-UID.slice under user.slice, so no cgroup holds exactly one tier's sessions (and "
+                              "on cgroupfs hosts the users are not grouped by tier); use aggregate.all for all users "
+                              "together, or per-user limits" % name)
+        for section in _mapping("aggregate.%s" % name, agg, "cpu, memory, pids, io"):
+            if section not in AGGREGATE_SECTIONS:
+                raise PolicyError("aggregate.%s.%s: not a total that a cgroup holds; allowed: %s"
+                                  % (name, section, ", ".join(AGGREGATE_SECTIONS)))
+        for key in flatten("aggregate.%s" % name, agg, "aggregate"):
+            if key not in CGROUP_KEYS or key == "cpu.cpus":
+                raise PolicyError("aggregate.%s.%s: not a total; allowed: %s" % (name, key, ", ".join(
+                    k for k in sorted(CGROUP_KEYS) if k != "cpu.cpus")))
+    reserve = _mapping("reserve", policy.get("reserve"), "cpu, memory, memory_limit")
+    for key, value in reserve.items():
+        if key not in RESERVE_KEYS:
+            raise PolicyError("reserve.%s: unknown key; allowed: %s" % (key, ", ".join(RESERVE_KEYS)))
+        if key == "memory_limit":
+            if value not in ("max", "high"):
+                raise PolicyError("reserve.memory_limit: %r is not allowed; use max (a hard cap: memory.max) or high "
+                                  "(throttle and reclaim: memory.high)" % (value,))
+        else:
+            RESERVE_KEYS[key]("reserve.%s" % key, value)
     if policy.get("plans") is not None:
         try:
             validate_plans(policy["plans"])
@@ -365,6 +392,41 @@ def to_cgroup_limits(profiles, init_system="systemd"):
                     entry[CGROUP_KEYS["%s.%s" % (section, key)]] = value
             limits.append(entry)
     return limits
+
+
+def aggregate_limits(policy, init_system="systemd", capacity=None):
+    """The totals for all regular users together, as one cgroup_limit target: aggregate.all, and the
+    system's reserve (capacity minus reserve, the smaller of the two where both give a value). On
+    systemd hosts the target is user.slice (every login's user-UID.slice is in it), elsewhere the
+    cgroupfs backend's managed parent (path "."). [] when the policy has neither."""
+    validate(policy)
+    entry = dict((CGROUP_KEYS[k], v) for k, v in flatten("aggregate.all", (policy.get("aggregate") or {}).get("all"),
+                                                          "aggregate").items())
+    reserve = policy.get("reserve") or {}
+    capacity = capacity or {}
+    if "memory" in reserve:
+        total = capacity.get("memory_bytes") or 0
+        left = total - parse_size("reserve.memory", reserve["memory"], allow_unlimited=False)
+        if left <= 0:
+            raise PolicyError("reserve.memory: %s is all of this host's %s; nothing would be left to the users"
+                              % (reserve["memory"], _fmt_bytes(total)))
+        field = "memory_high" if reserve.get("memory_limit") == "high" else "memory_max"
+        given = entry.get(field)
+        given = None if given is None else parse_size("aggregate.all", given)
+        entry[field] = str(left if given in (None, UNLIMITED) or given > left else given)
+    if "cpu" in reserve:
+        cpus = capacity.get("cpus") or 0
+        left = cpus - parse_cpu("reserve.cpu", reserve["cpu"], allow_unlimited=False)
+        if left <= 0:
+            raise PolicyError("reserve.cpu: %s is all of this host's %d CPUs; nothing would be left to the users"
+                              % (reserve["cpu"], cpus))
+        given = entry.get("cpu_max")
+        given = None if given is None else parse_cpu("aggregate.all", given)
+        entry["cpu_max"] = "%d%%" % round(100 * (left if given in (None, UNLIMITED) or given > left else given))
+    if not entry:
+        return []
+    entry.update({"slice": "user.slice"} if init_system == "systemd" else {"path": "."})
+    return [entry]
 
 
 def user_defaults(policy):
@@ -463,13 +525,21 @@ def _fmt_bytes(n):
     return "%d" % n
 
 
-def admission(profiles, capacity, oversubscription=None):
+def admission(profiles, capacity, oversubscription=None, reserve=None):
     """Guarantees summed over users must fit capacity x oversubscription; ceilings are reported as ratios.
 
     capacity: {'cpus': logical CPUs, 'memory_bytes': bytes, 'gpus': count}.
     Guarantees: memory.min (else memory.low), gpu.count. Ceilings: cpu.max, memory.max.
+    reserve: the policy's reserve - what it keeps for the system is not the users' capacity.
     Raises PolicyError with the numbers; returns {'guaranteed': ..., 'ceiling_ratio': ...}.
     """
+    capacity = dict(capacity)
+    if (reserve or {}).get("memory") is not None:
+        capacity["memory_bytes"] = max(0, (capacity.get("memory_bytes") or 0)
+                                       - parse_size("reserve.memory", reserve["memory"], allow_unlimited=False))
+    if (reserve or {}).get("cpu") is not None:
+        capacity["cpus"] = max(0.01, (capacity.get("cpus") or 0)
+                               - parse_cpu("reserve.cpu", reserve["cpu"], allow_unlimited=False))
     over = dict({"cpu": 1.0, "memory": 1.0, "gpu": 1.0}, **(oversubscription or {}))
     mem_g, gpu_g, cpu_c, mem_c = [], [], 0.0, 0
     for name, prof in sorted(profiles.items()):
@@ -489,8 +559,10 @@ def admission(profiles, capacity, oversubscription=None):
     mem_sum, gpu_sum = sum(v for _n, v in mem_g), sum(v for _n, v in gpu_g)
     mem_cap, gpu_cap = capacity.get("memory_bytes") or 0, capacity.get("gpus") or 0
     if mem_g and mem_sum > mem_cap * over["memory"]:
-        raise PolicyError("memory: %s guaranteed (%d users' memory.min/low) > %s capacity x %s oversubscription"
-                          % (_fmt_bytes(mem_sum), len(mem_g), _fmt_bytes(mem_cap), over["memory"]))
+        raise PolicyError("memory: %s guaranteed (%d users' memory.min/low) > %s capacity%s x %s oversubscription"
+                          % (_fmt_bytes(mem_sum), len(mem_g), _fmt_bytes(mem_cap),
+                             " (less the reserve %s)" % reserve["memory"] if (reserve or {}).get("memory") else "",
+                             over["memory"]))
     if gpu_g and gpu_sum > gpu_cap * over["gpu"]:
         raise PolicyError("gpu: %d GPUs guaranteed (%d users' gpu.count) > %d GPUs x %s oversubscription"
                           % (gpu_sum, len(gpu_g), gpu_cap, over["gpu"]))

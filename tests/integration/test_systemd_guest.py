@@ -377,3 +377,34 @@ def test_the_plan_in_force_comes_back_after_a_reboot(guest):
         run_module("cgroup_limit", {"limits": [{"user": "fsplan", "state": "absent"}]}, guest=guest)
         ssh("fairshare-plan base >/dev/null 2>&1; userdel -r fsplan", check=False)
     assert ssh("systemctl is-enabled fairshare-plan-boot.service", check=False).stdout.strip() != "enabled"
+
+
+def test_a_total_for_all_users_holds_over_their_own_limits(guest):
+    """aggregate.all memory.max 300M in user.slice over two users with 200M each: either alone at 190M
+    survives, both at once pass 300M and one of them is killed. The user.slice drop-in is the one the
+    role makes (profile_aggregate_limits)."""
+    from ansible_collections.fairshare.resources.plugins.module_utils.policy import aggregate_limits
+    ssh = guest["ssh"]
+    users = {"fsagga": 3961, "fsaggb": 3962}
+    total = aggregate_limits({"aggregate": {"all": {"memory": {"max": "300M"}}}}, "systemd")
+    hold = ("systemd-run --quiet --wait --pipe --slice=user-%d.slice --uid=%d -p MemorySwapMax=0 python3 -c "
+            "'import time; b = bytearray(190 << 20); time.sleep(6); print(\"survived\")' 2>&1; echo rc=$?")
+    for name, uid in users.items():
+        ssh("id %s >/dev/null 2>&1 || useradd -M -u %d %s" % (name, uid, name))
+    try:
+        limits = [{"user": name, "memory_max": "200M"} for name in users] + total
+        first = run_module("cgroup_limit", {"limits": limits}, guest=guest)
+        assert first["changed"], first
+        assert ssh("systemctl show -p MemoryMax --value user.slice").stdout.strip() == str(300 << 20)
+        alone = ssh(hold % (3961, 3961)).stdout
+        both = ssh("(%s) > /tmp/fsagg-a & (%s) > /tmp/fsagg-b & wait; cat /tmp/fsagg-a /tmp/fsagg-b"
+                   % (hold % (3961, 3961), hold % (3962, 3962))).stdout
+        print("aggregate.all 300M over two 200M users: one alone at 190M -> %s; both at once -> %s"
+              % (alone.split(), both.split()))
+        assert "survived" in alone and "rc=0" in alone
+        assert both.count("survived") == 1 and both.count("rc=0") == 1, both
+    finally:
+        run_module("cgroup_limit", {"limits": [{"user": n, "state": "absent"} for n in users]
+                                    + [{"slice": "user.slice", "state": "absent"}]}, guest=guest)
+        ssh("rm -f /tmp/fsagg-a /tmp/fsagg-b; userdel fsagga; userdel fsaggb", check=False)
+    assert ssh("systemctl show -p MemoryMax --value user.slice").stdout.strip() == "infinity"

@@ -442,3 +442,14 @@ def test_site_dropins_that_override_ours_are_found(tmp_path):
     assert [(os.path.basename(os.path.dirname(f["path"])), f["properties"]) for f in found] == [
         ("user-1002.slice.d", ["CPUQuota", "MemoryMax"]), ("user-.slice.d", ["MemoryMax"]),
         ("user-1000.slice.d", ["TasksMax"])]
+
+
+def test_the_managed_parent_itself_takes_the_total_of_all_users(tmp_path):
+    """path "." (aggregate.all on cgroupfs hosts): the limits go to the managed parent, above every user."""
+    layout = v1_layout(str(tmp_path))
+    host = FakeKernel(FakeModule())
+    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
+        [plan(0, "path", ".", {"memory_max": "300M"}), plan(1, "user", "a", {"memory_max": "200M"}, uid=2000)], False)
+    assert out["changed"] and out["targets"][0]["path"] == "fairshare"
+    assert (tmp_path / "memory" / "fairshare" / "memory.limit_in_bytes").read_text() == str(300 << 20)
+    assert (tmp_path / "memory" / "fairshare" / "user-2000" / "memory.limit_in_bytes").read_text() == str(200 << 20)

@@ -303,3 +303,42 @@ def test_the_schema_is_strict_and_names_the_path(patch, message):
     with pytest.raises(p.UnitError) as err:
         p.validate(policy)
     assert message in str(err.value)
+
+
+def test_totals_for_all_users_and_the_reserve_become_one_target():
+    cap = {"cpus": 4, "memory_bytes": 4 << 30}
+    pol = {"aggregate": {"all": {"memory": {"max": "300M"}, "pids": {"max": 2000}}}}
+    assert p.aggregate_limits(pol, "systemd", cap) == [{"slice": "user.slice", "memory_max": "300M", "pids_max": 2000}]
+    assert p.aggregate_limits(pol, "process_api", cap)[0]["path"] == "."  # cgroupfs: the managed parent
+    # the reserve: the users get the capacity less it; with aggregate.all the smaller value wins
+    both = p.aggregate_limits(dict(pol, reserve={"cpu": 1, "memory": "1G"}), "systemd", cap)[0]
+    assert both["memory_max"] == str(300 << 20) and both["cpu_max"] == "300%"
+    high = p.aggregate_limits({"reserve": {"memory": "1G", "memory_limit": "high"}}, "systemd", cap)[0]
+    assert high == {"slice": "user.slice", "memory_high": str(3 << 30)}
+    assert p.aggregate_limits({}, "systemd", cap) == []
+    with pytest.raises(p.PolicyError) as err:
+        p.aggregate_limits({"reserve": {"memory": "8G"}}, "systemd", cap)
+    assert "reserve.memory: 8G is all of this host's 4G" in str(err.value)
+
+
+@pytest.mark.parametrize("patch,fragment", [
+    ({"aggregate": {"student": {"memory": {"max": "1G"}}}}, "aggregate.student: a tier's total is not enforced"),
+    ({"aggregate": {"all": {"disk": {"/home": {"block_hard": "1G"}}}}}, "aggregate.all.disk: not a total that a cgroup"),
+    ({"aggregate": {"all": {"cpu": {"cpus": "0-1"}}}}, "aggregate.all.cpu.cpus: not a total"),
+    ({"reserve": {"cpus": 2}}, "reserve.cpus: unknown key"),
+    ({"reserve": {"memory_limit": "soft"}}, "reserve.memory_limit: 'soft' is not allowed"),
+    ({"reserve": {"memory": "lots"}}, "reserve.memory"),
+])
+def test_totals_that_would_not_hold_are_refused(patch, fragment):
+    with pytest.raises(p.UnitError) as err:
+        p.validate(dict(POLICY, **patch))
+    assert fragment in str(err.value)
+
+
+def test_admission_counts_the_reserve():
+    pol = {"defaults": {"memory": {"max": "8G", "min": "1G"}}}
+    prof = p.resolve(pol, [{"name": "u%d" % i, "uid": 1000 + i, "groups": []} for i in range(3)])
+    assert p.admission(prof, {"cpus": 4, "memory_bytes": 4 << 30})["guaranteed"]["memory_bytes"] == 3 << 30
+    with pytest.raises(p.PolicyError) as err:
+        p.admission(prof, {"cpus": 4, "memory_bytes": 4 << 30}, None, {"memory": "2G"})
+    assert "3G guaranteed (3 users' memory.min/low) > 2G capacity (less the reserve 2G)" in str(err.value)
