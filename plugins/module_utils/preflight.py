@@ -39,6 +39,19 @@ def _each(problems, where, check, *args):
         return None
 
 
+def gpus_of(facts):
+    """resource_facts' gpus (device paths like /dev/nvidia0, or dicts with an index) -> [{index, uuid}]."""
+    found = []
+    for gpu in facts.get("gpus") or []:
+        if isinstance(gpu, dict):
+            found.append(gpu)
+        else:
+            digits = "".join(c for c in str(gpu).rsplit("/", 1)[-1] if c.isdigit())
+            if digits:
+                found.append({"index": int(digits), "uuid": None})
+    return found
+
+
 def preflight(profiles, facts, settings=None):
     """profiles (resolve_profiles), facts (resource_facts' fairshare facts), settings {cgroups, quotas,
     network, gpu: which parts the role applies; interface, link_rate, default_class, oversubscription
@@ -95,16 +108,17 @@ def preflight(profiles, facts, settings=None):
             _each(problems, "network", check_admission, "egress", link, default, checked,
                   float(settings.get("oversubscription") or 1.0))
     if on["gpu"]:
-        gpus = facts.get("gpus") or []
+        gpus = gpus_of(facts)
         counts = {}
         for entry in to_gpu_users(profiles):
             where = "user %s" % entry["name"]
             if "count" in entry:
                 counts[entry["name"]] = entry["count"]
-            elif gpus:
-                _each(problems, where, select_gpus, "gpu", entry["gpus"], gpus)
-            else:
-                _each(problems, where, check_gpu_list, "gpu", entry["gpus"])
+                continue
+            _each(problems, where, check_gpu_list, "gpu", entry["gpus"])
+            wanted = entry["gpus"] if isinstance(entry["gpus"], list) else []
+            if gpus and wanted and all(str(g).strip().isdigit() for g in wanted):  # UUIDs: gpu_access knows them
+                _each(problems, where, select_gpus, "gpu", wanted, gpus)
         if gpus and counts:
             _each(problems, "gpu", allocate, counts, gpus, None, int(settings.get("gpu_share") or 1),
                   settings.get("gpu_placement") or "spread")

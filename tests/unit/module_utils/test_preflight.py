@@ -12,7 +12,7 @@ POLICY = {"min_uid": 1000,
 USERS = [{"name": "ann", "uid": 1000, "groups": ["gpu"]}, {"name": "ben", "uid": 1001, "groups": []}]
 FACTS = {"cpus": {"threads": 2}, "init_system": "systemd", "nics": [{"name": "eth0"}],
          "mounts": [{"mountpoint": "/", "fstype": "ext4"}, {"mountpoint": "/home", "fstype": "xfs"}],
-         "gpus": [{"index": 0, "uuid": "GPU-a"}]}
+         "gpus": ["/dev/nvidia0"]}  # as resource_facts gives them
 SETTINGS = {"interface": "eth0", "link_rate": "1gbit", "default_class": {"rate": "100mbit", "ceil": "1gbit"}}
 
 
@@ -30,7 +30,7 @@ def test_a_host_that_fits_has_no_problems():
     (dict(FACTS, cpus={"threads": 1}), SETTINGS, "user ann: cpu.cpus 0-1 names CPU 1; this host has CPUs 0-0"),
     (dict(FACTS, mounts=[{"mountpoint": "/", "fstype": "ext4"}, {"mountpoint": "/home", "fstype": "nfs4"}]), SETTINGS,
      "disk./home: on nfs4 (/home); disk quotas need ext4, XFS or btrfs here"),
-    (dict(FACTS, gpus=[{"index": 1, "uuid": "GPU-b"}]), SETTINGS, "user ann: gpu.gpus: '0' is not a GPU of this host"),
+    (dict(FACTS, gpus=["/dev/nvidia1"]), SETTINGS, "user ann: gpu.gpus: '0' is not a GPU of this host"),
     (FACTS, dict(SETTINGS, interface="eth7"), "profiles_interface: 'eth7' is not an interface of this host"),
     (FACTS, dict(SETTINGS, link_rate="15mbit"), "network: egress: 120mbit guaranteed"),
 ])
@@ -51,7 +51,7 @@ def test_policy_values_that_only_fail_together_are_found():
 
 
 def test_gpu_counts_the_host_cannot_hold_are_refused():
-    four = dict(FACTS, gpus=[{"index": i, "uuid": "GPU-%d" % i} for i in range(2)])
+    four = dict(FACTS, gpus=["/dev/nvidia0", "/dev/nvidia1"])
     big = profiles(users={"ben": {"gpu": {"count": 3}}})
     assert any("gpu.count: ben asks for 3 GPUs; this host has 2" in x for x in pf.preflight(big, four, SETTINGS))
     assert pf.preflight(profiles(users={"ben": {"gpu": {"count": 1}}}), four, SETTINGS) == []
