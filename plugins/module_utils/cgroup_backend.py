@@ -532,8 +532,8 @@ class CgroupfsBackend(_Layout):
             mine, theirs = self._quota_now(plan.relpath, wanted), self._quota_now(parent, wanted)
             if mine is not None and theirs is not None and mine > theirs:
                 raise BackendError("%s: cpu_max %d%% is above the %d%% of the cgroup it is in (/%s); cgroup v1 "
-                                   "refuses a child's CPU quota above its parent's" % (plan.label, round(mine * 100),
-                                                                                     round(theirs * 100), parent))
+                                   "refuses a child's CPU quota above its parent's"
+                                   % (plan.label, round(mine * 100), round(theirs * 100), parent))
 
     def _ordered(self, writes):
         """A CPU quota that goes down is written first, deepest cgroups first, and one that goes up
@@ -552,6 +552,7 @@ class CgroupfsBackend(_Layout):
             live = self.read_value(os.path.join(self.dir_of("cpu", plan.relpath), "cpu.cfs_quota_us"))
             (down if quota(new[0]) < quota(live) else up).append((plan, cpu))
             rest.append((plan, [t for t in todo if t not in cpu]))
+
         def depth(write):
             return write[0].relpath.count("/")
         return (sorted(down, key=lambda w: -depth(w)) + sorted((w for w in rest if w[1]), key=depth)

@@ -400,8 +400,8 @@ def aggregate_limits(policy, init_system="systemd", capacity=None):
     systemd hosts the target is user.slice (every login's user-UID.slice is in it), elsewhere the
     cgroupfs backend's managed parent (path "."). [] when the policy has neither."""
     validate(policy)
-    entry = dict((CGROUP_KEYS[k], v) for k, v in flatten("aggregate.all", (policy.get("aggregate") or {}).get("all"),
-                                                          "aggregate").items())
+    total = flatten("aggregate.all", (policy.get("aggregate") or {}).get("all"), "aggregate")
+    entry = dict((CGROUP_KEYS[k], v) for k, v in total.items())
     reserve = policy.get("reserve") or {}
     capacity = capacity or {}
     if "memory" in reserve:

@@ -100,8 +100,8 @@ def test_v1_quotas_go_down_children_first_and_a_child_above_its_parent_is_refuse
     work = "user-%d/jobs" % limited.pw_uid
 
     def run(mine, jobs, check=False):
-        args = dict(backend="cgroupfs", parent=PARENT, limits=[{"user": user, "cpu_max": mine},
-                                                                 {"path": work, "cpu_max": jobs}])
+        args = dict(backend="cgroupfs", parent=PARENT,
+                    limits=[{"user": user, "cpu_max": mine}, {"path": work, "cpu_max": jobs}])
         return run_module("cgroup_limit", args, check=check)
     assert run("100%", "50%")["changed"]
     down = run("25%", "10%")
