@@ -31,6 +31,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
 import shlex
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import MANAGED_HEADER
@@ -38,6 +39,26 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
 SCRIPT_DIR = "/etc/fairshare"
 SESSION_LEAF = "login-sessions"
 LOGIN_TOOL = "/usr/local/sbin/fairshare-login"
+
+
+def devices_script_path(parent, directory=SCRIPT_DIR):
+    """/etc/fairshare/gpu-devices-<parent>.sh: gpu_access's device allowlists (cgroup v1), which the
+    session hook puts back at a user's login when the cgroup is gone (after a reboot)."""
+    return "%s/gpu-devices-%s.sh" % (directory, parent.strip("/").replace("/", "-"))
+
+
+def render_devices(parent, root, allow):
+    """The text of devices_script_path: allow {uid: [(kind, 'MAJ:MIN'), ...]} of the restricted users.
+    `SCRIPT UID` makes <root>/<parent>/user-UID, denies every device and allows the list."""
+    q = shlex.quote
+    cases = "".join("    %d) set -- %s ;;\n" % (uid, " ".join(q("%s %s rwm" % e) for e in entries))
+                    for uid, entries in sorted(allow.items()))
+    return ("#!/bin/sh\n%s\n# gpu_access: device allowlists under %s (cgroup v1), put back at a login after a reboot\n"
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\nuid=${1:-}\ncase \"$uid\" in\n%s    *) exit 0 ;;\n"
+            "esac\ndir=%s\nfor part in %s user-$uid; do\n    dir=$dir/$part\n    [ -d \"$dir\" ] || /bin/mkdir \"$dir\" || exit 1\n"
+            "done\necho a > \"$dir/devices.deny\" || exit 1\nfor rule in \"$@\"; do\n"
+            "    printf '%%s\\n' \"$rule\" > \"$dir/devices.allow\" || exit 1\ndone\n"
+            % (MANAGED_HEADER, parent, cases, q(root), " ".join(q(p) for p in parent.strip("/").split("/"))))
 
 
 def script_path(parent, directory=SCRIPT_DIR):
@@ -61,6 +82,7 @@ unset ENV CDPATH
 LEAF=%(leaf)s
 PARENT=%(parent_q)s
 JOIN_ROOTS=%(join)s
+DEVICES_SCRIPT=%(devices)s
 LOGIN_TOOL=%(login)s
 status=0
 
@@ -105,6 +127,13 @@ dirs_of() {
 session() {
     [ "${PAM_TYPE:-}" = open_session ] || return 0
     uid=$(/usr/bin/id -u -- "${PAM_USER:-}" 2>/dev/null) || return 0
+    # hierarchies other modules keep per user under the same parent (gpu_access: v1 devices); after
+    # a reboot gpu_access's script makes the user's device cgroup again, with its allowlist
+    for root in $JOIN_ROOTS; do
+        dir=$root/$PARENT/user-$uid
+        [ -d "$dir" ] || [ ! -x "$DEVICES_SCRIPT" ] || "$DEVICES_SCRIPT" "$uid" 2>/dev/null
+        [ -d "$dir" ] && echo "$PPID" 2>/dev/null >"$dir/cgroup.procs"
+    done
     if ! dirs=$(dirs_of "$uid"); then
         # not listed by the last run: the host-side resolver decides (it exits 0, logs any failure)
         [ -x "$LOGIN_TOOL" ] || return 0
@@ -120,11 +149,6 @@ session() {
             dir=$dir/$LEAF
         fi
         echo "$PPID" 2>/dev/null >"$dir/cgroup.procs"
-    done
-    # hierarchies other modules keep per user under the same parent (gpu_access: v1 devices)
-    for root in $JOIN_ROOTS; do
-        dir=$root/$PARENT/user-$uid
-        [ -d "$dir" ] && echo "$PPID" 2>/dev/null >"$dir/cgroup.procs"
     done
     return 0
 }
@@ -189,7 +213,8 @@ def render(parent, steps, users, path, join_roots=()):
         lines.append("    :\n")
     cases = "".join("        %d) echo %s ;;\n" % (uid, q(" ".join(dirs))) for uid, dirs in users if dirs)
     values = dict(header=MANAGED_HEADER, parent=parent, path=path, leaf=SESSION_LEAF, login=LOGIN_TOOL,
-                  parent_q=q(parent), join=q(" ".join(join_roots)))
+                  parent_q=q(parent), join=q(" ".join(join_roots)),
+                  devices=q(devices_script_path(parent, os.path.dirname(path))))
     return _HEAD % values + "".join(lines) + _TAIL % dict(cases=cases.rstrip("\n"))
 
 

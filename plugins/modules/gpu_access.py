@@ -165,7 +165,8 @@ import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import check_parent
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import MANAGED_HEADER, check_parent
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import devices_script_path, render_devices
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import (
     PLACEMENTS, allocate, allowlist, check_gpu_list, parse_devices_list, parse_nvidia_smi, parse_proc_information, render_dropin,
@@ -346,6 +347,7 @@ def main():
         # ---- per user: group membership and the device cgroup
         members = set(group.gr_mem)
         reload_needed = False
+        restore = {}  # cgroupfs-v1: uid -> allowlist, put back by the session hook after a reboot
         mig_gpus = [g["index"] for g in gpus if g.get("mig")]
         for plan in plans:
             res = {"name": plan["name"], "uid": plan["uid"], "gpus": plan["granted"], "mig": plan["mig"],
@@ -368,12 +370,23 @@ def main():
                     plan["granted"], [g for g in gpus if g["devnum"]], [devnum(c) for c in controls])
                 v1_devices(changes, layout, params["parent"], plan["uid"], entries)
                 res["allow"] = ["%s %s" % e for e in entries] if entries else "all"
+                if entries:
+                    restore[plan["uid"]] = entries
             if plan["mig"] and not any(i in mig_gpus for i in plan["granted"]):
                 module.warn("users: %s may hold %d MIG instances, but none of the GPUs granted (%s) has MIG enabled"
                             % (plan["name"], plan["mig"], plan["granted"] or "none"))
             result["users"].append(res)
         if reload_needed and not module.check_mode:
             host.change(["systemctl", "daemon-reload"])
+        if backend == "cgroupfs-v1":
+            script = devices_script_path(params["parent"])
+            old = host.read(script)
+            if old is None or old.startswith("#!/bin/sh\n" + MANAGED_HEADER):
+                changes.file(script, render_devices(params["parent"], layout["v1"]["devices"], restore)
+                             if restore else None, 0o755, prune=False)
+            else:
+                module.warn("%s is not ours (no managed header): left as it is; device allowlists are not put back "
+                            "after a reboot until the next run" % script)
         state = {"mig": dict((p["name"], p["mig"]) for p in plans if p["mig"] is not None)}
         if keys:
             state["allocation"] = keys

@@ -40,7 +40,7 @@ def host_gpus(test_user):
         for path, _m in NODES:
             os.unlink(path)
         for path in ("/etc/udev/rules.d/70-fairshare-gpu.rules", "/etc/modprobe.d/fairshare-nvidia.conf",
-                     "/etc/fairshare/gpu.json"):
+                     "/etc/fairshare/gpu.json", "/etc/fairshare/gpu-devices-%s.sh" % PARENT):
             if os.path.exists(path):
                 os.unlink(path)
         subprocess.run(["gpasswd", "-d", test_user.pw_name, "video"], capture_output=True, check=False)
@@ -146,6 +146,15 @@ def test_a_login_on_this_host_is_held_to_the_gpu_allowlist(host_gpus):
               % (seen["cgroups"].get("devices"), seen["opened"]))
         assert seen["open"] == 0 and seen["cgroups"]["devices"] == "/%s/user-%d" % (PARENT, alice.pw_uid)
         assert seen["opened"] == {"/dev/nvidia0": "ENXIO", "/dev/nvidia1": "EPERM"}
+        # a reboot empties cgroupfs: the user's device cgroup is gone (removed here, as the kernel's tree
+        # starts empty), and the next login puts it back with its allowlist (GPU 1 opened before)
+        gone = os.path.join("/sys/fs/cgroup/devices", PARENT, "user-%d" % alice.pw_uid)
+        os.rmdir(gone)
+        again = pam_session(service, alice, 1, ["/dev/nvidia0", "/dev/nvidia1"])
+        print("after the device cgroup was gone: login in %s, opened %s"
+              % (again["cgroups"].get("devices"), again["opened"]))
+        assert again["cgroups"]["devices"] == "/%s/user-%d" % (PARENT, alice.pw_uid)
+        assert again["opened"] == {"/dev/nvidia0": "ENXIO", "/dev/nvidia1": "EPERM"}
     finally:
         if os.path.exists("/etc/pam.d/" + service):
             os.unlink("/etc/pam.d/" + service)
