@@ -7,6 +7,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+
 
 def parse_cpuinfo(text):
     """/proc/cpuinfo -> {'threads', 'cores', 'sockets'} (threads = logical CPUs)."""
@@ -75,3 +77,25 @@ def container_group_members(users, groups, exempt=()):
             if group in user["groups"]:
                 found.setdefault(group, []).append(user["name"])
     return dict((g, sorted(names)) for g, names in found.items())
+
+
+def profiled_users(text):
+    """/etc/fairshare/profiles.json of the last run -> [[name, uid, [workload, ...]], ...]: whom the
+    role gave limits last time (compact: the next run takes back what the policy no longer gives).
+    A last entry [None, None, [target]] says the run also set a total for all users (aggregate)."""
+    try:
+        data = json.loads(text or "{}") or {}
+        profiles = data.get("profiles") or {}
+    except (ValueError, AttributeError):
+        return []
+    found = []
+    for name, prof in sorted(profiles.items()):
+        if not isinstance(prof, dict) or not isinstance(prof.get("uid"), int):
+            continue
+        values = prof.get("values") or {}
+        found.append([name, prof["uid"], sorted(k[len("workloads."):] for k in values if k.startswith("workloads."))])
+    for entry in data.get("aggregate") or []:
+        target = entry.get("slice") or entry.get("path") if isinstance(entry, dict) else None
+        if target:
+            found.append([None, None, [target]])
+    return found

@@ -394,6 +394,38 @@ def to_cgroup_limits(profiles, init_system="systemd"):
     return limits
 
 
+def stale_targets(profiled, profiles, init_system="systemd", masked=(), current=()):
+    """cgroup_limit entries (state: absent) that take back what an earlier run gave users the policy no
+    longer covers (removed, made exempt, moved out of the uid range, deleted): their cgroup (by unit or
+    path, so a deleted user needs no passwd entry) and their workloads'. profiled: resource_facts'
+    `profiled` (the last run's users); masked: users the user-.slice template's masks already reset on
+    systemd hosts (user_defaults_exempt); current: this run's other entries (its total), which stay.
+    Only the role's own targets: other callers' are left alone."""
+    out = []
+    listed = set(e.get("slice") or e.get("path") for e in current or [])
+    uids = set(prof["uid"] for prof in profiles.values())
+    for name, uid, workloads in profiled or []:
+        if name is not None and uid in uids:  # the uid went to another name the policy covers: theirs now
+            continue
+        if name is None:  # the total for all users an earlier run set; this run lists its own if it has one
+            target = workloads[0]
+            if target in listed:
+                continue
+            out.append({"slice": target, "state": "absent"} if target.endswith(".slice") else
+                       {"path": target, "state": "absent"})
+            continue
+        if name in profiles:
+            continue
+        for work in workloads:
+            target = workload_target(uid, work, init_system)
+            out.append(dict(target, state="absent"))
+        if name in masked:
+            continue
+        out.append({"slice": "user-%d.slice" % uid, "state": "absent"} if init_system == "systemd"
+                   else {"path": "user-%d" % uid, "state": "absent"})
+    return out
+
+
 def aggregate_limits(policy, init_system="systemd", capacity=None):
     """The totals for all regular users together, as one cgroup_limit target: aggregate.all, and the
     system's reserve (capacity minus reserve, the smaller of the two where both give a value). On

@@ -88,6 +88,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.facts import (
+    profiled_users,
     CONTAINER_GROUPS, container_group_members, parse_cpuinfo, parse_meminfo, parse_passwd_group,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
@@ -168,6 +169,7 @@ def main():
         "init_system": init_system(),
         "family": distro_family(read_os_release()),
         "containers": container_engines(host),
+        "profiled": profiled_users(host.read("/etc/fairshare/profiles.json")),
     }
     if module.params["users"]:
         rc, passwd, err = host.run(["getent", "passwd"], check=False)

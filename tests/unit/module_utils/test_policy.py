@@ -342,3 +342,24 @@ def test_admission_counts_the_reserve():
     with pytest.raises(p.PolicyError) as err:
         p.admission(prof, {"cpus": 4, "memory_bytes": 4 << 30}, None, {"memory": "2G"})
     assert "3G guaranteed (3 users' memory.min/low) > 2G capacity (less the reserve 2G)" in str(err.value)
+
+
+def test_what_users_who_left_the_policy_have_is_taken_back():
+    from ansible_collections.fairshare.resources.plugins.module_utils.facts import profiled_users
+    import json
+    last = {"profiles": {"ann": {"uid": 3001, "values": {"workloads.jobs": {"value": {}}}},
+                         "ben": {"uid": 3002, "values": {}}, "old": {"uid": 3003, "values": {}}},
+            "aggregate": [{"slice": "user.slice", "memory_max": "300M"}]}
+    profiled = profiled_users(json.dumps(last))
+    assert profiled == [["ann", 3001, ["jobs"]], ["ben", 3002, []], ["old", 3003, []], [None, None, ["user.slice"]]]
+    now = {"ben": {"uid": 3002}, "new": {"uid": 3003}}  # ann left; old's uid went to new
+    assert p.stale_targets(profiled, now, "systemd") == [
+        {"slice": "user-3001-jobs.slice", "state": "absent"}, {"slice": "user-3001.slice", "state": "absent"},
+        {"slice": "user.slice", "state": "absent"}]
+    # the template's mask resets ann's own slice already; cgroupfs hosts name paths under the parent
+    assert {"slice": "user-3001.slice", "state": "absent"} not in p.stale_targets(profiled, now, "systemd", ["ann"])
+    assert p.stale_targets(profiled[:1], now, "process_api") == [{"path": "user-3001/jobs", "state": "absent"},
+                                                                 {"path": "user-3001", "state": "absent"}]
+    assert profiled_users("not json") == [] and profiled_users(None) == []
+    kept = p.stale_targets(profiled[3:], now, "systemd", [], [{"slice": "user.slice", "memory_max": "200M"}])
+    assert kept == []  # this run sets its own total
