@@ -253,9 +253,11 @@ def resolve(params, host):
         for i, project_dir in enumerate(entry["paths"]):
             field = "%s.paths[%d]" % (where, i)
             check_project_path(field, project_dir, mount["mountpoint"])
-            if not os.path.isdir(project_dir) or os.path.realpath(project_dir) != project_dir:
-                raise UnitError("%s: %r is not a directory on this host (a link is refused: give the directory it "
-                                "points to)" % (field, project_dir))
+            # a btrfs project's subvolume is made by the module; an existing path must be the directory itself
+            if os.path.lexists(project_dir) and (not os.path.isdir(project_dir) or
+                                                 os.path.realpath(project_dir) != project_dir):
+                raise UnitError("%s: %r is not a directory (a link is refused: give the directory it points to)"
+                                % (field, project_dir))
         if entry["name"] in seen:
             raise UnitError("%s.name: %r is listed twice" % (where, entry["name"]))
         seen.add(entry["name"])
