@@ -338,47 +338,6 @@ def test_containers_run_in_the_users_limits_or_are_reported(guest):
             check=False)
 
 
-def test_the_plan_in_force_comes_back_after_a_reboot(guest):
-    """A plan is runtime drop-ins, gone at a reboot; fairshare-plan-boot.service (enabled by profile_host
-    with the timers) puts back the plan whose window holds the moment. The window here began an hour
-    ago and ends in two; a run and a real reboot both leave the user's slice at the plan's quota."""
-    import subprocess
-    import sys
-    from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import plan_units
-    from ansible_collections.fairshare.resources.plugins.module_utils.policy import resolve
-    ssh, uid = guest["ssh"], 3950
-    hour = int(ssh("date +%H").stdout.strip())
-    policy = {"defaults": {"cpu": {"max": "50%"}},
-              "plans": {"night": {"schedule": "*-*-* %02d:00" % ((hour - 1) % 24), "until": "%02d:59" % ((hour + 2) % 24),
-                                  "scale": {"cpu.max": 2}}}}
-    plans = plan_units(resolve(policy, [{"name": "fsplan", "uid": uid, "groups": []}]), policy["plans"])
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with open(os.path.join(root, "roles", "profiles", "files", "fairshare-plan")) as fh:
-        args = {"plans": plans, "plan_tool": fh.read()}
-
-    def quota():
-        return ssh("systemctl show -p CPUQuotaPerSecUSec --value user-%d.slice" % uid).stdout.strip()
-    ssh("id fsplan >/dev/null 2>&1 || useradd -m -u %d -s /bin/sh fsplan" % uid)
-    try:
-        run_module("cgroup_limit", {"limits": [{"user": "fsplan", "cpu_max": "50%"}]}, guest=guest)
-        first = run_module("profile_host", args, guest=guest)
-        assert first["changed"] and "fairshare-plan-boot.service" in " ".join(first["actions"]), first
-        assert run_module("profile_host", args, guest=guest)["changed"] is False
-        at_run = quota()
-        tool = os.path.join(root, "testbed", "fsguest.py")
-        subprocess.run([sys.executable, tool, "reboot", guest["name"]], check=True, capture_output=True, timeout=600)
-        after = quota()
-        status = ssh("fairshare-plan --status; systemctl is-active fairshare-plan-boot.service").stdout
-        print("plan window %02d:00-%02d:59: CPUQuotaPerSec after the run %s, after a reboot %s\n%s"
-              % ((hour - 1) % 24, (hour + 2) % 24, at_run, after, status))
-        assert at_run == "1s" and after == "1s" and "in force: night" in status
-    finally:
-        run_module("profile_host", {"plans": {}}, guest=guest)
-        run_module("cgroup_limit", {"limits": [{"user": "fsplan", "state": "absent"}]}, guest=guest)
-        ssh("fairshare-plan base >/dev/null 2>&1; userdel -r fsplan", check=False)
-    assert ssh("systemctl is-enabled fairshare-plan-boot.service", check=False).stdout.strip() != "enabled"
-
-
 def test_a_total_for_all_users_holds_over_their_own_limits(guest):
     """aggregate.all memory.max 300M in user.slice over two users with 200M each: either alone at 190M
     survives, both at once pass 300M and one of them is killed. The user.slice drop-in is the one the
