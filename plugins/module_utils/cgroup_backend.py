@@ -408,8 +408,9 @@ class CgroupfsBackend(_Layout):
         for plan in plans:
             res = plan.result()
             res.update(path=plan.relpath, cgroup_parent="/" + plan.relpath)
+            weight = self.io_weight_file(plan.relpath) if plan.state == "present" else None
             files, warnings = expected_files(plan.limits, self.version_of, devnum=self.host.devnum,
-                                             io_weight_file=self.io_weight_file(plan.relpath)) \
+                                             io_weight_file=weight) \
                 if plan.state == "present" else ([], [])
             res["warnings"].extend(warnings)
             planned.append(files)
@@ -423,7 +424,7 @@ class CgroupfsBackend(_Layout):
                 if not same_value(fname, want, live):
                     todo.append((ctrl, fname, want))
             if plan.state == "present":
-                todo.extend(self._resets(plan, files, before, after))
+                todo.extend(self._resets(plan, files, before, after, weight))
                 res["after"] = display_limits(plan.limits)
             else:
                 dirs = self._existing_dirs(plan.relpath)
@@ -507,13 +508,11 @@ class CgroupfsBackend(_Layout):
                 "changed": bool(writes or removals), "parent": self.parent}
 
     def _quota_now(self, relpath, planned_quota):
-        """A cgroup's CPU quota as a fraction of a CPU (None: no limit) after this run."""
+        """A cgroup's CPU quota in CPUs (inf: no limit) after this run."""
         text = planned_quota.get(relpath)
         if text is None:
             text = self.read_value(os.path.join(self.dir_of("cpu", relpath), "cpu.cfs_quota_us"))
-        if text is None or text.strip() == "-1":
-            return None
-        return int(text) / float(CPU_PERIOD_US)
+        return _v1_quota(text)
 
     def _check_v1_quotas(self, plans, planned):
         """cgroup v1 refuses a child's CPU quota above its parent's (EINVAL, whichever is written
@@ -530,7 +529,7 @@ class CgroupfsBackend(_Layout):
             if plan.state != "present" or plan.relpath not in wanted or parent not in wanted:
                 continue
             mine, theirs = self._quota_now(plan.relpath, wanted), self._quota_now(parent, wanted)
-            if mine is not None and theirs is not None and mine > theirs:
+            if mine > theirs:
                 raise BackendError("%s: cpu_max %d%% is above the %d%% of the cgroup it is in (/%s); cgroup v1 "
                                    "refuses a child's CPU quota above its parent's"
                                    % (plan.label, round(mine * 100), round(theirs * 100), parent))
@@ -539,9 +538,6 @@ class CgroupfsBackend(_Layout):
         """A CPU quota that goes down is written first, deepest cgroups first, and one that goes up
         last, parents first: cgroup v1 refuses a parent below its children at every step. The rest
         goes in between, parents first (their directories are made before their children's)."""
-        def quota(text):
-            return float("inf") if text is None or text.strip() == "-1" else int(text)
-
         down, rest, up = [], [], []
         for plan, todo in writes:
             cpu = [t for t in todo if t[1] in ("cpu.cfs_period_us", "cpu.cfs_quota_us")]
@@ -550,7 +546,7 @@ class CgroupfsBackend(_Layout):
                 rest.append((plan, todo))
                 continue
             live = self.read_value(os.path.join(self.dir_of("cpu", plan.relpath), "cpu.cfs_quota_us"))
-            (down if quota(new[0]) < quota(live) else up).append((plan, cpu))
+            (down if _v1_quota(new[0]) < _v1_quota(live) else up).append((plan, cpu))
             rest.append((plan, [t for t in todo if t not in cpu]))
 
         def depth(write):
@@ -666,16 +662,15 @@ class CgroupfsBackend(_Layout):
                 dirs.append(target.rstrip("/"))
         return dirs
 
-    def _resets(self, plan, files, before, after):
+    def _resets(self, plan, files, before, after, weight):
         """Limits we set earlier that the target no longer asks for go back to no limit: every
         file a limit can live in (reset_files), each device line of ours no rule asks for, and
-        a cpuset back to its parent's."""
+        a cpuset back to its parent's. weight: the I/O weight file this kernel has (io_weight_file)."""
         wanted = set(f for _c, f, _v in files)
         devices = set((f, v.split(" ", 1)[0]) for _c, f, v in files if reset_value(f, "v2") == PER_DEVICE
                       or reset_value(f, "v1") == PER_DEVICE)
         todo = []
         candidates = [(c, f) for v in ("v2", "v1") for c, f in reset_files(v) if self.version_of(c) == v]
-        weight = self.io_weight_file(plan.relpath)
         if weight:
             candidates.append(("io" if self.version_of("io") else "blkio", weight))
         for ctrl, fname in candidates:
@@ -784,6 +779,11 @@ class CgroupfsBackend(_Layout):
                         if exc.errno != errno.ESRCH:
                             raise
                 self.host.rmdir(path)
+
+
+def _v1_quota(text):
+    """cpu.cfs_quota_us text -> CPUs, inf for no limit (-1, or no file)."""
+    return float("inf") if text is None or text.strip() == "-1" else int(text) / float(CPU_PERIOD_US)
 
 
 def _render(values):
