@@ -44,4 +44,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_cgroup_limits": guarded("fairshare_policy", to_cgroup_limits)}
+        return {"profile_cgroup_limits": guarded("fairshare_policy", to_cgroup_limits, profiles_at=0)}

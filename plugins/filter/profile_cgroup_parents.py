@@ -30,6 +30,13 @@ options:
     description: The managed parent cgroup of hosts without systemd.
     type: str
     default: fairshare
+  as_json:
+    description:
+      - Return the result in a compact JSON string (sorted keys) instead of a dict. The profiles role keeps
+        large results that way - ansible-core walks a filter's dict again when C(to_json) encodes it, for
+        seconds at 10,000 users.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - fairshare.resources.profiles
 """
@@ -52,4 +59,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_cgroup_parents": guarded("cgroup_parent", cgroup_parents)}
+        return {"profile_cgroup_parents": guarded("cgroup_parent", cgroup_parents, profiles_at=0, json_output=True)}

@@ -25,8 +25,8 @@ options:
     elements: list
     required: true
   profiles:
-    description: The profiles of this run (P(fairshare.resources.resolve_profiles#filter)).
-    type: dict
+    description: The profiles of this run (P(fairshare.resources.resolve_profiles#filter)), a dict or the same in a JSON string.
+    type: raw
     required: true
   init_system:
     description: The host's init system.
@@ -62,4 +62,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_stale_targets": guarded("profiled", stale_targets)}
+        return {"profile_stale_targets": guarded("profiled", stale_targets, profiles_at=1)}

@@ -28,6 +28,13 @@ options:
     type: list
     elements: dict
     required: true
+  as_json:
+    description:
+      - Return the result in a compact JSON string (sorted keys) instead of a dict. The profiles role keeps
+        large results that way - ansible-core walks a filter's dict again when C(to_json) encodes it, for
+        seconds at 10,000 users.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -48,4 +55,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"resolve_profiles": guarded("fairshare_policy", resolve)}
+        return {"resolve_profiles": guarded("fairshare_policy", resolve, json_output=True)}

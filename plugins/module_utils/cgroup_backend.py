@@ -18,6 +18,7 @@ import json
 import os
 import pwd
 
+from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
     CPU_PERIOD_US, DROPIN_NAME, INHERIT, IO_WEIGHT_FILES, MANAGED_HEADER, PER_DEVICE, cgroup_relpath, check_protected,
     controllers_needed, device_reset, display_limits, expected_files, normalize_limits, parse_systemctl_show,
@@ -92,11 +93,18 @@ class _Layout(object):
 
     layout = None
 
+    def _home(self, controller):
+        homes = self.__dict__.setdefault("_homes", {})  # asked per target and file: looked up once
+        key = (id(self.layout), controller)
+        if key not in homes:
+            homes[key] = controller_home(self.layout, controller)
+        return homes[key]
+
     def version_of(self, controller):
-        return controller_home(self.layout, controller)[0]
+        return self._home(controller)[0]
 
     def root_of(self, controller):
-        return controller_home(self.layout, controller)[1]
+        return self._home(controller)[1]
 
 
 class Plan(object):
@@ -119,10 +127,10 @@ class Plan(object):
                 "state": self.state, "changed": False, "warnings": []}
 
 
-def resolve_user(value, where):
+def resolve_user(value, where, accounts=None):
     try:
-        entry = pwd.getpwuid(int(value)) if value.isdigit() else pwd.getpwnam(value)
-    except (KeyError, ValueError):
+        entry = (accounts or Accounts()).user(value)
+    except NotFound:
         raise UnitError("%s.user: %r is not a user on this host (not in the passwd database)" % (where, value))
     return entry.pw_name, entry.pw_uid
 
@@ -134,12 +142,13 @@ def build_plans(entries, state, force, parent, devnum, sys_uid_max=999):
     sys_uid_max: system users (platform.read_sys_uid_max) are refused without force.
     """
     plans, seen = [], {}
+    accounts = Accounts(expected=len(entries))
     for index, entry in enumerate(entries):
         where = "limits[%d]" % index
         kind, name = parse_target(entry, where)
         uid = None
         if kind == "user":
-            name, uid = resolve_user(name, where)
+            name, uid = resolve_user(name, where, accounts)
         check_protected(kind, name, uid, force, where, sys_uid_max)
         wanted = entry.get("state") or state
         limits = normalize_limits(entry, where, force) if wanted == "present" else {}
@@ -378,10 +387,14 @@ class CgroupfsBackend(_Layout):
     def _made(self):
         """The relpaths of the cgroups our calls made under this parent: the registry, else (a tree of
         an older version) what the persist script covers, else nothing."""
+        self.was_set = None
         text = self.host.read(self.registry_path())
         if text is not None:
             try:
-                return set(json.loads(text).get("made", []))
+                doc = json.loads(text)
+                if isinstance(doc.get("set"), dict):
+                    self.was_set = doc["set"]
+                return set(doc.get("made", []))
             except (ValueError, AttributeError):
                 pass
         made = set()
@@ -404,6 +417,7 @@ class CgroupfsBackend(_Layout):
     def apply(self, plans, exclusive):
         results, planned, diffs, writes, removals = [], [], [], [], []
         made = self._made()
+        was_set = self.was_set
         self.left = []  # foreign cgroups that kept one of ours from being removed
         for plan in plans:
             res = plan.result()
@@ -424,7 +438,8 @@ class CgroupfsBackend(_Layout):
                 if not same_value(fname, want, live):
                     todo.append((ctrl, fname, want))
             if plan.state == "present":
-                todo.extend(self._resets(plan, files, before, after, weight))
+                todo.extend(self._resets(plan, files, before, after, weight,
+                                         None if was_set is None else was_set.get(plan.relpath, ())))
                 res["after"] = display_limits(plan.limits)
             else:
                 dirs = self._existing_dirs(plan.relpath)
@@ -482,21 +497,32 @@ class CgroupfsBackend(_Layout):
             after_made |= self._with_ancestors(plan.relpath)
         for relpath in self.dropped:
             after_made = set(r for r in after_made if r != relpath and not r.startswith(relpath + "/"))
+        # the files each target has from us: what a later call must lift when a limit leaves the policy
+        after_set = dict((r, names) for r, names in (was_set or {}).items() if r in after_made)
+        for plan, files in self.planned:
+            after_set[plan.relpath] = sorted(set(f for _c, f, _v in files))
         if not self.host.check_mode:
             # what will be made is registered first: a run that fails half-way leaves nothing unknown
             making = made | after_made
-            if making != made:
-                self._register(making)
+            making_set = dict(was_set or {})
+            for relpath, names in after_set.items():  # until the resets are done, the old files count too
+                making_set[relpath] = sorted(set(names) | set(making_set.get(relpath, ())))
+            if making != made or making_set != was_set:
+                self._register(making, making_set)
             for plan, todo in self._ordered(writes):
                 self._write(plan, todo)
             for relpath, dirs in removals:
                 self._remove(dirs)
-            if after_made != making or (after_made and self.host.read(self.registry_path()) is None):
-                self._register(after_made)
+            if after_made != making or after_set != making_set or \
+                    (after_made and self.host.read(self.registry_path()) is None):
+                self._register(after_made, after_set)
+        written = dict((plan.relpath, set(t[1] for t in todo)) for plan, todo in writes)
         for plan, res, files in zip(plans, results, planned):
             if plan.state == "present":
-                res["verified"] = dict((f, self.read_value(os.path.join(self.dir_of(c, plan.relpath), f)))
-                                       for c, f, _v in files)
+                # read back what was written; the rest was read a moment ago and matched
+                wrote = written.get(plan.relpath, ())
+                res["verified"] = dict((f, self.read_value(os.path.join(self.dir_of(c, plan.relpath), f))
+                                        if f in wrote else res["before"].get(f)) for c, f, _v in files)
                 if not self.host.check_mode:
                     for c, f, v in files:
                         if not same_value(f, v, res["verified"][f]):
@@ -554,9 +580,11 @@ class CgroupfsBackend(_Layout):
         return (sorted(down, key=lambda w: -depth(w)) + sorted((w for w in rest if w[1]), key=depth)
                 + sorted(up, key=depth))
 
-    def _register(self, made):
+    def _register(self, made, limited):
+        """made: the relpaths our calls made; limited: {relpath: [files our calls wrote a limit to]}."""
         if made:
-            self.host.write_atomic(self.registry_path(), json.dumps({"made": sorted(made)}, indent=1) + "\n",
+            doc = {"made": sorted(made), "set": dict((r, limited[r]) for r in sorted(limited) if r in made)}
+            self.host.write_atomic(self.registry_path(), json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n",
                                    mode=0o644)
         else:
             self.host.remove(self.registry_path(), prune=False)
@@ -662,17 +690,19 @@ class CgroupfsBackend(_Layout):
                 dirs.append(target.rstrip("/"))
         return dirs
 
-    def _resets(self, plan, files, before, after, weight):
+    def _resets(self, plan, files, before, after, weight, was_set=None):
         """Limits we set earlier that the target no longer asks for go back to no limit: every
         file a limit can live in (reset_files), each device line of ours no rule asks for, and
-        a cpuset back to its parent's. weight: the I/O weight file this kernel has (io_weight_file)."""
+        a cpuset back to its parent's. weight: the I/O weight file this kernel has (io_weight_file).
+        was_set: the files the registry says our calls wrote for this target - only those are
+        read; None (a registry of an older version) reads every file a limit can live in."""
         wanted = set(f for _c, f, _v in files)
         devices = set((f, v.split(" ", 1)[0]) for _c, f, v in files if reset_value(f, "v2") == PER_DEVICE
                       or reset_value(f, "v1") == PER_DEVICE)
         todo = []
-        candidates = [(c, f) for v in ("v2", "v1") for c, f in reset_files(v) if self.version_of(c) == v]
-        if weight:
-            candidates.append(("io" if self.version_of("io") else "blkio", weight))
+        candidates = self._reset_candidates(weight)
+        if was_set is not None:
+            candidates = [(c, f) for c, f in candidates if f in was_set]
         for ctrl, fname in candidates:
             if fname in wanted and reset_value(fname, self.version_of(ctrl)) != PER_DEVICE:
                 continue
@@ -696,9 +726,25 @@ class CgroupfsBackend(_Layout):
                 todo.append((ctrl, fname, reset))
         return todo
 
+    def _reset_candidates(self, weight):
+        """[(controller, file)] a limit of ours can live in on this host (the same for every target)."""
+        cache = self.__dict__.setdefault("_candidates", {})
+        if weight not in cache:
+            found = [(c, f) for v in ("v2", "v1") for c, f in reset_files(v) if self.version_of(c) == v]
+            if weight:
+                found.append(("io" if self.version_of("io") else "blkio", weight))
+            cache[weight] = found
+        return cache[weight]
+
     def io_weight_file(self, relpath):
         """The I/O weight file this kernel has (IO_WEIGHT_FILES), None where it has none: looked
-        for in the target, then the managed parent, then by its mark in the controller's root."""
+        for in the target, then the managed parent, then by its mark in the controller's root.
+        Every cgroup of a hierarchy has the same files: the first answer holds for all targets."""
+        if "_weight_file" not in self.__dict__:
+            self._weight_file = self._find_io_weight_file(relpath)
+        return self._weight_file
+
+    def _find_io_weight_file(self, relpath):
         ctrl = "io" if self.version_of("io") == "v2" else "blkio" if self.version_of("blkio") == "v1" else None
         if ctrl is None:
             return None

@@ -454,16 +454,25 @@ def _v1_memory(value):
     return "-1" if value in (V1_UNLIMITED_MEMORY, "-1") else value
 
 
+def _reset_values():
+    """{(file, version): its value with no limit} of LIMITS and the I/O weight files."""
+    values = {}
+    for lim in LIMITS:
+        for version, spec in lim.cgroupfs.items():
+            if spec:
+                values.setdefault((spec[1], version), spec[2])
+    return values
+
+
+_RESET_VALUES = _reset_values()
+
+
 def reset_value(fname, version):
     """What a file says with no limit (used to undo our limits on a cgroup we keep): a value,
     INHERIT (the parent's) or PER_DEVICE (each device line on its own); None: not ours."""
     if fname in IO_WEIGHT_RESET:
         return IO_WEIGHT_RESET[fname]
-    for lim in LIMITS:
-        spec = lim.cgroupfs.get(version)
-        if spec and spec[1] == fname:
-            return spec[2]
-    return None
+    return _RESET_VALUES.get((fname, version))
 
 
 def reset_files(version):

@@ -133,8 +133,17 @@ def pam_config_text(hook):
             % (PAM_CONFIG_HEAD, pam_module(hook)))
 
 
-def as_json(data):
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+def as_json(data, depth=2):
+    """JSON text a person can read and diff: a line per key of the first `depth` levels (a line
+    per user in profiles.json), each deeper value on its line. Those go through json's C encoder:
+    indenting every level takes the pure-Python one (4 s for 10,000 users against 0.2 s)."""
+    def encode(value, level):
+        if isinstance(value, dict) and value and level < depth:
+            pad = "  " * (level + 1)
+            items = [pad + json.dumps(str(key)) + ": " + encode(value[key], level + 1) for key in sorted(value, key=str)]
+            return "{\n" + ",\n".join(items) + "\n" + "  " * level + "}"
+        return json.dumps(value, sort_keys=True)
+    return encode(data, 0) + "\n"
 
 
 def render_timer(timer):
@@ -151,6 +160,21 @@ USER_MARK = "fairshare.resources profile_host: this user's part of /etc/fairshar
 _USER_FILE = re.compile(r"^\d+\.json$")
 # the per-user parts of profiles.json, keyed by user name
 PER_USER = ("profiles", "cgroup_parents", "gpu_allocation")
+
+
+def decode_data(data):
+    """data of profile_host with its per-user parts (PER_USER) given as JSON strings decoded - the
+    profiles role passes them so: the controller then carries three strings, not 10,000 dicts."""
+    out = dict(data)
+    for key in PER_USER:
+        if isinstance(out.get(key), str):
+            try:
+                out[key] = json.loads(out[key])
+            except ValueError as exc:
+                raise ValueError("data.%s: neither a dict nor a JSON object (%s)" % (key, exc))
+            if not isinstance(out[key], dict):
+                raise ValueError("data.%s: a JSON string must hold an object, not %s" % (key, type(out[key]).__name__))
+    return out
 
 
 def user_files(data, existing):

@@ -204,15 +204,14 @@ changes_made_count:
   sample: 2
 """
 
-import grp
 import os
-import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_backend import (
     BtrfsBackend, QuotaError, QuotaToolsBackend, known_project_ids, sync_project_files,
 )
+from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import (
     SUPPORTED_FS, allocate_project_ids, check_project_path, find_mount, normalize_entry,
 )
@@ -223,7 +222,7 @@ ENTRY_SPEC = dict(
     block_soft=dict(type="str"), block_hard=dict(type="str"), inode_soft=dict(type="str"),
     inode_hard=dict(type="str"), state=dict(type="str", choices=["present", "absent"], default="present"),
 )
-LOOKUP = {"user": (pwd.getpwnam, "pw_uid", "a user"), "group": (grp.getgrnam, "gr_gid", "a group")}
+LOOKUP = {"user": ("user", "pw_uid", "a user"), "group": ("group", "gr_gid", "a group")}
 
 
 def resolve(params, host):
@@ -241,14 +240,15 @@ def resolve(params, host):
         raise UnitError("type: %r quotas don't exist on btrfs (%s); btrfs limits subvolumes: use type: project "
                         "with one subvolume path per project" % (qtype, mount["mountpoint"]))
     entries, seen = [], set()
+    accounts = Accounts(expected=len(params["quotas"]) if qtype == "user" else 0)
     for index, raw in enumerate(params["quotas"]):
         where = "quotas[%d]" % index
         entry = normalize_entry(raw, where, qtype, mount["fstype"])
         if qtype in LOOKUP:
             getter, attr, what = LOOKUP[qtype]
             try:
-                entry["id"] = getattr(getter(entry["name"]), attr)
-            except KeyError:
+                entry["id"] = getattr(getattr(accounts, getter)(entry["name"]), attr)
+            except NotFound:
                 raise UnitError("%s.name: %r is not %s on this host" % (where, entry["name"], what))
         for i, project_dir in enumerate(entry["paths"]):
             field = "%s.paths[%d]" % (where, i)

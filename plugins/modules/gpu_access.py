@@ -161,10 +161,10 @@ import glob
 import grp
 import json
 import os
-import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import MANAGED_HEADER, check_parent
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import devices_script_path, render_devices
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
@@ -279,11 +279,12 @@ def main():
         except KeyError:
             raise UnitError("group: %r is not a group on this host" % params["group"])
         plans = []
+        accounts = Accounts(expected=len(params["users"]))
         for i, entry in enumerate(params["users"]):
             where = "users[%d]" % i
             try:
-                pw = pwd.getpwuid(int(entry["name"])) if str(entry["name"]).isdigit() else pwd.getpwnam(entry["name"])
-            except (KeyError, ValueError):
+                pw = accounts.user(entry["name"])
+            except NotFound:
                 raise UnitError("%s.name: %r is not a user on this host" % (where, entry["name"]))
             if entry["count"] is not None and entry["gpus"] is not None:
                 raise UnitError("%s: give gpus or count, not both" % where)
@@ -352,7 +353,7 @@ def main():
         for plan in plans:
             res = {"name": plan["name"], "uid": plan["uid"], "gpus": plan["granted"], "mig": plan["mig"],
                    "restricted": not plan["all"]}
-            in_group = plan["name"] in members or pwd.getpwnam(plan["name"]).pw_gid == group.gr_gid
+            in_group = plan["name"] in members or accounts.user(plan["name"]).pw_gid == group.gr_gid
             if plan["granted"] and not in_group:
                 changes.run("add %s to group %s" % (plan["name"], group.gr_name),
                             ["gpasswd", "-a", plan["name"], group.gr_name])

@@ -41,6 +41,8 @@ options:
     description:
       - What C(/etc/fairshare/profiles.json) holds (the role passes the resolved profiles and the
         cgroup_parent values). Not written when null.
+      - Its C(profiles), C(cgroup_parents) and C(gpu_allocation) may each be given as a JSON string of the
+        same object (the role passes them so: C(resolve_profiles(..., as_json=true))); they are decoded here.
       - C(profiles.json) is root's (mode 0600). Each user's own part of it (their profile, cgroup_parent values and
         GPUs) goes to C(/etc/fairshare/users/<uid>.json), mode 0400, owned by that user, which C(fairshare-usage)
         reads for them; no user can read another's. Files there of users no longer in O(data) are removed when
@@ -241,7 +243,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.units import U
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
     MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, PATHS, PLAN_BOOT_UNIT, SESSION_HOOK_RE, TIMER_GLOB,
-    UNIT_DIR, as_json,
+    UNIT_DIR, as_json, decode_data,
     USERS_DIR, has_session_line, pam_config_text, pam_session_text, pam_systemd_text, user_files, wanted_files,
 )
 
@@ -386,6 +388,11 @@ def main():
         init = init_system()
         if init != "systemd":
             module.fail_json(msg="plans: switching plans needs systemd timers; this host runs %s" % init, **result)
+    if params["data"] is not None:
+        try:
+            params["data"] = decode_data(params["data"])
+        except ValueError as exc:
+            module.fail_json(msg=str(exc), **result)
     hook = params["session_hook"] or None
     if hook and not SESSION_HOOK_RE.match(hook):
         module.fail_json(msg="session_hook: %r is not a script of cgroup_limit persist nor the login resolver; "

@@ -82,9 +82,9 @@ containers_outside_truncated:
 
 import json
 import os
-import pwd
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import check_parent
 from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
@@ -108,10 +108,11 @@ def main():
     except UnitError as exc:
         module.fail_json(msg=str(exc))
     entries = []
+    accounts = Accounts(expected=len(module.params["users"]))
     for i, name in enumerate(module.params["users"]):
         try:
-            entries.append(pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name))
-        except (KeyError, ValueError):
+            entries.append(accounts.user(name))
+        except NotFound:
             module.fail_json(msg="users[%d]: %r is not a user on this host" % (i, name))
     layout = read_cgroup_layout()
     systemd = init_system() == "systemd"

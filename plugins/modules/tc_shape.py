@@ -193,9 +193,9 @@ changes_made_count:
 
 import json
 import os
-import pwd
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
 from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_backend import (
@@ -226,11 +226,12 @@ def validate(params, shaper):
         link = parse_rate("egress.rate", eg["rate"])
         default = rate_ceil("egress.default", eg["default"] or {"rate": eg["rate"]})
         seen = {}
+        accounts = Accounts(expected=len(eg["classes"]))
         for i, cls in enumerate(eg["classes"]):
             where = "egress.classes[%d]" % i
             try:
-                pw = pwd.getpwuid(int(cls["user"])) if cls["user"].isdigit() else pwd.getpwnam(cls["user"])
-            except (KeyError, ValueError):
+                pw = accounts.user(cls["user"])
+            except NotFound:
                 raise UnitError("%s.user: %r is not a user on this host" % (where, cls["user"]))
             if pw.pw_uid in seen:
                 raise UnitError("%s.user: %r is listed twice (also egress.classes[%d])" % (where, cls["user"], seen[pw.pw_uid]))

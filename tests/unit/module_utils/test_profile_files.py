@@ -2,8 +2,10 @@ from ansible_collections.fairshare.resources.plugins.module_utils.plan_model imp
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import resolve
 from ansible_collections.fairshare.resources.plugins.module_utils import profile_files as pf
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
-    GREETING, MANAGED, PATHS, render_timer, wanted_files,
+    GREETING, MANAGED, PATHS, as_json, render_timer, wanted_files,
 )
+
+import json
 
 import pytest
 
@@ -109,4 +111,15 @@ def test_each_user_gets_only_their_own_part_and_foreign_files_stay():
     assert files[USERS_DIR + "/3009.json"][0] is None
     assert foreign == [USERS_DIR + "/3002.json", USERS_DIR + "/notes.txt"]
     ben = user_files(data, {})[0][USERS_DIR + "/3002.json"][0]
-    assert '"gpu_allocation": {\n    "ben": [\n      1' in ben and "ann" not in ben
+    assert json.loads(ben)["gpu_allocation"] == {"ben": [1]} and "ann" not in ben
+
+
+def test_json_files_have_a_line_per_user_and_read_back_the_same():
+    data = {"parent": "fairshare", "profiles": {"ann": {"uid": 3001, "values": {"memory.max": {"value": "2G"}}},
+                                                "ben": {"uid": 3002, "values": {}}}, "empty": {}}
+    text = as_json(data)
+    assert json.loads(text) == data
+    lines = text.splitlines()
+    assert '    "ann": {"uid": 3001, "values": {"memory.max": {"value": "2G"}}},' in lines
+    assert '    "ben": {"uid": 3002, "values": {}}' in lines and '  "empty": {},' in lines
+    assert as_json(data) == text  # the same text for the same data: no rewrite on a rerun
