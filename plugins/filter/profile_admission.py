@@ -43,4 +43,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_admission": guarded("admission", admission, profiles_at=0)}
+        return {"profile_admission": guarded("admission", admission, json_at=0)}

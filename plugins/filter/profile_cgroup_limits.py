@@ -21,6 +21,12 @@ options:
     description: The host's init system (C(ansible_facts.fairshare.init_system)); it decides the workload targets.
     type: str
     default: systemd
+  as_json:
+    description:
+      - Return the list in a compact JSON string, for O(fairshare.resources.cgroup_limit#module:limits_json) - at
+        thousands of users ansible-core takes seconds to walk a list argument, and none to pass a string.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - fairshare.resources.profiles
 """
@@ -44,4 +50,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_cgroup_limits": guarded("fairshare_policy", to_cgroup_limits, profiles_at=0)}
+        return {"profile_cgroup_limits": guarded("fairshare_policy", to_cgroup_limits, json_at=0, json_output=True)}

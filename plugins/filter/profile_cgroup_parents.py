@@ -59,4 +59,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_cgroup_parents": guarded("cgroup_parent", cgroup_parents, profiles_at=0, json_output=True)}
+        return {"profile_cgroup_parents": guarded("cgroup_parent", cgroup_parents, json_at=0, json_output=True)}

@@ -35,4 +35,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_disk_quotas": guarded("fairshare_policy", to_disk_quotas, profiles_at=0)}
+        return {"profile_disk_quotas": guarded("fairshare_policy", to_disk_quotas, json_at=0)}

@@ -37,4 +37,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_gpu_users": guarded("fairshare_policy", to_gpu_users, profiles_at=0)}
+        return {"profile_gpu_users": guarded("fairshare_policy", to_gpu_users, json_at=0)}

@@ -48,4 +48,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_plans": guarded("fairshare_policy", plan_units, profiles_at=0)}
+        return {"profile_plans": guarded("fairshare_policy", plan_units, json_at=0)}

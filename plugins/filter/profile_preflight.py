@@ -50,4 +50,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_preflight": guarded("preflight", check_host, profiles_at=0)}
+        return {"profile_preflight": guarded("preflight", check_host, json_at=0)}

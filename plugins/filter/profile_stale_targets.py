@@ -20,9 +20,8 @@ description:
 positional: _input, profiles, init_system, masked, current
 options:
   _input:
-    description: The C(profiled) fact.
-    type: list
-    elements: list
+    description: The C(profiled) fact (a list, or the JSON string of one, as resource_facts returns it with C(lists_as_json)).
+    type: raw
     required: true
   profiles:
     description: The profiles of this run (P(fairshare.resources.resolve_profiles#filter)), a dict or the same in a JSON string.
@@ -62,4 +61,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_stale_targets": guarded("profiled", stale_targets, profiles_at=1)}
+        return {"profile_stale_targets": guarded("profiled", stale_targets, json_at=(0, 1))}

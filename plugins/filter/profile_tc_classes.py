@@ -35,4 +35,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_tc_classes": guarded("fairshare_policy", to_tc_classes, profiles_at=0)}
+        return {"profile_tc_classes": guarded("fairshare_policy", to_tc_classes, json_at=0)}

@@ -24,9 +24,9 @@ options:
     type: dict
     required: true
   users:
-    description: The host's users, C([{name, uid, groups}]), as in C(ansible_facts.fairshare.users) of resource_facts.
-    type: list
-    elements: dict
+    description: The host's users, C([{name, uid, groups}]), as in C(ansible_facts.fairshare.users) of resource_facts
+      (a list, or the JSON string of one that resource_facts returns with C(lists_as_json)).
+    type: raw
     required: true
   as_json:
     description:
@@ -55,4 +55,4 @@ from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard i
 
 class FilterModule(object):
     def filters(self):
-        return {"resolve_profiles": guarded("fairshare_policy", resolve, json_output=True)}
+        return {"resolve_profiles": guarded("fairshare_policy", resolve, json_at=1, json_output=True)}

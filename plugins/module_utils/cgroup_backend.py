@@ -135,16 +135,17 @@ def resolve_user(value, where, accounts=None):
     return entry.pw_name, entry.pw_uid
 
 
-def build_plans(entries, state, force, parent, devnum, sys_uid_max=999):
+def build_plans(entries, state, force, parent, devnum, sys_uid_max=999, first=0):
     """Validate every limits entry of cgroup_limit before anything changes; return Plans.
 
     state, force, parent: the module's defaults for every entry; devnum(device) checks io devices;
-    sys_uid_max: system users (platform.read_sys_uid_max) are refused without force.
+    sys_uid_max: system users (platform.read_sys_uid_max) are refused without force; first: how many
+    entries come from limits_json (named limits_json[N] in errors; the rest limits[N]).
     """
     plans, seen = [], {}
     accounts = Accounts(expected=len(entries))
     for index, entry in enumerate(entries):
-        where = "limits[%d]" % index
+        where = "limits_json[%d]" % index if index < first else "limits[%d]" % (index - first)
         kind, name = parse_target(entry, where)
         uid = None
         if kind == "user":
@@ -157,8 +158,8 @@ def build_plans(entries, state, force, parent, devnum, sys_uid_max=999):
         plan = Plan(index, kind, name, uid, wanted, limits, parent)
         key = plan.unit or plan.relpath
         if key in seen:
-            raise UnitError("%s: %s is the same target as limits[%d]" % (where, plan.label, seen[key]))
-        seen[key] = index
+            raise UnitError("%s: %s is the same target as %s" % (where, plan.label, seen[key]))
+        seen[key] = where
         plans.append(plan)
     return plans
 

@@ -118,6 +118,15 @@ options:
           wiops:
             description: Write operations per second or C(max).
             type: str
+  limits_json:
+    description:
+      - More entries of O(limits), as one JSON string of the list - the same keys, checked the same way
+        (an error names C(limits_json[N])). They come before the entries of O(limits), and a target may be
+        named once in the two together.
+      - For thousands of targets - ansible-core walks a list argument of 10,000 dicts for seconds before the
+        module starts, a string not at all; the profiles role passes its users' limits so
+        (C(profile_cgroup_limits(..., as_json=true))).
+    type: str
   state:
     description: Whether the listed targets have these limits (V(present)) or none of ours (V(absent)).
     type: str
@@ -406,7 +415,10 @@ changes_made_count:
   sample: 2
 """
 
+import json
+
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.fairshare.resources.plugins.module_utils.bounded import REPORT_CHOICES, bound_result
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
     MASK_TEXT, TEMPLATE_MIN_SYSTEMD, BackendError, CgroupfsBackend, Plan, SystemdBackend, build_plans,
@@ -459,10 +471,28 @@ def template_result(out, plans, extra, limits, version, host):
             % (item["path"], ", ".join(item["properties"]), item["unit"]))
 
 
+def decode_limits(text):
+    """limits_json -> its entries, checked and completed as AnsibleModule does O(limits). Raises UnitError."""
+    if not text:
+        return []
+    try:
+        entries = json.loads(text)
+    except ValueError as exc:
+        raise UnitError("limits_json: not JSON (%s)" % exc)
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise UnitError("limits_json: must be a JSON list of objects (entries of limits)")
+    checked = ArgumentSpecValidator(dict(limits_json=dict(type="list", elements="dict", options=LIMIT_SPEC))) \
+        .validate({"limits_json": entries})
+    if checked.error_messages:
+        raise UnitError("; ".join(checked.error_messages[:5]))
+    return checked.validated_parameters["limits_json"]
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             limits=dict(type="list", elements="dict", default=[], options=LIMIT_SPEC),
+            limits_json=dict(type="str"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             backend=dict(type="str", choices=["auto", "systemd", "cgroupfs"], default="auto"),
             parent=dict(type="str", default="fairshare"),
@@ -479,8 +509,10 @@ def main():
     host = Host(module)
     try:
         p = module.params
+        from_json = decode_limits(p["limits_json"])
         p["parent"] = check_parent(p["parent"])
-        plans = build_plans(p["limits"], p["state"], p["force"], p["parent"], host.devnum, read_sys_uid_max())
+        plans = build_plans(from_json + p["limits"], p["state"], p["force"], p["parent"], host.devnum,
+                            read_sys_uid_max(), first=len(from_json))
     except (UnitError, OSError) as exc:
         module.fail_json(msg=str(exc))
     layout = read_cgroup_layout()

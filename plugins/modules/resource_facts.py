@@ -34,6 +34,15 @@ options:
     description: Include the host's users (C(getent passwd) and C(getent group), so LDAP/SSSD users count).
     type: bool
     default: true
+  lists_as_json:
+    description:
+      - Return C(users) and C(profiled) each as one compact JSON string of the same list, which the
+        P(fairshare.resources.resolve_profiles#filter) and P(fairshare.resources.profile_stale_targets#filter)
+        filters take as it is (C(from_json) turns it back into the list).
+      - For hosts with thousands of users - ansible-core copies every fact before each task of the play, and a
+        list of 10,000 users costs about 0.2 s per task that way; the profiles role sets it.
+    type: bool
+    default: false
   container_groups:
     description:
       - Groups whose members can start containers through a root container engine (rootful docker, LXD,
@@ -69,6 +78,8 @@ ansible_facts:
       description:
         - cpus, memory_bytes, mounts, nics, gpus, cgroup, init_system, family, containers, users, and
           container_group_members ({group - [users]}, with O(users)).
+        - profiled - C([[user, uid, [workload, ...]], ...]) that C(/etc/fairshare/profiles.json) says got limits from the role.
+        - With O(lists_as_json) C(users) and C(profiled) are JSON strings of those lists.
       type: dict
       sample:
         cpus: {threads: 2, cores: 2, sockets: 1}
@@ -84,6 +95,7 @@ ansible_facts:
 """
 
 import glob
+import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -151,6 +163,7 @@ def container_engines(host):
 
 def main():
     module = AnsibleModule(argument_spec=dict(users=dict(type="bool", default=True),
+                                              lists_as_json=dict(type="bool", default=False),
                                               container_groups=dict(type="list", elements="str",
                                                                     default=list(CONTAINER_GROUPS)),
                                               container_group_exempt=dict(type="list", elements="str",
@@ -184,6 +197,10 @@ def main():
             module.warn("%d user(s) in group %s can start containers outside their limits through a root container "
                         "engine: %s (remove them from the group, or give them rootless podman, which runs inside "
                         "their limits)" % (len(users), name, ", ".join(users[:20]) + (" ..." if len(users) > 20 else "")))
+    if module.params["lists_as_json"]:
+        for key in ("users", "profiled"):
+            if key in facts:
+                facts[key] = json.dumps(facts[key], separators=(",", ":"))
     module.exit_json(changed=False, ansible_facts={"fairshare": facts})
 
 

@@ -20,19 +20,25 @@ from ansible_collections.fairshare.resources.plugins.module_utils.units import U
 
 
 
-def guarded(label, func, profiles_at=None, json_output=False):
+def guarded(label, func, json_at=None, json_output=False):
     """func, with its UnitError raised as AnsibleFilterError('<label>: <message>').
-    profiles_at: the position of an argument that holds resolved profiles, decoded where it is
-    a JSON string. json_output: the filter takes as_json=true, which returns its result in a
-    compact JSON string (ansible-core's to_json walks a filter's output again: seconds at 10,000 users)."""
+    json_at: the position (or a tuple of positions) of arguments that hold resolved profiles
+    or a list of resource_facts (lists_as_json), each decoded where it is a JSON string.
+    json_output: the filter takes as_json=true, which returns its result in a compact JSON string
+    (ansible-core's to_json walks a filter's output again: seconds at 10,000 users)."""
+    positions = () if json_at is None else json_at if isinstance(json_at, tuple) else (json_at,)
+
     def run(*args, **kwargs):
         if json_output and kwargs.pop("as_json", False):
             return json.dumps(run(*args, **kwargs), sort_keys=True, separators=(",", ":"))
-        if profiles_at is not None and len(args) > profiles_at and isinstance(args[profiles_at], str):
-            try:
-                args = args[:profiles_at] + (json.loads(args[profiles_at]),) + args[profiles_at + 1:]
-            except ValueError as exc:
-                raise AnsibleFilterError("%s: the profiles are neither a dict nor a JSON object: %s" % (label, exc))
+        args = list(args)
+        for at in positions:
+            if len(args) > at and isinstance(args[at], str):
+                try:
+                    args[at] = json.loads(args[at])
+                except ValueError as exc:
+                    raise AnsibleFilterError("%s: argument %d is neither a dict or list nor a JSON string of one: %s"
+                                             % (label, at + 1, exc))
         try:
             return func(*args, **kwargs)
         except UnitError as exc:
