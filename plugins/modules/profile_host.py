@@ -42,7 +42,7 @@ options:
       - What C(/etc/fairshare/profiles.json) holds (the role passes the resolved profiles and the
         cgroup_parent values). Not written when null.
       - Its C(profiles), C(cgroup_parents) and C(gpu_allocation) may each be given as a JSON string of the
-        same object (the role passes them so: C(resolve_profiles(..., as_json=true))); they are decoded here.
+        same object (the role passes them so, with C(resolve_profiles(..., as_json=true))); they are decoded here.
       - C(profiles.json) is root's (mode 0600). Each user's own part of it (their profile, cgroup_parent values and
         GPUs) goes to C(/etc/fairshare/users/<uid>.json), mode 0400, owned by that user, which C(fairshare-usage)
         reads for them; no user can read another's. Files there of users no longer in O(data) are removed when

@@ -19,7 +19,6 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
 
-
 def guarded(label, func, json_at=None, json_output=False):
     """func, with its UnitError raised as AnsibleFilterError('<label>: <message>').
     json_at: the position (or a tuple of positions) of arguments that hold resolved profiles

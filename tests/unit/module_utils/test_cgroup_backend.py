@@ -453,3 +453,71 @@ def test_the_managed_parent_itself_takes_the_total_of_all_users(tmp_path):
     assert out["changed"] and out["targets"][0]["path"] == "fairshare"
     assert (tmp_path / "memory" / "fairshare" / "memory.limit_in_bytes").read_text() == str(300 << 20)
     assert (tmp_path / "memory" / "fairshare" / "user-2000" / "memory.limit_in_bytes").read_text() == str(200 << 20)
+
+
+def test_cgroupfs_registry_says_which_files_to_lift_and_reads_no_others(tmp_path):
+    """The registry records the files each target has from us; a later call lifts those it drops
+    and leaves a limit it never set (another program's) alone. A registry of an older version
+    (no "set") still lifts everything - every file is read then."""
+    layout = v1_layout(str(tmp_path))
+    host = FakeKernel(FakeModule())
+    user = tmp_path / "pids" / "fairshare" / "user-2000"
+    b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
+        [plan(0, "user", "a", {"memory_max": "100M", "pids_max": 100}, uid=2000)], False)
+    registry = json.loads((tmp_path / "cgroupfs-fairshare.json").read_text())
+    assert registry["set"] == {"fairshare/user-2000": ["memory.limit_in_bytes", "pids.max"]}
+    cpu = tmp_path / "cpu" / "fairshare" / "user-2000"
+    cpu.mkdir(parents=True)
+    (cpu / "cpu.shares").write_text("512\n")  # not ours: no call of ours wrote it
+    reads = []
+    host.read = lambda path, _read=host.read: reads.append(os.path.basename(path)) or _read(path)
+    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
+        [plan(0, "user", "a", {"memory_max": "100M"}, uid=2000)], False)
+    assert out["changed"] and (user / "pids.max").read_text() == "max"
+    assert (cpu / "cpu.shares").read_text() == "512\n" and "cpu.shares" not in reads
+    registry = json.loads((tmp_path / "cgroupfs-fairshare.json").read_text())
+    assert registry["set"] == {"fairshare/user-2000": ["memory.limit_in_bytes"]}
+    # an older registry: only "made"; the dropped memory limit is found by reading every file
+    (tmp_path / "cgroupfs-fairshare.json").write_text(json.dumps({"made": registry["made"]}))
+    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
+        [plan(0, "user", "a", {"pids_max": 10}, uid=2000)], False)
+    assert (tmp_path / "memory" / "fairshare" / "user-2000" / "memory.limit_in_bytes").read_text() == "-1"
+    assert (cpu / "cpu.shares").read_text() == "1024"  # the old way lifts every limit there
+    assert json.loads((tmp_path / "cgroupfs-fairshare.json").read_text())["set"] == {
+        "fairshare/user-2000": ["pids.max"]}
+
+
+def test_cgroupfs_verified_values_read_back_only_what_was_written(tmp_path):
+    layout = v1_layout(str(tmp_path))
+    host = FakeKernel(FakeModule())
+    plans = [plan(0, "user", "a", {"memory_max": "100M", "pids_max": 100}, uid=2000)]
+    b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(plans, False)
+    reads = []
+    host.read = lambda path, _read=host.read: reads.append(os.path.basename(path)) or _read(path)
+    out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(plans, False)
+    assert not out["changed"]
+    assert out["targets"][0]["verified"] == {"memory.limit_in_bytes": str(100 << 20), "pids.max": "100"}
+    assert sorted(r for r in reads if not r.endswith(".json")) == ["memory.limit_in_bytes", "pids.max"]
+
+
+def test_many_user_lookups_read_the_passwd_database_once():
+    from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
+    import pwd
+    local = [pwd.struct_passwd(("u%d" % i, "x", 5000 + i, 5000 + i, "", "/", "/bin/sh")) for i in range(40)]
+    directory = pwd.struct_passwd(("ldapuser", "x", 900000, 900000, "", "/", "/bin/sh"))
+    calls = []
+
+    def getpwnam(name):
+        calls.append(name)
+        if name == "ldapuser":
+            return directory
+        raise KeyError(name)
+
+    accounts = Accounts(expected=41, getpwall=lambda: local, getpwnam=getpwnam, getpwuid=lambda uid: getpwnam(str(uid)))
+    assert [accounts.user("u%d" % i).pw_uid for i in range(40)] == list(range(5000, 5040))
+    assert accounts.user("5003").pw_name == "u3" and calls == []
+    assert accounts.user("ldapuser").pw_uid == 900000 and calls == ["ldapuser"]  # not listed: asked by itself
+    with pytest.raises(NotFound):
+        accounts.user("nobody-here")
+    few = Accounts(expected=2, getpwall=lambda: pytest.fail("a few names need no full read"), getpwnam=getpwnam)
+    assert few.user("ldapuser").pw_name == "ldapuser"

@@ -1,0 +1,44 @@
+"""The profile filters take profiles and facts lists as JSON strings and give as_json results
+(what the profiles role carries between tasks at 10,000 users), the same as with dicts."""
+import json
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.fairshare.resources.plugins.filter.profile_cgroup_limits import FilterModule as Limits
+from ansible_collections.fairshare.resources.plugins.filter.profile_stale_targets import FilterModule as Stale
+from ansible_collections.fairshare.resources.plugins.filter.resolve_profiles import FilterModule as Resolve
+from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import decode_data
+
+POLICY = {"min_uid": 3000, "defaults": {"memory": {"max": "1G"}}, "users": {"ben": {"memory": {"max": "2G"}}}}
+USERS = [{"name": "ann", "uid": 3001, "groups": []}, {"name": "ben", "uid": 3002, "groups": []}]
+
+
+def test_json_in_and_out_give_the_same_as_dicts():
+    resolve = Resolve().filters()["resolve_profiles"]
+    limits = Limits().filters()["profile_cgroup_limits"]
+    profiles = resolve(POLICY, USERS)
+    text = resolve(POLICY, json.dumps(USERS), as_json=True)
+    assert isinstance(text, str) and json.loads(text) == profiles
+    assert limits(text, "cgroupfs") == limits(profiles, "cgroupfs")
+    assert json.loads(limits(text, "cgroupfs", as_json=True)) == limits(profiles, "cgroupfs")
+    assert limits(text, "cgroupfs") == [{"user": "ann", "memory_max": "1G"}, {"user": "ben", "memory_max": "2G"}]
+    stale = Stale().filters()["profile_stale_targets"]
+    profiled = [["cid", 3003, []], ["ann", 3001, []]]
+    assert stale(json.dumps(profiled), text, "cgroupfs") == stale(profiled, profiles, "cgroupfs")
+    assert stale(json.dumps(profiled), text, "cgroupfs")  # cid left the policy: taken back
+
+
+def test_a_broken_json_string_names_the_filter_and_the_argument():
+    limits = Limits().filters()["profile_cgroup_limits"]
+    with pytest.raises(AnsibleFilterError, match="fairshare_policy: argument 1 is neither"):
+        limits("{not json", "cgroupfs")
+
+
+def test_profile_host_decodes_its_per_user_parts():
+    data = decode_data({"profiles": '{"ann": {"uid": 3001}}', "parent": "fairshare", "cgroup_parents": {"ann": {}}})
+    assert data == {"profiles": {"ann": {"uid": 3001}}, "parent": "fairshare", "cgroup_parents": {"ann": {}}}
+    with pytest.raises(ValueError, match="data.profiles: a JSON string must hold an object"):
+        decode_data({"profiles": "[1]"})
+    with pytest.raises(ValueError, match="data.gpu_allocation: neither a dict nor a JSON object"):
+        decode_data({"gpu_allocation": "{"})
