@@ -42,3 +42,17 @@ def test_profile_host_decodes_its_per_user_parts():
         decode_data({"profiles": "[1]"})
     with pytest.raises(ValueError, match="data.gpu_allocation: neither a dict nor a JSON object"):
         decode_data({"gpu_allocation": "{"})
+
+
+def test_cgroup_limit_checks_limits_json_as_it_checks_limits():
+    from ansible_collections.fairshare.resources.plugins.modules.cgroup_limit import decode_limits
+    from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+    entries = decode_limits('[{"user": "ann", "cpu_weight": "200", "memory_max": "1G"}]')
+    assert entries[0]["cpu_weight"] == 200 and entries[0]["pids_max"] is None  # converted and completed
+    with pytest.raises(UnitError, match="limits_json.bogus"):
+        decode_limits('[{"user": "ann", "bogus": 1}]')
+    with pytest.raises(UnitError, match="limits_json: must be a JSON list of objects"):
+        decode_limits('{"user": "ann"}')
+    with pytest.raises(UnitError, match="limits_json: not JSON"):
+        decode_limits("[{")
+    assert decode_limits(None) == []
