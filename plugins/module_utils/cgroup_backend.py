@@ -25,7 +25,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
     parse_target, render_dropin, reset_files, reset_value, same_value,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
-    SCRIPT_DIR, SESSION_LEAF, parse_targets, render_targets, script_path,
+    SCRIPT_DIR, SESSION_LEAF, parse_targets, render_targets, script_is_current, script_path,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import controller_home
@@ -94,11 +94,13 @@ class _Layout(object):
     layout = None
 
     def _home(self, controller):
-        homes = self.__dict__.setdefault("_homes", {})  # asked per target and file: looked up once
-        key = (id(self.layout), controller)
-        if key not in homes:
-            homes[key] = controller_home(self.layout, controller)
-        return homes[key]
+        try:  # asked per target and file: looked up once per layout
+            return self._homes[controller]
+        except (AttributeError, KeyError):
+            if getattr(self, "_homes_of", None) is not self.layout:
+                self._homes, self._homes_of = {}, self.layout
+            home = self._homes[controller] = controller_home(self.layout, controller)
+            return home
 
     def version_of(self, controller):
         return self._home(controller)[0]
@@ -373,7 +375,7 @@ class CgroupfsBackend(_Layout):
         return os.path.join(self.root_of(controller), relpath)
 
     def read_value(self, path):
-        text = self.host.read(path)
+        text = self.host.read_kernel(path)
         return None if text is None else text.strip()
 
     def registry_path(self):
@@ -604,7 +606,8 @@ class CgroupfsBackend(_Layout):
                     "warning": "%s is not ours (no managed header): left as it is" % path}
         new = None
         if mode or (mode is None and ours):
-            targets = parse_targets(old) if ours else {}
+            before = parse_targets(old) if ours else {}
+            targets = dict(before)
             for relpath in self.dropped:
                 for known in list(targets):
                     if known == relpath or known.startswith(relpath + "/"):
@@ -615,7 +618,9 @@ class CgroupfsBackend(_Layout):
                 targets[plan.relpath] = {"uid": plan.uid if plan.kind == "user" else None, "steps": steps}
             if targets or mode:
                 devices = (self.layout.get("v1") or {}).get("devices")  # gpu_access keeps its rules there
-                new = render_targets(self.parent, targets, path, [devices] if devices else [])
+                join = [devices] if devices else []
+                new = old if ours and script_is_current(old, targets, self.parent, path, join, before) else \
+                    render_targets(self.parent, targets, path, join)
         changes = Changes(self.host)
         changed = changes.file(path, new, 0o755, prune=False)
         return {"path": path if new else None, "changed": changed, "diff": changes.diff}
@@ -626,14 +631,14 @@ class CgroupfsBackend(_Layout):
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
-            status = self.host.read("/proc/%s/status" % entry) or ""
+            status = self.host.read_kernel("/proc/%s/status" % entry) or ""
             uid = None
             for line in status.splitlines():
                 if line.startswith("Uid:"):
                     uid = int(line.split()[1])
                     break
             if uid in uids:
-                cgroup = self.host.read("/proc/%s/cgroup" % entry)
+                cgroup = self.host.read_kernel("/proc/%s/cgroup" % entry)
                 if cgroup is not None:
                     found.append((int(entry), uid, parse_proc_cgroup(cgroup)))
         return found

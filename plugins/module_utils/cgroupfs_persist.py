@@ -30,6 +30,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import json
 import os
 import shlex
@@ -176,6 +177,26 @@ def parse_targets(text):
     return {}
 
 
+RENDER_MARK = "# fairshare-render: "
+
+
+def render_key(parent, path, join_roots=()):
+    """What the script's text depends on besides its targets (this module's templates included):
+    a script whose targets and key are those of this call is already the one render_targets makes."""
+    text = json.dumps([_HEAD, _TAIL, MANAGED_HEADER, LOGIN_TOOL, SESSION_LEAF, parent, path, list(join_roots)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def script_is_current(text, targets, parent, path, join_roots=(), parsed=None):
+    """True when text (an existing script) is what render_targets would write for these targets -
+    10,000 targets are compared in a few ms, where rendering them again takes most of a second.
+    parsed: parse_targets(text), where the caller has it already."""
+    lines = (text or "").rstrip("\n").rsplit("\n", 2)
+    if len(lines) != 3 or lines[1] != RENDER_MARK + render_key(parent, path, join_roots):
+        return False
+    return (parse_targets(lines[2]) if parsed is None else parsed) == targets
+
+
 def render_targets(parent, targets, path, join_roots=()):
     """The script for every target it covers: {relpath: {'uid': uid or None, 'steps': [[version,
     controller, root, relpath, [[file, value], ...]], ...]}}, parents before their children. The
@@ -191,7 +212,8 @@ def render_targets(parent, targets, path, join_roots=()):
         if target.get("uid") is not None:
             users.append((int(target["uid"]), dirs))
     text = render(parent, steps, users, path, join_roots)
-    return text + STATE_MARK + json.dumps(targets, sort_keys=True, separators=(",", ":")) + "\n"
+    return (text + RENDER_MARK + render_key(parent, path, join_roots) + "\n"
+            + STATE_MARK + json.dumps(targets, sort_keys=True, separators=(",", ":")) + "\n")
 
 
 def render(parent, steps, users, path, join_roots=()):

@@ -75,6 +75,27 @@ class Host(object):
         except (IOError, OSError):
             return None
 
+    @staticmethod
+    def read_kernel(path):
+        """A kernel file (cgroupfs, /proc) as text, None where it cannot be read: os.read without a
+        Python file object, a third of open()'s cost - a call reads some 50,000 at 10,000 users."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            chunks = []
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks).decode("utf-8", "replace")
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
     def write_atomic(self, path, text, mode=None, owner=None):
         """Write through a temporary file and a rename. mode None: a new file gets 0644 less the
         umask and an existing one keeps its mode (what atomic_move does); else exactly mode.

@@ -481,11 +481,43 @@ def decode_limits(text):
         raise UnitError("limits_json: not JSON (%s)" % exc)
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise UnitError("limits_json: must be a JSON list of objects (entries of limits)")
-    checked = ArgumentSpecValidator(dict(limits_json=dict(type="list", elements="dict", options=LIMIT_SPEC))) \
-        .validate({"limits_json": entries})
-    if checked.error_messages:
-        raise UnitError("; ".join(checked.error_messages[:5]))
-    return checked.validated_parameters["limits_json"]
+    out, rest = [], []
+    for index, entry in enumerate(entries):
+        if _plain(entry):  # already of the types the spec converts to: completed here, 0.1 ms each saved
+            done = dict.fromkeys(LIMIT_SPEC)
+            for key, value in entry.items():  # an int where the spec says str (pids_max: 4096) -> its text
+                done[key] = str(value) if type(value) is int and LIMIT_SPEC[key]["type"] == "str" else value
+            out.append(done)
+        else:
+            out.append(None)
+            rest.append(index)
+    if rest:  # anything else goes through the validator AnsibleModule uses (conversions, its messages)
+        checked = ArgumentSpecValidator(dict(limits_json=dict(type="list", elements="dict", options=LIMIT_SPEC))) \
+            .validate({"limits_json": [entries[i] for i in rest]})
+        if checked.error_messages:
+            raise UnitError("; ".join(checked.error_messages[:5]))
+        for index, entry in zip(rest, checked.validated_parameters["limits_json"]):
+            out[index] = entry
+    return out
+
+
+def _plain(entry):
+    """True when every key of a limits entry is known and every value already has its spec's type
+    (a str of its choices, an int that is not a bool, or null; an int for a str without choices, which
+    AnsibleModule turns into its text too); io_max always goes to the validator."""
+    for key, value in entry.items():
+        spec = LIMIT_SPEC.get(key)
+        if spec is None:
+            return False
+        if value is None:
+            continue
+        if spec["type"] == "int":
+            if type(value) is not int:
+                return False
+        elif spec["type"] != "str" or not (isinstance(value, str) and value in spec.get("choices", [value]) or
+                                          type(value) is int and "choices" not in spec):
+            return False
+    return True
 
 
 def main():

@@ -470,7 +470,7 @@ def test_cgroupfs_registry_says_which_files_to_lift_and_reads_no_others(tmp_path
     cpu.mkdir(parents=True)
     (cpu / "cpu.shares").write_text("512\n")  # not ours: no call of ours wrote it
     reads = []
-    host.read = lambda path, _read=host.read: reads.append(os.path.basename(path)) or _read(path)
+    host.read_kernel = lambda path, _read=host.read_kernel: reads.append(os.path.basename(path)) or _read(path)
     out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
         [plan(0, "user", "a", {"memory_max": "100M"}, uid=2000)], False)
     assert out["changed"] and (user / "pids.max").read_text() == "max"
@@ -493,11 +493,11 @@ def test_cgroupfs_verified_values_read_back_only_what_was_written(tmp_path):
     plans = [plan(0, "user", "a", {"memory_max": "100M", "pids_max": 100}, uid=2000)]
     b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(plans, False)
     reads = []
-    host.read = lambda path, _read=host.read: reads.append(os.path.basename(path)) or _read(path)
+    host.read_kernel = lambda path, _read=host.read_kernel: reads.append(os.path.basename(path)) or _read(path)
     out = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(plans, False)
     assert not out["changed"]
     assert out["targets"][0]["verified"] == {"memory.limit_in_bytes": str(100 << 20), "pids.max": "100"}
-    assert sorted(r for r in reads if not r.endswith(".json")) == ["memory.limit_in_bytes", "pids.max"]
+    assert sorted(reads) == ["memory.limit_in_bytes", "pids.max"]
 
 
 def test_many_user_lookups_read_the_passwd_database_once():
@@ -521,3 +521,30 @@ def test_many_user_lookups_read_the_passwd_database_once():
         accounts.user("nobody-here")
     few = Accounts(expected=2, getpwall=lambda: pytest.fail("a few names need no full read"), getpwnam=getpwnam)
     assert few.user("ldapuser").pw_name == "ldapuser"
+
+
+def test_cgroupfs_persist_script_is_not_rendered_again_when_nothing_changed(tmp_path, monkeypatch):
+    layout = v1_layout(str(tmp_path))
+    host = FakeKernel(FakeModule())
+    plans = [plan(0, "user", "a", {"memory_max": "100M"}, uid=2000)]
+    backend = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path))
+    backend.apply(plans, False)
+    assert backend.persist(True)["changed"]
+    script = tmp_path / "cgroupfs-fairshare.sh"
+    text = script.read_text()
+    rendered = []
+    real = b.render_targets
+    monkeypatch.setattr(b, "render_targets", lambda *a: rendered.append(a) or real(*a))
+    backend = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path))
+    backend.apply(plans, False)
+    assert not backend.persist(True)["changed"] and rendered == [] and script.read_text() == text
+    # a script of another version of the module (its render key differs) is rendered again
+    script.write_text(text.replace("# fairshare-render: ", "# fairshare-render: 0"))
+    backend = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path))
+    backend.apply(plans, False)
+    backend.persist(True)
+    assert len(rendered) == 1 and script.read_text() == text
+    # a changed limit is rendered again
+    backend = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path))
+    backend.apply([plan(0, "user", "a", {"memory_max": "200M"}, uid=2000)], False)
+    assert backend.persist(True)["changed"] and str(200 << 20) in script.read_text() and len(rendered) == 2

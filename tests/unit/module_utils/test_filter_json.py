@@ -56,3 +56,12 @@ def test_cgroup_limit_checks_limits_json_as_it_checks_limits():
     with pytest.raises(UnitError, match="limits_json: not JSON"):
         decode_limits("[{")
     assert decode_limits(None) == []
+    # well-typed entries are completed without the validator, the rest through it, in their order
+    mixed = decode_limits('[{"user": "ann", "memory_max": "1G"}, {"user": "ben", "io_max": [{"device": "8:0", "rbps": "1M"}]},'
+                          ' {"user": "cid", "state": "absent"}]')
+    assert [e["user"] for e in mixed] == ["ann", "ben", "cid"]
+    assert mixed[0] == dict(mixed[2], user="ann", memory_max="1G", state=None)
+    assert decode_limits('[{"user": "ann", "pids_max": 4096}]')[0]["pids_max"] == "4096"  # as AnsibleModule does
+    assert mixed[1]["io_max"] == [{"device": "8:0", "rbps": "1M", "wbps": None, "riops": None, "wiops": None}]
+    with pytest.raises(UnitError, match="state"):
+        decode_limits('[{"user": "ann", "state": "gone"}]')
