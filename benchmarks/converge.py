@@ -2,18 +2,24 @@
 """Converge time of the profiles role for N users, against the naive way (a loop of per-user tasks).
 
 Two places to run it:
-  this machine (default): connection local, cgroupfs backend under its own parent cgroup,
-      test users it creates (uids 50000+) and removes;
+  this machine (default): connection local, cgroupfs backend under its own parent cgroup; the
+      users (uids 50000+) exist only in a private mount namespace (bind-mounted copies of
+      /etc/passwd and /etc/group) in which the playbook runs, so that 10,000 users cost nothing
+      to make and nothing on this machine changes but the cgroups (removed at the end);
   --guest: a throw-away systemd guest of the test bed (testbed/fsguest.py, QEMU TCG here, so
       absolute times are slow and the ratio is what counts), systemd backend, over ssh.
 Prints one line per measurement:
   <where> N=<users> first=<s> rerun=<s>
+  host floor N=<users> make+write=<s> read=<s> ratio_first=<x> ratio_rerun=<x>
   <where> naive N=<users> first=<s> ratio=<naive/role>
-Usage: sudo .venv/bin/python benchmarks/converge.py [--guest] [--naive-at N,N] [N ...]
-       (sizes default 10 100 1000; the naive loop runs at N=100 unless --naive-at says where)
+The floor (this machine): a bare Python loop that makes the same cgroup directories (one per
+user and controller) and writes the same values, then one that reads them back.
+Usage: sudo .venv/bin/python benchmarks/converge.py [--guest] [--naive-at N,N] [--users N] [N ...]
+       (sizes default 10 100 1000; --users N adds N; the naive loop runs at N=100 unless --naive-at says where)
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +34,7 @@ PARENT = "fairshare-bench"
 BASE_UID = 50000
 ENV = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1",
            ANSIBLE_HOST_KEY_CHECKING="False")
-POLICY = {"fairshare_policy": {"min_uid": BASE_UID, "max_uid": BASE_UID + 1999,
+POLICY = {"fairshare_policy": {"min_uid": BASE_UID, "max_uid": BASE_UID + 99999,
                                "defaults": {"cpu": {"max": "200%", "weight": 100}, "memory": {"max": "2G", "high": "90%"},
                                             "pids": {"max": 4096}}}}
 EXTRA = {"profiles_network": False, "profiles_install_packages": False, "profiles_quotas": False, "profiles_gpu": False,
@@ -36,7 +42,9 @@ EXTRA = {"profiles_network": False, "profiles_install_packages": False, "profile
          # the session script is written (cgroupfs), but this machine's own PAM files are left alone
          "profiles_pam_session_files": [], "profiles_pam_config": ""}
 # What the role leaves on a host besides cgroups; removed at the end where the run made them.
-HOST_FILES = ["/etc/fairshare/profiles.json", "/usr/local/bin/fairshare-usage", "/etc/profile.d/fairshare-usage.sh"]
+HOST_FILES = ["/etc/fairshare/profiles.json", "/usr/local/bin/fairshare-usage", "/etc/profile.d/fairshare-usage.sh",
+              "/etc/fairshare/login.json", "/etc/fairshare/login-defaults.json", "/etc/fairshare/login-users.tsv",
+              "/usr/local/sbin/fairshare-login"]
 NAIVE = """---
 - name: The naive way - one task per user
   hosts: all
@@ -56,22 +64,45 @@ def users(n):
 
 
 class Local(object):
-    """This machine: connection local, the cgroupfs backend."""
+    """This machine: connection local, the cgroupfs backend, users in a private mount namespace."""
     name, backend = "host", "cgroupfs"
 
     def __init__(self):
         self.inventory = ["-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=" + PYTHON]
-        self.had = [p for p in HOST_FILES if os.path.exists(p)]
+        self.had = [p for p in HOST_FILES + ["/etc/fairshare/users", "/usr/local/lib/fairshare"] if os.path.exists(p)]
+        self.tmp = tempfile.mkdtemp(prefix="fairshare-bench-")
 
-    def shell(self, script):
-        subprocess.run(["sh", "-c", script], check=True, capture_output=True)
+    def make_users(self, n):
+        for name in ("passwd", "group"):
+            with open("/etc/" + name) as fh:
+                text = fh.read()
+            if name == "passwd":
+                text += "".join("fsbench%d:x:%d:%d::/nonexistent:/usr/sbin/nologin\n" % (i, BASE_UID + i, BASE_UID + i)
+                                for i in range(n))
+            else:
+                text += "".join("fsbench%d:x:%d:\n" % (i, BASE_UID + i) for i in range(n))
+            with open(os.path.join(self.tmp, name), "w") as fh:
+                fh.write(text)
+
+    def drop_users(self, n):
+        pass  # they never existed outside the namespace
+
+    def wrap(self, argv):
+        """argv run in a private mount namespace that sees the bench users."""
+        script = 'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && shift 2 && exec "$@"'
+        return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
+                os.path.join(self.tmp, "passwd"), os.path.join(self.tmp, "group")] + argv
 
     def close(self):
         for path in HOST_FILES:
             if path not in self.had and os.path.exists(path):
                 os.unlink(path)
+        for tree in ("/etc/fairshare/users", "/usr/local/lib/fairshare"):  # per-user profiles, the login resolver
+            if tree not in self.had:
+                shutil.rmtree(tree, ignore_errors=True)
         if os.path.isdir("/etc/fairshare") and not os.listdir("/etc/fairshare"):
             os.rmdir("/etc/fairshare")
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class Guest(Local):
@@ -88,20 +119,72 @@ class Guest(Local):
         subprocess.run([sys.executable, os.path.join(ROOT, "testbed", "fsguest.py"), "ssh", self.guest, "--",
                         "sh", "-c", "'%s'" % script], check=True, capture_output=True)
 
+    def make_users(self, n):
+        self.shell("i=0; while [ $i -lt %d ]; do useradd -M -u $((%d + i)) fsbench$i; i=$((i + 1)); done" % (n, BASE_UID))
+
+    def drop_users(self, n):
+        self.shell("i=0; while [ $i -lt %d ]; do userdel fsbench$i 2>/dev/null; i=$((i + 1)); done; true" % n)
+
+    def wrap(self, argv):
+        return argv
+
     def close(self):
         subprocess.run([sys.executable, os.path.join(ROOT, "testbed", "fsguest.py"), "stop", self.guest], check=False)
 
 
-def make_users(target, n):
-    target.shell("i=0; while [ $i -lt %d ]; do useradd -M -u $((%d + i)) fsbench$i; i=$((i + 1)); done" % (n, BASE_UID))
-
-
-def drop_users(target, n):
-    target.shell("i=0; while [ $i -lt %d ]; do userdel fsbench$i 2>/dev/null; i=$((i + 1)); done; true" % n)
+def floor(n):
+    """This machine's own floor for N users: make the same cgroups (one per user and controller of
+    the policy: cpu, memory, pids) and write the same values in a bare loop, then read them back.
+    -> (seconds to make and write, seconds to read)."""
+    sys.path.insert(0, os.path.join(ROOT, "build"))
+    from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
+        controller_home, read_cgroup_layout,
+    )
+    layout = read_cgroup_layout()
+    values = {"v1": {"cpu": [("cpu.cfs_period_us", "100000"), ("cpu.cfs_quota_us", "200000"), ("cpu.shares", "1024")],
+                     "memory": [("memory.limit_in_bytes", str(2 << 30))], "pids": [("pids.max", "4096")]},
+              "v2": {"cpu": [("cpu.max", "200000 100000"), ("cpu.weight", "100")],
+                     "memory": [("memory.max", str(2 << 30)), ("memory.high", str(int(1.8 * (1 << 30))))],
+                     "pids": [("pids.max", "4096")]}}
+    roots = []
+    for ctrl in ("cpu", "memory", "pids"):
+        version, root = controller_home(layout, ctrl)
+        if (version, root) not in [(v, r) for v, r, _f in roots]:
+            roots.append((version, root, list(values[version][ctrl])))
+        else:  # v2: one tree for all controllers
+            roots[-1][2].extend(values[version][ctrl])
+    tops = [os.path.join(root, "fairshare-floor") for _v, root, _f in roots]
+    start = time.time()
+    for top in tops:
+        os.mkdir(top)
+    for (version, root, files), top in zip(roots, tops):
+        if version == "v2":
+            with open(os.path.join(top, "cgroup.subtree_control"), "w") as fh:
+                fh.write("+cpu +memory +pids")
+        for i in range(n):
+            cdir = os.path.join(top, "user-%d" % (BASE_UID + i))
+            os.mkdir(cdir)
+            for fname, value in files:
+                with open(os.path.join(cdir, fname), "w") as fh:
+                    fh.write(value)
+    made = time.time() - start
+    start = time.time()
+    for (_version, _root, files), top in zip(roots, tops):
+        for i in range(n):
+            cdir = os.path.join(top, "user-%d" % (BASE_UID + i))
+            for fname, _value in files:
+                with open(os.path.join(cdir, fname)) as fh:
+                    fh.read()
+    read = time.time() - start
+    for top in tops:
+        for i in range(n):
+            os.rmdir(os.path.join(top, "user-%d" % (BASE_UID + i)))
+        os.rmdir(top)
+    return made, read
 
 
 def playbook(target, path, extra):
-    argv = [os.path.join(BIN, "ansible-playbook")] + target.inventory + ["-e", json.dumps(extra), path]
+    argv = target.wrap([os.path.join(BIN, "ansible-playbook")] + target.inventory + ["-e", json.dumps(extra), path])
     start = time.time()
     out = subprocess.run(argv, env=ENV, capture_output=True, text=True, check=False)
     took = time.time() - start
@@ -111,9 +194,9 @@ def playbook(target, path, extra):
 
 
 def clean_cgroups(target):
-    argv = [os.path.join(BIN, "ansible"), "all"] + target.inventory + [
+    argv = target.wrap([os.path.join(BIN, "ansible"), "all"] + target.inventory + [
         "-m", "fairshare.resources.cgroup_limit", "-a",
-        json.dumps({"backend": target.backend, "parent": PARENT, "exclusive": True, "limits": []})]
+        json.dumps({"backend": target.backend, "parent": PARENT, "exclusive": True, "limits": []})])
     subprocess.run(argv, env=ENV, capture_output=True, check=True)
 
 
@@ -124,18 +207,28 @@ def main():
         at = args.index("--naive-at")
         naive_at = [int(n) for n in args[at + 1].split(",")]
         del args[at:at + 2]
+    extra_sizes = []
+    if "--users" in args:
+        at = args.index("--users")
+        extra_sizes = [int(args[at + 1])]
+        del args[at:at + 2]
     target = Guest() if "--guest" in args else Local()
-    sizes = [int(a) for a in args if a != "--guest"] or [10, 100, 1000]
+    sizes = [int(a) for a in args if a != "--guest"] or ([] if extra_sizes else [10, 100, 1000])
+    sizes += extra_sizes
     try:
         with tempfile.TemporaryDirectory() as tmp:
             site = os.path.join(ROOT, "playbooks", "site.yml")
             extra = dict(EXTRA, profiles_cgroup_backend=target.backend, **POLICY)
             for n in sizes:
-                make_users(target, n)
+                target.make_users(n)
                 try:
                     first = playbook(target, site, extra)
                     rerun = playbook(target, site, extra)
                     print("%s N=%d first=%.2fs rerun=%.2fs" % (target.name, n, first, rerun), flush=True)
+                    if isinstance(target, Local) and not isinstance(target, Guest):
+                        made, read = floor(n)
+                        print("host floor N=%d make+write=%.2fs read=%.2fs ratio_first=%.1fx ratio_rerun=%.1fx"
+                              % (n, made, read, first / made, rerun / read), flush=True)
                     if n in naive_at:
                         clean_cgroups(target)
                         naive_path = os.path.join(tmp, "naive.yml")
@@ -145,7 +238,7 @@ def main():
                         print("%s naive N=%d first=%.2fs ratio=%.1fx" % (target.name, n, naive, naive / first), flush=True)
                 finally:
                     clean_cgroups(target)
-                    drop_users(target, n)
+                    target.drop_users(n)
     finally:
         target.close()
 

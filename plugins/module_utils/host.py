@@ -164,10 +164,11 @@ class Changes(object):
     def __init__(self, host):
         self.host, self.actions, self.diff = host, [], []
 
-    def file(self, path, text, mode=0o644, prune=True, show=True, owner=None):
+    def file(self, path, text, mode=0o644, prune=True, show=True, owner=None, old=False):
         """Write (text None: remove) a file where it differs; show False puts only the sizes in the diff.
-        owner: the file's uid (None: root's, as written)."""
-        old = self.host.read(path)
+        owner: the file's uid (None: root's, as written). old: its text now, where the caller has
+        just read it (None: there is none); False reads it here."""
+        old = self.host.read(path) if old is False else old
         st = os.stat(path) if old is not None else None
         same_mode = st is None or ((st.st_mode & 0o7777) == mode and (owner is None or st.st_uid == owner))
         if old == text and (text is None or same_mode):

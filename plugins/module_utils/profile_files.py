@@ -188,7 +188,7 @@ def user_files(data, existing):
         for key in PER_USER:
             if name in (data.get(key) or {}):
                 doc[key] = {name: data[key][name]}
-        files["%s/%d.json" % (USERS_DIR, prof["uid"])] = (as_json(doc), 0o400, prof["uid"])
+        files["%s/%d.json" % (USERS_DIR, prof["uid"])] = (as_json(doc, depth=1), 0o400, prof["uid"])
     for path, text in sorted(existing.items()):
         if path in files:
             if USER_MARK not in (text or ""):

@@ -332,7 +332,7 @@ def per_user_files(module, host, changes, data):
     files, foreign = user_files(data, existing)
     counts = {"written": 0, "removed": 0, "foreign": foreign[:20]}
     for path, (text, mode, owner) in sorted(files.items()):
-        if changes.file(path, text, mode, prune=False, show=False, owner=owner):
+        if changes.file(path, text, mode, prune=False, show=False, owner=owner, old=existing.get(path)):
             counts["written" if text is not None else "removed"] += 1
     if foreign:
         module.warn("%s: files not written by profile_host are left as they are: %s"
