@@ -114,15 +114,27 @@ def bounded_invocation(params, report="auto", budget=ARG_BUDGET):
     return {"module_args": args}
 
 
-def bound_result(result, list_keys, report="auto", with_diff=False, diff=None, params=None):
-    """Bound each list of list_keys in result (counts in result['summary'][key]), with_diff set its diff, and
-    with params the invocation."""
+def bound_lines(lines, report="auto", limit=ENTRIES_LIMIT):
+    """A list of lines (actions) -> (the first limit of them and a last line that counts the rest, counts)."""
+    if report == "all" or len(lines) <= limit:
+        return list(lines), {"total": len(lines), "returned": len(lines), "omitted": 0}
+    rest = len(lines) - limit
+    return (list(lines[:limit]) + ["... and %d more (%d in all; report: all returns them)" % (rest, len(lines))],
+            {"total": len(lines), "returned": limit, "omitted": rest})
+
+
+def bound_result(result, list_keys, report="auto", with_diff=False, diff=None, params=None, line_keys=()):
+    """Bound each list of list_keys (dicts) and line_keys (strings) in result (counts in
+    result['summary'][key]), with_diff set its diff, and with params the invocation."""
     if params is not None:
         result["invocation"] = bounded_invocation(params, report)
     summary = result.setdefault("summary", {})
     for key in list_keys:
         if key in result:
             result[key], summary[key] = bound_entries(result[key], report)
+    for key in line_keys:
+        if key in result:
+            result[key], summary[key] = bound_lines(result[key], report)
     if with_diff:
         result["diff"] = diff if report == "all" else compact_diff(diff or [])
     return result

@@ -179,8 +179,8 @@ EXAMPLES = r"""
 RETURN = r"""
 summary:
   description:
-    - Per list of the result (RV(files)), how many entries there are (V(total)), changed, were returned
-      and were left out (O(report=auto) on a large host).
+    - Per list of the result (RV(files), RV(actions)), how many entries there are (V(total)), changed (files),
+      were returned and were left out (O(report=auto) on a large host).
   returned: always
   type: dict
   sample: {files: {total: 10000, changed: 10000, returned: 100, omitted: 9900}}
@@ -202,7 +202,9 @@ removed_timers:
   type: list
   elements: str
 actions:
-  description: What was done (or would be, in check mode).
+  description:
+    - What was done (or would be, in check mode).
+    - With O(report=auto), the first 100 and a last line that counts the others (a first run writes a file per user).
   returned: always
   type: list
   elements: str
@@ -458,7 +460,8 @@ def main():
     except (CommandError, OSError) as exc:
         module.fail_json(msg=str(exc), **host.partial(result))
     changes.summary(result, False)
-    module.exit_json(**bound_result(result, ["files"], params["report"], module._diff, changes.diff, params))
+    module.exit_json(**bound_result(result, ["files"], params["report"], module._diff, changes.diff, params,
+                                    line_keys=["actions"]))
 
 
 if __name__ == "__main__":

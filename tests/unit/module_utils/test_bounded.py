@@ -79,3 +79,13 @@ def test_invocation_names_big_arguments_by_their_size():
     assert inv["limits"].startswith("(not repeated in the result: a list of 10000 entries,")
     assert inv["usage_tool"].startswith("(not repeated in the result: 30019 characters,")
     assert b.bounded_invocation(params, "all")["module_args"] == params
+
+
+def test_lines_beyond_the_limit_are_counted_in_one_last_line():
+    lines = ["write /etc/fairshare/users/%d.json" % uid for uid in range(250)]
+    kept, counts = b.bound_lines(lines, limit=100)
+    assert kept[:100] == lines[:100] and kept[100] == "... and 150 more (250 in all; report: all returns them)"
+    assert counts == {"total": 250, "returned": 100, "omitted": 150}
+    assert b.bound_lines(lines, report="all", limit=100)[0] == lines
+    result = b.bound_result({"actions": lines}, [], line_keys=["actions"])
+    assert len(result["actions"]) == 101 and result["summary"]["actions"]["omitted"] == 150
