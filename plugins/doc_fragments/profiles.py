@@ -16,7 +16,7 @@ options:
   _input:
     description:
       - The profiles, as P(fairshare.resources.resolve_profiles#filter) returns them, or the same in a
-        JSON string (C(resolve_profiles | to_json)).
+        JSON string (C(resolve_profiles(..., as_json=true)), packed, or C(to_json) of the dict).
       - The profiles role keeps them as a string - ansible-core carries a string from task to task at almost
         no cost, while a dict of thousands of users is walked again at every task that names it.
     type: raw

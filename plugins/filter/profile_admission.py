@@ -38,9 +38,9 @@ _value:
 """
 
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import admission
-from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import guarded
+from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import PROFILES, guarded
 
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_admission": guarded("admission", admission, json_at=0)}
+        return {"profile_admission": guarded("admission", admission, json_at={0: PROFILES})}

@@ -45,9 +45,9 @@ _value:
 """
 
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import to_cgroup_limits
-from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import guarded
+from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import LIST, PROFILES, guarded
 
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_cgroup_limits": guarded("fairshare_policy", to_cgroup_limits, json_at=0, json_output=True)}
+        return {"profile_cgroup_limits": guarded("fairshare_policy", to_cgroup_limits, json_at={0: PROFILES}, json_output=LIST)}

@@ -30,9 +30,9 @@ _value:
 """
 
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import to_disk_quotas
-from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import guarded
+from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import PROFILES, guarded
 
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_disk_quotas": guarded("fairshare_policy", to_disk_quotas, json_at=0)}
+        return {"profile_disk_quotas": guarded("fairshare_policy", to_disk_quotas, json_at={0: PROFILES})}

@@ -32,9 +32,9 @@ _value:
 """
 
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import to_gpu_users
-from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import guarded
+from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import PROFILES, guarded
 
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_gpu_users": guarded("fairshare_policy", to_gpu_users, json_at=0)}
+        return {"profile_gpu_users": guarded("fairshare_policy", to_gpu_users, json_at={0: PROFILES})}

@@ -43,9 +43,9 @@ _value:
 """
 
 from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import plan_units
-from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import guarded
+from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import PROFILES, guarded
 
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_plans": guarded("fairshare_policy", plan_units, json_at=0)}
+        return {"profile_plans": guarded("fairshare_policy", plan_units, json_at={0: PROFILES})}

@@ -45,9 +45,9 @@ _value:
 """
 
 from ansible_collections.fairshare.resources.plugins.module_utils.preflight import check_host
-from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import guarded
+from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import PROFILES, guarded
 
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_preflight": guarded("preflight", check_host, json_at=0)}
+        return {"profile_preflight": guarded("preflight", check_host, json_at={0: PROFILES})}

@@ -56,9 +56,9 @@ _value:
 """
 
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import stale_targets
-from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import guarded
+from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import LIST, PROFILES, guarded
 
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_stale_targets": guarded("profiled", stale_targets, json_at=(0, 1))}
+        return {"profile_stale_targets": guarded("profiled", stale_targets, json_at={0: LIST, 1: PROFILES})}

@@ -30,9 +30,9 @@ _value:
 """
 
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import to_tc_classes
-from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import guarded
+from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import PROFILES, guarded
 
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_tc_classes": guarded("fairshare_policy", to_tc_classes, json_at=0)}
+        return {"profile_tc_classes": guarded("fairshare_policy", to_tc_classes, json_at={0: PROFILES})}

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import re
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
@@ -350,6 +351,45 @@ def resolve(policy, users, checked=False):
         profiles[user["name"]] = {"uid": user["uid"], "tier": tier, "tier_from": tier_from,
                                   "unlimited": bool(unlimited), "values": {} if unlimited else values}
     return profiles
+
+
+PACKED = "fairshare-packed-profiles"  # the mark of a packed document (pack_profiles)
+
+
+def pack_profiles(profiles):
+    """Profiles -> the same in a compact document: each distinct profile (all but its uid) once in
+    'shapes', each user [uid, its shape] in 'users'. Users of the same tier without overrides share
+    one shape, so 10,000 users take some 250 kB instead of 4 MB (the profiles role keeps them so,
+    under the 500 kB a task result of an AWX job may take)."""
+    shapes, index, users = [], {}, {}
+    for name in sorted(profiles):
+        shape = dict(profiles[name])
+        uid = shape.pop("uid")
+        key = json.dumps(shape, sort_keys=True)
+        if key not in index:
+            index[key] = len(shapes)
+            shapes.append(shape)
+        users[name] = [uid, index[key]]
+    return {PACKED: 1, "shapes": shapes, "users": users}
+
+
+def unpack_profiles(doc):
+    """pack_profiles' document -> the profiles (anything else is returned as it is). Each user gets
+    a copy of its shape's values, so no two users share a dict a caller might change."""
+    if not (isinstance(doc, dict) and doc.get(PACKED) == 1):
+        return doc
+    shapes = doc["shapes"]
+    out = {}
+    for name, (uid, at) in doc["users"].items():
+        shape = shapes[at]
+        out[name] = dict(shape, uid=uid, values=dict((k, dict(v)) for k, v in shape.get("values", {}).items()))
+    return out
+
+
+def users_from_rows(users):
+    """resource_facts' users as rows ([name, uid, [group, ...]], what lists_as_json returns) or dicts
+    -> dicts {name, uid, groups}."""
+    return [dict(name=u[0], uid=u[1], groups=u[2]) if isinstance(u, (list, tuple)) else u for u in users]
 
 
 # --------------------------------------------------------------------------- host users and module inputs

@@ -20,6 +20,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
     LOGIN_TOOL, SCRIPT_DIR, pam_line, pam_module,
 )
+from ansible_collections.fairshare.resources.plugins.module_utils.policy import unpack_profiles
 
 PATHS = {
     "profiles": "/etc/fairshare/profiles.json",
@@ -174,6 +175,8 @@ def decode_data(data):
                 raise ValueError("data.%s: neither a dict nor a JSON object (%s)" % (key, exc))
             if not isinstance(out[key], dict):
                 raise ValueError("data.%s: a JSON string must hold an object, not %s" % (key, type(out[key]).__name__))
+    if isinstance(out.get("profiles"), dict):
+        out["profiles"] = unpack_profiles(out["profiles"])  # as resolve_profiles(as_json=true) packs them
     return out
 
 

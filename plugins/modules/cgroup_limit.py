@@ -486,7 +486,7 @@ def decode_limits(text):
         if _plain(entry):  # already of the types the spec converts to: completed here, 0.1 ms each saved
             done = dict.fromkeys(LIMIT_SPEC)
             for key, value in entry.items():  # an int where the spec says str (pids_max: 4096) -> its text
-                done[key] = str(value) if type(value) is int and LIMIT_SPEC[key]["type"] == "str" else value
+                done[key] = str(value) if _is_int(value) and LIMIT_SPEC[key]["type"] == "str" else value
             out.append(done)
         else:
             out.append(None)
@@ -501,6 +501,10 @@ def decode_limits(text):
     return out
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _plain(entry):
     """True when every key of a limits entry is known and every value already has its spec's type
     (a str of its choices, an int that is not a bool, or null; an int for a str without choices, which
@@ -512,10 +516,14 @@ def _plain(entry):
         if value is None:
             continue
         if spec["type"] == "int":
-            if type(value) is not int:
+            if not _is_int(value):
                 return False
-        elif spec["type"] != "str" or not (isinstance(value, str) and value in spec.get("choices", [value]) or
-                                          type(value) is int and "choices" not in spec):
+        elif spec["type"] != "str":
+            return False
+        elif isinstance(value, str):
+            if value not in spec.get("choices", [value]):
+                return False
+        elif not _is_int(value) or "choices" in spec:
             return False
     return True
 

@@ -36,9 +36,10 @@ options:
     default: true
   lists_as_json:
     description:
-      - Return C(users) and C(profiled) each as one compact JSON string of the same list, which the
+      - Return C(users) and C(profiled) each as one compact JSON string, which the
         P(fairshare.resources.resolve_profiles#filter) and P(fairshare.resources.profile_stale_targets#filter)
-        filters take as it is (C(from_json) turns it back into the list).
+        filters take as it is (C(from_json) turns it back into a list). C(users) is then a list of rows
+        C([name, uid, [group, ...]]), not of dicts - a third of the size.
       - For hosts with thousands of users - ansible-core copies every fact before each task of the play, and a
         list of 10,000 users costs about 0.2 s per task that way; the profiles role sets it.
     type: bool
@@ -79,7 +80,8 @@ ansible_facts:
         - cpus, memory_bytes, mounts, nics, gpus, cgroup, init_system, family, containers, users, and
           container_group_members ({group - [users]}, with O(users)).
         - profiled - C([[user, uid, [workload, ...]], ...]) that C(/etc/fairshare/profiles.json) says got limits from the role.
-        - With O(lists_as_json) C(users) and C(profiled) are JSON strings of those lists.
+        - With O(lists_as_json) C(users) and C(profiled) are JSON strings of those lists (C(users) as rows
+          C([name, uid, [group, ...]])).
       type: dict
       sample:
         cpus: {threads: 2, cores: 2, sockets: 1}
@@ -198,6 +200,8 @@ def main():
                         "engine: %s (remove them from the group, or give them rootless podman, which runs inside "
                         "their limits)" % (len(users), name, ", ".join(users[:20]) + (" ..." if len(users) > 20 else "")))
     if module.params["lists_as_json"]:
+        if "users" in facts:  # rows, not dicts: a third of the size
+            facts["users"] = [[u["name"], u["uid"], u["groups"]] for u in facts["users"]]
         for key in ("users", "profiled"):
             if key in facts:
                 facts[key] = json.dumps(facts[key], separators=(",", ":"))

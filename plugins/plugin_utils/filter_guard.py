@@ -16,31 +16,45 @@ __metaclass__ = type
 import json
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
+    pack_profiles, unpack_profiles, users_from_rows,
+)
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
 
-def guarded(label, func, json_at=None, json_output=False):
+def guarded(label, func, json_at=None, json_output=None):
     """func, with its UnitError raised as AnsibleFilterError('<label>: <message>').
-    json_at: the position (or a tuple of positions) of arguments that hold resolved profiles
-    or a list of resource_facts (lists_as_json), each decoded where it is a JSON string.
-    json_output: the filter takes as_json=true, which returns its result in a compact JSON string
-    (ansible-core's to_json walks a filter's output again: seconds at 10,000 users)."""
-    positions = () if json_at is None else json_at if isinstance(json_at, tuple) else (json_at,)
+    json_at: {position: what the argument is} for arguments that may come as JSON strings, each
+    decoded then: PROFILES (resolved profiles, packed or not), USERS (resource_facts' users, rows or
+    dicts) or LIST (as it is). json_output: the filter takes as_json=true, which returns its result
+    in a compact JSON string (ansible-core's to_json walks a filter's output again: seconds at 10,000
+    users) - json_output(result) is what is encoded (PACKED: pack_profiles, LIST: the result itself)."""
+    json_at = json_at or {}
 
     def run(*args, **kwargs):
         if json_output and kwargs.pop("as_json", False):
-            return json.dumps(run(*args, **kwargs), sort_keys=True, separators=(",", ":"))
+            return json.dumps(json_output(run(*args, **kwargs)), sort_keys=True, separators=(",", ":"))
         args = list(args)
-        for at in positions:
-            if len(args) > at and isinstance(args[at], str):
-                try:
-                    args[at] = json.loads(args[at])
-                except ValueError as exc:
-                    raise AnsibleFilterError("%s: argument %d is neither a dict or list nor a JSON string of one: %s"
-                                             % (label, at + 1, exc))
+        for at, convert in json_at.items():
+            if len(args) > at:
+                value = args[at]
+                if isinstance(value, str):
+                    try:
+                        value = json.loads(value)
+                    except ValueError as exc:
+                        raise AnsibleFilterError("%s: argument %d is neither a dict or list nor a JSON string of one: %s"
+                                                 % (label, at + 1, exc))
+                args[at] = convert(value)
         try:
             return func(*args, **kwargs)
         except UnitError as exc:
             raise AnsibleFilterError("%s: %s" % (label, exc))
     run.__name__ = getattr(func, "__name__", "filter")
     return run
+
+
+def _as_is(value):
+    return value
+
+
+LIST, PROFILES, USERS, PACKED = _as_is, unpack_profiles, users_from_rows, pack_profiles

@@ -8,6 +8,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.fairshare.resources.plugins.filter.profile_cgroup_limits import FilterModule as Limits
 from ansible_collections.fairshare.resources.plugins.filter.profile_stale_targets import FilterModule as Stale
 from ansible_collections.fairshare.resources.plugins.filter.resolve_profiles import FilterModule as Resolve
+from ansible_collections.fairshare.resources.plugins.module_utils.policy import pack_profiles, unpack_profiles
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import decode_data
 
 POLICY = {"min_uid": 3000, "defaults": {"memory": {"max": "1G"}}, "users": {"ben": {"memory": {"max": "2G"}}}}
@@ -18,8 +19,9 @@ def test_json_in_and_out_give_the_same_as_dicts():
     resolve = Resolve().filters()["resolve_profiles"]
     limits = Limits().filters()["profile_cgroup_limits"]
     profiles = resolve(POLICY, USERS)
-    text = resolve(POLICY, json.dumps(USERS), as_json=True)
-    assert isinstance(text, str) and json.loads(text) == profiles
+    rows = json.dumps([[u["name"], u["uid"], u["groups"]] for u in USERS])  # resource_facts' lists_as_json
+    text = resolve(POLICY, rows, as_json=True)
+    assert isinstance(text, str) and unpack_profiles(json.loads(text)) == profiles
     assert limits(text, "cgroupfs") == limits(profiles, "cgroupfs")
     assert json.loads(limits(text, "cgroupfs", as_json=True)) == limits(profiles, "cgroupfs")
     assert limits(text, "cgroupfs") == [{"user": "ann", "memory_max": "1G"}, {"user": "ben", "memory_max": "2G"}]
@@ -27,6 +29,21 @@ def test_json_in_and_out_give_the_same_as_dicts():
     profiled = [["cid", 3003, []], ["ann", 3001, []]]
     assert stale(json.dumps(profiled), text, "cgroupfs") == stale(profiled, profiles, "cgroupfs")
     assert stale(json.dumps(profiled), text, "cgroupfs")  # cid left the policy: taken back
+
+
+def test_users_of_one_profile_share_it_when_packed():
+    profiles = {"u%d" % i: {"uid": 5000 + i, "tier": None, "tier_from": None, "unlimited": False,
+                            "values": {"memory.max": {"value": "2G", "from": "defaults.memory.max"}}}
+                for i in range(1000)}
+    profiles["boss"] = dict(profiles["u0"], uid=4000, values={"memory.max": {"value": "8G", "from": "users.boss.memory.max"}})
+    packed = pack_profiles(profiles)
+    assert len(packed["shapes"]) == 2 and packed["users"]["u7"] == [5007, packed["users"]["u0"][1]]
+    assert len(json.dumps(packed)) * 5 < len(json.dumps(profiles))
+    back = unpack_profiles(json.loads(json.dumps(packed)))
+    assert back == profiles
+    back["u1"]["values"]["memory.max"]["value"] = "1G"  # a copy per user: changing one changes no other
+    assert back["u2"]["values"]["memory.max"]["value"] == "2G"
+    assert unpack_profiles(profiles) is profiles  # a plain dict is left as it is
 
 
 def test_a_broken_json_string_names_the_filter_and_the_argument():
@@ -38,6 +55,8 @@ def test_a_broken_json_string_names_the_filter_and_the_argument():
 def test_profile_host_decodes_its_per_user_parts():
     data = decode_data({"profiles": '{"ann": {"uid": 3001}}', "parent": "fairshare", "cgroup_parents": {"ann": {}}})
     assert data == {"profiles": {"ann": {"uid": 3001}}, "parent": "fairshare", "cgroup_parents": {"ann": {}}}
+    profiles = {"ann": {"uid": 3001, "tier": None, "values": {}}, "ben": {"uid": 3002, "tier": None, "values": {}}}
+    assert decode_data({"profiles": json.dumps(pack_profiles(profiles))})["profiles"] == profiles
     with pytest.raises(ValueError, match="data.profiles: a JSON string must hold an object"):
         decode_data({"profiles": "[1]"})
     with pytest.raises(ValueError, match="data.gpu_allocation: neither a dict nor a JSON object"):
