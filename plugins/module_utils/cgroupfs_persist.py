@@ -30,7 +30,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import json
 import os
 import shlex
@@ -183,6 +182,7 @@ RENDER_MARK = "# fairshare-render: "
 def render_key(parent, path, join_roots=()):
     """What the script's text depends on besides its targets (this module's templates included):
     a script whose targets and key are those of this call is already the one render_targets makes."""
+    import hashlib  # here, not at the top: the login resolver imports this module, and hashlib costs a login ~10 ms
     text = json.dumps([_HEAD, _TAIL, MANAGED_HEADER, LOGIN_TOOL, SESSION_LEAF, parent, path, list(join_roots)])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
