@@ -388,22 +388,20 @@ class CgroupfsBackend(_Layout):
         return set("/".join(parts[:i]) for i in range(len(self.parent.split("/")), len(parts) + 1))
 
     def _made(self):
-        """The relpaths of the cgroups our calls made under this parent: the registry, else (a tree of
-        an older version) what the persist script covers, else nothing."""
-        self.was_set = None
+        """-> (the relpaths of the cgroups our calls made under this parent, {relpath: [files our calls
+        wrote a limit to]} or None where the registry does not say): the registry, else (a tree of an
+        older version) what the persist script covers, else nothing."""
         text = self.host.read(self.registry_path())
         if text is not None:
             try:
                 doc = json.loads(text)
-                if isinstance(doc.get("set"), dict):
-                    self.was_set = doc["set"]
-                return set(doc.get("made", []))
+                return set(doc.get("made", [])), doc["set"] if isinstance(doc.get("set"), dict) else None
             except (ValueError, AttributeError):
                 pass
         made = set()
         for relpath in parse_targets(self.host.read(script_path(self.parent, self.script_dir))):
             made |= self._with_ancestors(relpath)
-        return made
+        return made, None
 
     def _foreign_below(self, relpath, made):
         """Existing cgroups at or below relpath that none of our calls made (a session leaf is ours):
@@ -419,8 +417,7 @@ class CgroupfsBackend(_Layout):
 
     def apply(self, plans, exclusive):
         results, planned, diffs, writes, removals = [], [], [], [], []
-        made = self._made()
-        was_set = self.was_set
+        made, was_set = self._made()
         self.left = []  # foreign cgroups that kept one of ours from being removed
         for plan in plans:
             res = plan.result()
