@@ -16,16 +16,16 @@ export ANSIBLE_LOCALHOST_WARNING := False
 export ANSIBLE_INTERPRETER_PYTHON := auto_silent
 export PATH := $(BIN):$(PATH)
 ARTIFACTS := $(ROOT)/artifacts
-# The pip that the pinned ansible-core's ansible-test bootstraps into its sanity venvs.
-ANSIBLE_TEST_PIP := 24.2
 
-.PHONY: help setup apt venv tree galaxy demo demo-host demo-clean unit integration sanity lint build doc test molecule image clean \
+.PHONY: help setup apt venv tree galaxy demo demo-host demo-clean unit integration sanity compat compat-one docs lint build test molecule image clean \
 	containers-setup molecule-containers
 
 help:
 	@echo "make demo        set up, then apply examples/policy.yml to a throw-away guest and show fairshare-usage --all"
 	@echo "make demo-host   set up, then apply sample limits to two demo users on this host (demo-clean undoes it)"
-	@echo "make test        set up, then unit + sanity + lint + build + host tests + molecule host and default"
+	@echo "make test        set up, then unit + sanity + compat + lint + build + galaxy + docs + host tests + molecule host and default"
+	@echo "make compat      ansible-core 2.18, 2.20, 2.21: unit, sanity and a converge on this host, each"
+	@echo "make docs        the HTML documentation site in build/docs/html, checked in headless Chromium"
 	@echo "make molecule    every molecule scenario (default, cgroup_v1, host, containers)"
 
 setup: apt venv tree
@@ -64,15 +64,58 @@ integration: setup
 	$(BIN)/pytest -v -s tests/integration
 
 # ansible-test sanity in its managed venvs: tests/sanity/get_pip_shim.py stands in for the
-# get-pip download this network can't reach (README, "Sanity").
+# get-pip download this network can't reach (README, "Sanity"). SANITY_BIN and SANITY_PYTHON
+# pick the ansible-core and Python (`make compat` runs it for each release it tests).
+SANITY_BIN ?= $(BIN)
+SANITY_PYTHON ?= 3.11
 sanity: venv
 	@rm -rf $(dir $(SANITY_TREE)) && mkdir -p $(SANITY_TREE)
 	git ls-files -co --exclude-standard | grep -v -E '^(molecule|testbed|benchmarks)/' | tar -cf - -T - | tar -xf - -C $(SANITY_TREE)
 	cd $(SANITY_TREE) && git init -q && git add -A
 	@mkdir -p $(HOME)/.ansible/test/cache
+	pip=$$($(SANITY_BIN)/python tests/sanity/ansible_test_pip.py) && \
 	sed -e "s|@CERT@|$${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}|" -e "s|@FIND_LINKS@|$${PIP_FIND_LINKS:-}|" \
-	  tests/sanity/get_pip_shim.py > $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(ANSIBLE_TEST_PIP)).py
-	cd $(SANITY_TREE) && $(BIN)/ansible-test sanity --python 3.11 --local --color no
+	  tests/sanity/get_pip_shim.py > $(HOME)/.ansible/test/cache/get_pip_$${pip//./_}.py
+	cd $(SANITY_TREE) && $(SANITY_BIN)/ansible-test sanity --python $(SANITY_PYTHON) --local --color no
+
+# The other ansible-core releases of tests/compat/versions.txt, each in its own venv under
+# build/compat with the Python it needs: unit tests, sanity and a converge of site.yml on this
+# host (test_profiles_role.py runs with that release's ansible-playbook).
+COMPAT := $(ROOT)/build/compat
+compat: setup
+	@failed=""; while read -r core python; do \
+	  case "$$core" in ''|'#'*) continue;; esac; \
+	  echo "== ansible-core $$core on Python $$python"; \
+	  $(MAKE) --no-print-directory compat-one CORE=$$core CORE_PYTHON=$$python || failed="$$failed $$core"; \
+	done < tests/compat/versions.txt; \
+	if [ -n "$$failed" ]; then echo "make compat: FAILED:$$failed"; exit 1; fi
+
+compat-one:
+	@test -n "$(CORE)" -a -n "$(CORE_PYTHON)"
+	@if [ ! -x $(COMPAT)/$(CORE)/bin/ansible-test ]; then \
+	  py=$$(python3 tests/compat/find_python.py $(CORE_PYTHON)) && rm -rf $(COMPAT)/$(CORE) && \
+	  $$py -m venv $(COMPAT)/$(CORE) && \
+	  $(COMPAT)/$(CORE)/bin/pip install -q ansible-core==$(CORE) -r tests/compat/requirements.txt; fi
+	$(COMPAT)/$(CORE)/bin/pytest -q -p no:cacheprovider tests/unit
+	$(MAKE) --no-print-directory sanity SANITY_BIN=$(COMPAT)/$(CORE)/bin SANITY_PYTHON=$(CORE_PYTHON) \
+	  SANITY_TREE=$(COMPAT)/sanity-$(CORE)/ansible_collections/fairshare/resources
+	$(COMPAT)/$(CORE)/bin/pytest -v -s -p no:cacheprovider tests/integration/test_profiles_role.py
+
+# The documentation site: antsibull-docs writes the collection's pages (modules, filters,
+# roles), the guides of docs/ join them as they are (myst-parser), Sphinx builds the HTML in
+# build/docs/html with warnings as errors. tests/docs/test_site.py looks at it in Chromium.
+DOCS := $(ROOT)/build/docs
+GUIDES := profiles cgroup_limit disk_quota tc_shape security awx
+docs: venv tree
+	@dpkg -s chromium >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs $(TREE)
+	@rm -rf $(DOCS) && mkdir -p $(DOCS)/rst/guides && chmod og-w $(DOCS)/rst
+	cp docs/site/index.rst $(DOCS)/rst/index.rst
+	$(BIN)/antsibull-docs --config-file docs/site/antsibull-docs.cfg collection --use-current \
+	  --dest-dir $(DOCS)/rst fairshare.resources
+	for guide in $(GUIDES); do cp docs/$$guide.md $(DOCS)/rst/guides/; done
+	$(BIN)/sphinx-build -q -b html -c docs/site -W --keep-going $(DOCS)/rst $(DOCS)/html
+	$(BIN)/pytest -v -p no:cacheprovider tests/docs
 
 lint: venv tree
 	$(BIN)/ansible-lint --profile production
@@ -120,7 +163,7 @@ $(addprefix molecule-,$(SCENARIOS)): molecule-%: setup
 
 molecule: molecule-host molecule-default molecule-cgroup_v1 molecule-containers
 
-TEST_LAYERS := unit sanity lint build galaxy integration molecule-host molecule-default
+TEST_LAYERS := unit sanity compat lint build galaxy docs integration molecule-host molecule-default
 # Each layer in turn, timed; the times are printed at the end (the README quotes them).
 test: setup
 	@rm -f build/test-times.txt; mkdir -p build; failed=""; \

@@ -103,8 +103,8 @@ def tool_text(python, lib_dir=LIB_DIR):
     """The fairshare-login program: the host's Python, isolated from the environment and site-packages (-IS)."""
     return ("#!%s -IS\n%s\n# Resolves users the profiles role did not list at their login (module_utils/login.py).\n"
             "import sys\nsys.path.insert(0, %r)\n"
-            "from %s.login import main  # noqa: E402\nsys.exit(main(sys.argv[1:]))\n"
-            % (python, MANAGED_HEADER, lib_dir, PACKAGE))
+            "from %s.login import main  # noqa: E402\n%s\nsys.exit(main(sys.argv[1:], run=run))\n"
+            % (python, MANAGED_HEADER, lib_dir, PACKAGE, TOOL_RUN))
 
 
 def users_path(doc_path):
@@ -164,26 +164,39 @@ def login_limits(doc, user, init="cgroupfs"):
 
 
 class _Direct(object):
-    """What Host needs from a module, without Ansible."""
+    """What Host needs from a module, without Ansible. Commands go to run(argv, data, env), which the
+    fairshare-login program gives (TOOL_RUN): this library never starts a process by itself."""
 
     check_mode = False
 
-    @staticmethod
-    def run_command(argv, data=None, environ_update=None):
-        import subprocess  # only here: a login that runs no command does not pay for the import
+    def __init__(self, run=None):
+        self._run = run
+
+    def run_command(self, argv, data=None, environ_update=None):
+        if self._run is None:
+            raise CommandError(argv, None, "", "no command runner here: fairshare-login gives it")
         env = dict({"PATH": SAFE_PATH, "LC_ALL": "C"}, **(environ_update or {}))  # nothing of the user's
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        try:
-            out, err = proc.communicate(data.encode() if data else None, timeout=COMMAND_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            return 124, out.decode(), "%s: no answer in %d s" % (argv[0], COMMAND_TIMEOUT)
-        return proc.returncode, out.decode(), err.decode()
+        return self._run(argv, data, env)
 
     @staticmethod
     def atomic_move(src, dst):
         os.rename(src, dst)
+
+
+# The command runner of the fairshare-login program (tool_text): argv, stdin text, environment ->
+# (rc, stdout, stderr); at most COMMAND_TIMEOUT seconds (rc 124 after that).
+TOOL_RUN = """
+def run(argv, data, env, timeout=%d):
+    import subprocess  # only here: a login that runs no command does not pay for the import
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        out, err = proc.communicate(data.encode() if data else None, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return 124, out.decode(), "%%s: no answer in %%d s" %% (argv[0], timeout)
+    return proc.returncode, out.decode(), err.decode()
+""" % COMMAND_TIMEOUT
 
 
 def log(message, error=True):
@@ -290,8 +303,9 @@ def systemd_session(host, doc, user, limits, prof, version, unit_dir=UNIT_DIR, r
     return "runtime drop-in %s and the live slice" % path if text else "back to the template's defaults"
 
 
-def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON)):
-    """Resolve a user at login and put the process opening the session (pid) in their cgroup."""
+def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON), run=None):
+    """Resolve a user at login and put the process opening the session (pid) in their cgroup.
+    run: the program's command runner (TOOL_RUN)."""
     try:
         user = nss_user(name)
     except KeyError:
@@ -304,7 +318,7 @@ def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON)):
     fallback = len(problems) > 0
     for why in problems:
         log("%s (uid %d): %s" % (user["name"], user["uid"], why))
-    host = Host(_Direct())
+    host = Host(_Direct(run))
     if doc is not None:
         save_profile(host, user, prof, doc["parent"])
     if systemd:
@@ -328,14 +342,14 @@ def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON)):
     log("%s (uid %d): %s; session %d in %s" % (user["name"], user["uid"], what, pid, " ".join(dirs)), error=fallback)
 
 
-def main(argv, environ=None):
+def main(argv, environ=None, run=None):
     environ = os.environ if environ is None else environ
     if argv[:1] == ["session"] and len(argv) == 1:
         if environ.get("PAM_TYPE") != "open_session":
             return 0
         name = environ.get("PAM_USER") or ""
         try:
-            session(name, os.getppid())
+            session(name, os.getppid(), run=run)
         except (BackendError, CommandError, UnitError, IOError, OSError) as exc:
             log("%s: %s; session left where it is" % (name, exc))
         except Exception as exc:  # pylint: disable=broad-except  # a login is never refused because of us

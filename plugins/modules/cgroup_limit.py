@@ -126,7 +126,8 @@ options:
       - For thousands of targets - ansible-core walks a list argument of 10,000 dicts for seconds before the
         module starts, a string not at all; the profiles role passes its users' limits so
         (C(profile_cgroup_limits(..., as_json=true))).
-    type: str
+      - A list is taken as well - ansible-core before 2.19 turns a template's result that reads as a list into one.
+    type: raw
   state:
     description: Whether the listed targets have these limits (V(present)) or none of ours (V(absent)).
     type: str
@@ -475,10 +476,13 @@ def decode_limits(text):
     """limits_json -> its entries, checked and completed as AnsibleModule does O(limits). Raises UnitError."""
     if not text:
         return []
-    try:
-        entries = json.loads(text)
-    except ValueError as exc:
-        raise UnitError("limits_json: not JSON (%s)" % exc)
+    if isinstance(text, list):  # ansible-core before 2.19 made a list of the role's JSON string
+        entries = text
+    else:
+        try:
+            entries = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise UnitError("limits_json: not JSON (%s)" % exc)
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise UnitError("limits_json: must be a JSON list of objects (entries of limits)")
     out, rest = [], []
@@ -532,7 +536,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             limits=dict(type="list", elements="dict", default=[], options=LIMIT_SPEC),
-            limits_json=dict(type="str"),
+            limits_json=dict(type="raw"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             backend=dict(type="str", choices=["auto", "systemd", "cgroupfs"], default="auto"),
             parent=dict(type="str", default="fairshare"),

@@ -13,6 +13,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
 # The real interpreter, not a pyenv shim that forks bash and eats a pids budget (testbed.md).
 PYTHON = os.path.realpath(sys.executable)
+# For processes run as a test user: the system's python3 (the controller's may be a build under
+# /root whose shared libpython another user cannot load, as pyenv's 3.12 of `make compat`).
+USER_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else PYTHON
 
 
 def run_module(name, args, check=False, diff=False, guest=None, netns=None):

@@ -71,7 +71,8 @@ def awx_users():
 def test_requirements_install_only_what_a_user_needs(installed):
     tree = installed / "requirements_collections" / "ansible_collections" / "fairshare" / "resources"
     for absent in ("Makefile", "requirements.txt", "testbed", "molecule", "tests/integration",
-                   "tests/sanity/get_pip_shim.py", "tests/conftest.py"):
+                   "tests/sanity/get_pip_shim.py", "tests/sanity/ansible_test_pip.py", "tests/conftest.py",
+                   "tests/compat", "tests/docs", "docs/site"):
         assert not (tree / absent).exists(), absent
     for present in ("LICENSE", "CHANGELOG.rst", "README.md", "roles/profiles/README.md", "meta/runtime.yml",
                     "meta/execution-environment.yml"):

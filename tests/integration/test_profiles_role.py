@@ -15,7 +15,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import PYTHON, ROOT, pam_session
+from conftest import PYTHON, ROOT, USER_PYTHON, pam_session
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
 from ansible_collections.fairshare.resources.plugins.module_utils.login import (
     DEFAULTS_JSON, LIB_DIR, LOGIN_JSON, USERS_TSV,
@@ -151,7 +151,7 @@ def test_site_applies_the_resolved_profiles(people):
     rcs = {}
     for where in (jobs, os.path.dirname(jobs)):
         run = subprocess.run(["sh", "-c", "echo $$ > %s/cgroup.procs; exec setpriv --reuid=%d --regid=%d --clear-groups "
-                              "%s -c 'b = bytearray(200 << 20); print(\"survived\")'" % (where, sam, sam, PYTHON)],
+                              "%s -c 'b = bytearray(200 << 20); print(\"survived\")'" % (where, sam, sam, USER_PYTHON)],
                              capture_output=True, text=True, check=False)
         rcs[os.path.basename(where)] = (run.returncode, run.stdout.strip())
     print("200 MiB allocation: in jobs (128M) -> %s; in sam's own cgroup (1G) -> %s" % (rcs["jobs"], rcs["user-%d" % sam]))
@@ -160,7 +160,7 @@ def test_site_applies_the_resolved_profiles(people):
     # fairshare-usage on the host: limits and their sources, and live usage of a user's process
     hold = subprocess.Popen(["sh", "-c", "echo $$ > /sys/fs/cgroup/memory/%s/user-%d/cgroup.procs; exec setpriv --reuid=%d "
                              "--regid=%d --clear-groups %s -c 'import time; b = bytearray(150 << 20); print(1, flush=True); "
-                             "time.sleep(60)'" % (PARENT, sam, sam, sam, PYTHON)], stdout=subprocess.PIPE, text=True)
+                             "time.sleep(60)'" % (PARENT, sam, sam, sam, USER_PYTHON)], stdout=subprocess.PIPE, text=True)
     try:
         hold.stdout.readline()
         out = subprocess.run(["/usr/local/bin/fairshare-usage", "--all", "--json"], capture_output=True, text=True,

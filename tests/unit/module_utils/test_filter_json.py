@@ -75,6 +75,12 @@ def test_cgroup_limit_checks_limits_json_as_it_checks_limits():
     with pytest.raises(UnitError, match="limits_json: not JSON"):
         decode_limits("[{")
     assert decode_limits(None) == []
+    # ansible-core 2.18 hands the role's JSON string over as the list it reads as: taken the same way
+    assert decode_limits([{"user": "ann", "cpu_weight": "200", "memory_max": "1G"}]) == entries
+    with pytest.raises(UnitError, match="limits_json.bogus"):
+        decode_limits([{"user": "ann", "bogus": 1}])
+    with pytest.raises(UnitError, match="limits_json: not JSON"):
+        decode_limits(42)
     # well-typed entries are completed without the validator, the rest through it, in their order
     mixed = decode_limits('[{"user": "ann", "memory_max": "1G"}, {"user": "ben", "io_max": [{"device": "8:0", "rbps": "1M"}]},'
                           ' {"user": "cid", "state": "absent"}]')

@@ -96,6 +96,23 @@ def test_tool_runs_isolated_from_the_lib_dir():
     text = login.tool_text("/usr/bin/python3")
     assert text.startswith("#!/usr/bin/python3 -IS\n")
     assert "sys.path.insert(0, '/usr/local/lib/fairshare')" in text and "login import main" in text
+    assert "sys.exit(main(sys.argv[1:], run=run))" in text
+
+
+def test_the_tools_runner_runs_commands_with_the_given_environment_only():
+    space = {}
+    exec(login.TOOL_RUN, space)  # pylint: disable=exec-used  # the program's own text, as the host runs it
+    run = space["run"]
+    assert run(["/bin/sh", "-c", '/bin/cat; echo "$PATH:$HOME"'], "in\n", {"PATH": "/x"}) == (0, "in\n/x:\n", "")
+    assert run(["/bin/sh", "-c", "echo no >&2; exit 3"], None, {}) == (3, "", "no\n")
+    rc, _out, err = run(["/bin/sleep", "5"], None, {}, timeout=1)
+    assert rc == 124 and err == "/bin/sleep: no answer in 1 s"
+    # the library alone has no runner: a command is an error the session hook logs, never a process
+    with pytest.raises(login.CommandError, match="no command runner"):
+        login._Direct().run_command(["systemctl", "daemon-reload"])
+    seen = []
+    login._Direct(lambda argv, data, env: seen.append((argv, env)) or (0, "", "")).run_command(["true"], None, {"X": "1"})
+    assert seen == [(["true"], {"PATH": login.SAFE_PATH, "LC_ALL": "C", "X": "1"})]
 
 
 def test_main_never_fails_a_session_and_says_how_to_use_it(capsys):
