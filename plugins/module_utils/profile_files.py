@@ -147,6 +147,36 @@ def as_json(data, depth=2):
     return encode(data, 0) + "\n"
 
 
+# JSON has no comments: the JSON files profile_host writes carry this as their "_managed" key.
+JSON_MARK = "fairshare.resources profile_host"
+COPYRIGHT = "# Copyright: fairshare.resources contributors"  # line 3 of our tools and library files
+_TSV_LINE = re.compile(r"^[^\t\n]+\t\{.*\}$")
+
+
+def marked_json(data, depth=2):
+    """as_json of data with our mark in it ("_managed"; the readers look up their keys by name)."""
+    return as_json(dict(data, _managed=JSON_MARK), depth)
+
+
+def is_ours(text):
+    """Whether a file at one of profile_host's paths may be rewritten or removed: nothing there or
+    an empty file; our header (MANAGED, or the collection's copyright line of a tool) in its first
+    three lines; for the JSON and TSV files, which carry no comment, our mark or - files of the
+    releases before the mark - exactly the layout our writer gives. Anything else is left alone."""
+    if not text:
+        return True
+    head = text.split("\n", 3)[:3]
+    if MANAGED in head or COPYRIGHT in head:
+        return True
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return False
+        return isinstance(doc, dict) and (doc.get("_managed") == JSON_MARK or as_json(doc) == text)
+    return all(_TSV_LINE.match(line) for line in text.split("\n")[:-1]) and text.endswith("\n")
+
+
 def render_timer(timer):
     """{name, when, plan, what} (plan_model.plan_units) -> the .timer unit text."""
     if not _TIMER_RE.match(timer["name"]):
@@ -209,13 +239,13 @@ def wanted_files(data=None, usage_tool=None, greeting=False, plans=None, plan_to
     """-> {path: (text, mode)} for what is given (None: that part is left alone)."""
     files = {}
     if data is not None:  # root's: every user's profile (a user reads their own, user_files)
-        files[PATHS["profiles"]] = (as_json(data), 0o600)
+        files[PATHS["profiles"]] = (marked_json(data), 0o600)
     if usage_tool:
         files[PATHS["usage_tool"]] = (usage_tool, 0o755)
         files[PATHS["greeting"]] = (GREETING if greeting else None, 0o644)
     if plans is not None:  # without timers (no plans) the plan file, tool and service go
         some = bool(plans.get("timers"))
-        files[PATHS["plans"]] = (as_json(plans) if some else None, 0o644)
+        files[PATHS["plans"]] = (marked_json(plans) if some else None, 0o644)
         files[PATHS["plan_tool"]] = (plan_tool if some else None, 0o755)
         files[PATHS["plan_service"]] = (PLAN_SERVICE if some else None, 0o644)
         files[PATHS["plan_boot"]] = (PLAN_BOOT if some else None, 0o644)

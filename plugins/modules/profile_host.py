@@ -190,6 +190,14 @@ files:
   type: list
   elements: dict
   sample: [{path: /etc/fairshare/profiles.json, changed: true}]
+foreign:
+  description:
+    - Files at the paths this module writes that it did not write (no managed header, or for the JSON files no
+      C(_managed) mark); left as they are, and named in a warning. Remove one to let the module write its own.
+  returned: success
+  type: list
+  elements: str
+  sample: [/etc/fairshare/plans.json]
 timers:
   description: The plan timers wanted (enabled and started).
   returned: always
@@ -245,7 +253,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.units import U
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
     MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, PATHS, PLAN_BOOT_UNIT, SESSION_HOOK_RE, TIMER_GLOB,
-    UNIT_DIR, as_json, decode_data,
+    UNIT_DIR, decode_data, is_ours, marked_json,
     USERS_DIR, has_session_line, pam_config_text, pam_session_text, pam_systemd_text, user_files, wanted_files,
 )
 
@@ -347,7 +355,8 @@ def login_files(login):
     if login:
         doc, fallback, users = documents(login["policy"], login["parent"])
         # root only (the resolver runs as root from PAM): the policy names users and what each one gets
-        files = {LOGIN_JSON: (as_json(doc), 0o600), DEFAULTS_JSON: (as_json(fallback), 0o600), USERS_TSV: (users, 0o600),
+        files = {LOGIN_JSON: (marked_json(doc), 0o600), DEFAULTS_JSON: (marked_json(fallback), 0o600),
+                 USERS_TSV: (MANAGED + "\n" + users, 0o600),
                  LOGIN_TOOL: (tool_text(sys.executable), 0o755)}
         for path, text in library_files(source_of).items():
             files[path] = (text, 0o644)
@@ -437,10 +446,20 @@ def main():
             if not timers and (host.read(PATHS["plan_boot"]) or "").startswith(MANAGED):
                 changes.run("disable %s" % PLAN_BOOT_UNIT, ["systemctl", "disable", PLAN_BOOT_UNIT])
         library = os.path.join(LIB_DIR, *PACKAGE.split(".")[:1])
+        foreign = []
         for path, (text, mode) in sorted(files.items()):
-            did = changes.file(path, text, mode, prune=False, show=not path.startswith(library + "/"))
+            old = host.read(path)
+            if old != text and not is_ours(old):  # a file of someone else's at our path: left as it is, said
+                foreign.append(path)
+                result["files"].append({"path": path, "changed": False, "foreign": True})
+                continue
+            did = changes.file(path, text, mode, prune=False, show=not path.startswith(library + "/"), old=old)
             units_changed |= did and path.startswith(UNIT_DIR + "/")
             result["files"].append({"path": path, "changed": did})
+        if foreign:
+            module.warn("files at profile_host's paths without its header or mark are left as they are (remove them "
+                        "to let it write its own): %s" % ", ".join(foreign[:10]))
+        result["foreign"] = foreign
         if params["data"] is not None:
             result["user_files"] = per_user_files(module, host, changes, params["data"])
         pam_session(module, host, changes, hook, result)

@@ -36,6 +36,7 @@ POLICY = {"fairshare_policy": {
                              "memory": {"max": "4G"}}},
     "rules": [{"tier": "researcher", "when": {"group": "fsrt-staff"}}],
     "users": {"fsrt-alice": {"memory": {"max": "6G"}}}}}
+GREETING = "/etc/profile.d/fairshare-usage.sh"
 LATE = "fsrt-late"  # created after the run
 LATE_UID = 42010
 EXPECTED = {"fsrt-alice": (6 << 30, 400000), "fsrt-sam": (1 << 30, 100000), "fsrt-stan": (4 << 30, 400000),
@@ -110,7 +111,15 @@ def test_site_applies_the_resolved_profiles(people):
     assert "user fsrt-sam: cpu.cpus 0-%d names CPU %d" % (cpus + 3, cpus + 3) in refused
     assert not os.path.exists(os.path.join("/sys/fs/cgroup/memory", PARENT))
     policy.write_text(yaml.safe_dump(POLICY))
+    # a site's own login greeting where profile_host puts its own: not ours (no header), so left as it is
+    site_greeting = "echo 'lab rules: /srv/lab/README'\n"
+    with open(GREETING, "w") as fh:
+        fh.write(site_greeting)
     first = site(policy, extra)
+    with open(GREETING) as fh:
+        kept = fh.read()
+    print("%s of the site's own after the run: %s" % (GREETING, "kept" if kept == site_greeting else "overwritten"))
+    assert kept == site_greeting
     assert first["changed"] == "2", first  # one cgroup_limit call for all users and workloads, one profile_host call
     for name, (memory, quota) in EXPECTED.items():
         uid = [u for n, u, _g in USERS if n == name][0]

@@ -123,3 +123,22 @@ def test_json_files_have_a_line_per_user_and_read_back_the_same():
     assert '    "ann": {"uid": 3001, "values": {"memory.max": {"value": "2G"}}},' in lines
     assert '    "ben": {"uid": 3002, "values": {}}' in lines and '  "empty": {},' in lines
     assert as_json(data) == text  # the same text for the same data: no rewrite on a rerun
+
+
+def test_only_files_profile_host_wrote_are_ours():
+    from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
+        COPYRIGHT, JSON_MARK, MANAGED, as_json, is_ours, marked_json,
+    )
+    assert is_ours(None) and is_ours("")
+    assert is_ours(MANAGED + "\n[Unit]\n") and is_ours("#!/usr/bin/python3 -IS\n" + MANAGED + "\nimport sys\n")
+    assert is_ours("#!/usr/bin/python3\n# -*- coding: utf-8 -*-\n" + COPYRIGHT + "\n")  # our tools
+    doc = {"profiles": {"ann": {"tier": "student"}}, "parent": "fairshare"}
+    assert json.loads(marked_json(doc))["_managed"] == JSON_MARK and is_ours(marked_json(doc))
+    assert is_ours(as_json(doc))  # written by a release before the mark: exactly our layout
+    assert is_ours("ann\t{\"memory\":{\"max\":\"1G\"}}\nbob\t{}\n")  # login-users.tsv of such a release
+    # someone else's: hand-written JSON, a site's own script, an edited copy of ours
+    assert not is_ours(json.dumps(doc, indent=4) + "\n")
+    assert not is_ours('{"profiles": {}, "_managed": "someone else"}\n')
+    assert not is_ours("echo 'welcome to the lab'\n")
+    assert not is_ours("#!/bin/sh\n# our own plan tool\n" + MANAGED[2:] + "\n")
+    assert not is_ours("{not json\n")
