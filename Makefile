@@ -61,7 +61,7 @@ unit: venv tree
 	$(BIN)/pytest -q tests/unit
 
 integration: setup
-	$(BIN)/pytest -v -s tests/integration
+	$(BIN)/pytest -v -s --durations=30 tests/integration
 
 # ansible-test sanity in its managed venvs: tests/sanity/get_pip_shim.py stands in for the
 # get-pip download this network can't reach (README, "Sanity"). SANITY_BIN and SANITY_PYTHON
