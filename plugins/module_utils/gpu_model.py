@@ -126,6 +126,24 @@ def render_modprobe(gid, mode):
         MANAGED_HEADER, gid, int(mode, 8))
 
 
+def parse_driver_params(text):
+    """/proc/driver/nvidia/params -> {uid, gid, mode} of the device files the loaded driver makes
+    (NVreg_DeviceFile*), or {} where the file does not say."""
+    found = dict(re.findall(r"^DeviceFile(UID|GID|Mode):\s*(\d+)\s*$", text or "", re.M))
+    if len(found) != 3:
+        return {}
+    return {"uid": int(found["UID"]), "gid": int(found["GID"]), "mode": int(found["Mode"])}
+
+
+def file_action(now, before, want):
+    """A device file's (gid, mode): now, before this run called nvidia-smi, and wanted ->
+    None (as wanted), "reset" (it was as wanted until our own nvidia-smi call had the driver
+    make it again with its own gid and mode: put back, not a change of the host) or "change"."""
+    if now == want:
+        return None
+    return "reset" if before == want else "change"
+
+
 def set_toolkit_option(text):
     """config.toml of the NVIDIA container toolkit with our key = false (top-level); -> (new, changed)."""
     line = "%s = false" % TOOLKIT_KEY

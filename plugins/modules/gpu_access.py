@@ -141,6 +141,21 @@ actions:
   returned: always
   type: list
   elements: str
+driver_reset:
+  description:
+    - Device files that had the group and mode wanted until this call's own C(nvidia-smi) had the loaded driver make
+      them again with its own (root's NVML does that where the driver was loaded without our C(NVreg_DeviceFile*)
+      options); put back, and not counted as a change.
+  returned: when the host has GPUs
+  type: list
+  elements: str
+  sample: [/dev/nvidia0, /dev/nvidiactl]
+driver_params:
+  description: The device files' uid, gid and mode of the loaded driver, when they differ from what is wanted (a warning
+    says that they hold fully from the next driver load).
+  returned: when they differ
+  type: dict
+  sample: {uid: 0, gid: 0, mode: 438}
 changes_made:
   description:
     - Only when the module failed. What it had altered on the host before the failure (files
@@ -169,8 +184,8 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import devices_script_path, render_devices
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes, CommandError, Host
 from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import (
-    PLACEMENTS, allocate, allowlist, check_gpu_list, parse_devices_list, parse_nvidia_smi, parse_proc_information, render_dropin,
-    render_modprobe, render_udev, select_gpus, set_toolkit_option,
+    PLACEMENTS, allocate, allowlist, check_gpu_list, file_action, parse_devices_list, parse_driver_params, parse_nvidia_smi,
+    parse_proc_information, render_dropin, render_modprobe, render_udev, select_gpus, set_toolkit_option,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
@@ -186,6 +201,19 @@ CONTROLS = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/
 def devnum(path):
     st = os.stat(path)
     return "%d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev)) if stat.S_ISCHR(st.st_mode) else None
+
+
+def device_files():
+    """{path: (gid, mode)} of the NVIDIA character devices now."""
+    found = {}
+    for path in glob.glob("/dev/nvidia*") + glob.glob("/dev/nvidia-caps/*"):
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode):
+            found[path] = (st.st_gid, stat.S_IMODE(st.st_mode))
+    return found
 
 
 def discover(host):
@@ -270,8 +298,9 @@ def main():
         params["parent"] = check_parent(params["parent"])
     except UnitError as exc:
         module.fail_json(msg=str(exc))
+    before = device_files()  # root's NVML (our nvidia-smi) has the driver make them again with its own gid and mode
     gpus, controls = discover(host)
-    result = dict(changed=False, gpus=gpus, controls=controls, users=[], actions=[], backend="none")
+    result = dict(changed=False, gpus=gpus, controls=controls, users=[], actions=[], backend="none", driver_reset=[])
     try:
         # ---- validate everything first, on hosts without a GPU too (a typo must not wait for the GPU host)
         try:
@@ -330,13 +359,25 @@ def main():
         mode = "0660" if params["policy"] == "restricted" else "0666"
 
         # ---- device files: now, by udev rules, and at the next driver load
+        want = (group.gr_gid, int(mode, 8))
         for path in [g["device"] for g in gpus if os.path.exists(g["device"])] + controls:
             st = os.stat(path)
-            if st.st_gid != group.gr_gid or stat.S_IMODE(st.st_mode) != int(mode, 8):
+            action = file_action((st.st_gid, stat.S_IMODE(st.st_mode)), before.get(path), want)
+            if action == "reset":
+                result["driver_reset"].append(path)
+            elif action == "change":
                 changes.actions.append("%s: group %s, mode %s" % (path, group.gr_name, mode))
-                if not module.check_mode:
-                    os.chown(path, -1, group.gr_gid)
-                    os.chmod(path, int(mode, 8))
+            if action and not module.check_mode:
+                os.chown(path, -1, group.gr_gid)
+                os.chmod(path, int(mode, 8))
+        loaded = parse_driver_params(host.read("/proc/driver/nvidia/params") or "")
+        if loaded and (loaded["gid"], loaded["mode"]) != want:
+            result["driver_params"] = loaded
+            module.warn("the loaded NVIDIA driver makes its device files gid %d, mode %04o whenever a root process "
+                        "starts NVML (nvidia-smi, a monitoring agent): they are %s again only when this module runs, until "
+                        "the driver is loaded with %s (the next reboot); the device cgroup holds meanwhile where there is "
+                        "one (backend: %s)" % (loaded["gid"], loaded["mode"], "group %s, mode %s" % (group.gr_name, mode),
+                                               MODPROBE, backend))
         if changes.file(UDEV_RULES, render_udev(group.gr_name, mode)) and not module.check_mode:
             host.run(["udevadm", "control", "--reload"], check=False)
         changes.file(MODPROBE, render_modprobe(group.gr_gid, mode))

@@ -64,3 +64,20 @@ def test_toolkit_option(text, expected):
     new, changed = g.set_toolkit_option(text)
     assert new == expected and changed
     assert g.set_toolkit_option(new) == (new, False)
+
+
+def test_the_loaded_drivers_device_file_settings_are_read():
+    from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import parse_driver_params
+    # as /proc/driver/nvidia/params read on an H200 host (driver 580.159.04)
+    text = "ResmanDebugLevel: 4294967295\nDeviceFileUID: 0\nDeviceFileGID: 0\nDeviceFileMode: 438\nModifyDeviceFiles: 1\n"
+    assert parse_driver_params(text) == {"uid": 0, "gid": 0, "mode": 0o666}
+    assert parse_driver_params("") == {} and parse_driver_params("DeviceFileMode: 438\n") == {}
+
+
+def test_a_device_file_our_own_nvidia_smi_reset_is_put_back_without_a_change():
+    from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import file_action
+    want = (44, 0o660)
+    assert file_action(want, want, want) is None
+    assert file_action((0, 0o666), want, want) == "reset"  # as wanted before this run's nvidia-smi
+    assert file_action((0, 0o666), (0, 0o666), want) == "change"  # not as wanted before: a change of the host
+    assert file_action((0, 0o666), None, want) == "change"  # not there before (made by nvidia-smi)
