@@ -15,7 +15,11 @@ so run it only on a throw-away machine. What it does, printing each result:
    (its UUID kept), a rerun changes nothing and keeps it. Then, as each user, an open of every
    /dev/nvidia* node and CUDA's own cuInit/cuDeviceGetCount through the real driver: the
    granted user opens the GPU and CUDA counts it; the other gets EACCES and no device.
-5. Back to the device files as they were (policy open, no users).
+5. The same through `playbooks/site.yml` (the profiles role, this host's cgroupfs, its own
+   parent, no PAM file touched): `users.fsgpu-a.gpu.count: 1` lands in profiles.json's
+   `gpu_allocation` and in `fairshare-usage`, a rerun changes nothing, and the users are held
+   to it as above.
+6. Back to the device files as they were (policy open, no users).
 
 Exits 1 when an expectation fails.
 """
@@ -94,6 +98,24 @@ def as_user(name):
         return {"error": out[-500:]}
 
 
+def site(collections, policy_file):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="False")
+    extra = {"ansible_python_interpreter": sys.executable, "profiles_network": False, "profiles_quotas": False,
+             "profiles_install_packages": False, "profiles_cgroup_backend": "cgroupfs",
+             "profiles_cgroup_parent": "fairshare-gpucheck", "profiles_pam_session_files": [], "profiles_pam_config": ""}
+    rc, out = command([os.path.join(os.path.dirname(ANSIBLE), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                       "-e", "@" + policy_file, "-e", json.dumps(extra), os.path.join(ROOT, "playbooks", "site.yml")],
+                      env=env)
+    recap = [ln for ln in out.splitlines() if ln.startswith("localhost ")]
+    changed, task = [], None
+    for line in out.splitlines():
+        if line.startswith("TASK ["):
+            task = line[6:].split("]")[0]
+        elif line.startswith("changed:"):
+            changed.append(task)
+    return rc, (recap[-1] + "\nchanged: %s" % changed if recap else out[-3000:])
+
+
 def modes():
     return dict((path, "%o %d" % (os.stat(path).st_mode & 0o777, os.stat(path).st_gid))
                 for path in sorted(p for p in os.listdir("/dev") if p.startswith("nvidia"))
@@ -154,6 +176,43 @@ def main():
         later = as_user(USERS[1][0])
         say("as %s after that" % USERS[1][0], json.dumps(later, indent=1))
         expect("a user outside the group who runs nvidia-smi still has no GPU", later.get("devices") == 0)
+
+        module("gpu_access", {"users": [], "policy": "open"}, collections)  # from scratch for the role
+        if os.path.exists("/etc/fairshare/gpu.json"):
+            os.unlink("/etc/fairshare/gpu.json")
+        policy_file = os.path.join(collections, "policy.json")
+        with open(policy_file, "w") as fh:
+            json.dump({"fairshare_policy": {"min_uid": 3950, "max_uid": 3960, "defaults": {"memory": {"max": "4G"}},
+                                            "users": {USERS[0][0]: {"gpu": {"count": 1}}}}}, fh)
+        rc, first_site = site(collections, policy_file)
+        say("site.yml, users.%s.gpu.count 1" % USERS[0][0], first_site)
+        say("device files after site.yml", json.dumps(modes(), indent=1))
+        say("groups", command(["id", USERS[0][0]])[1] + command(["id", USERS[1][0]])[1])
+        early = as_user(USERS[1][0])
+        say("CUDA devices as %s right after site.yml" % USERS[1][0], json.dumps(early))
+        rc2, second_site = site(collections, policy_file)
+        say("site.yml again", second_site)
+        say("device files after the second site.yml", json.dumps(modes(), indent=1))
+        expect("site.yml ran, and again with changed=0", rc == 0 and rc2 == 0 and "changed=0 " in second_site)
+        with open("/etc/fairshare/profiles.json") as fh:
+            allocation = json.load(fh).get("gpu_allocation")
+        say("profiles.json gpu_allocation", json.dumps(allocation))
+        expect("profiles.json records GPU 0 for %s" % USERS[0][0], (allocation or {}).get(USERS[0][0]) == [0])
+        _rc, usage = command(["/usr/local/bin/fairshare-usage", "--all"])
+        say("fairshare-usage --all", usage)
+        pw = pwd.getpwnam(USERS[0][0])
+        _rc, own = command(["/usr/local/bin/fairshare-usage"], user=pw.pw_uid, group=pw.pw_gid,
+                           extra_groups=os.getgrouplist(pw.pw_name, pw.pw_gid), env={"PATH": "/usr/bin:/bin"})
+        say("fairshare-usage as %s" % USERS[0][0], own)
+        say("device files after fairshare-usage", json.dumps(modes(), indent=1))
+        expect("fairshare-usage shows her GPU 0", "GPU 0" in own)
+        granted = as_user(USERS[0][0])
+        say("device files after CUDA as %s" % USERS[0][0], json.dumps(modes()))
+        other = as_user(USERS[1][0])
+        say("after site.yml: CUDA devices as %s / %s" % (USERS[0][0], USERS[1][0]),
+            "%s / %s" % (granted.get("devices"), other.get("devices")))
+        expect("after site.yml the granted user has the GPU and the other none",
+               granted.get("devices", 0) >= 1 and other.get("devices") == 0)
     finally:
         module("gpu_access", {"users": [], "policy": "open"}, collections)
         for name, _uid in USERS:
