@@ -17,7 +17,7 @@ export ANSIBLE_INTERPRETER_PYTHON := auto_silent
 export PATH := $(BIN):$(PATH)
 ARTIFACTS := $(ROOT)/artifacts
 
-.PHONY: help setup apt venv tree galaxy demo demo-host demo-clean unit integration sanity compat compat-one docs lint build test molecule image clean \
+.PHONY: help setup apt venv tree galaxy demo demo-host demo-clean unit integration sanity compat compat-venv compat-one docs lint build test molecule image clean \
 	containers-setup molecule-containers
 
 help:
@@ -83,6 +83,10 @@ sanity: venv
 # host (test_profiles_role.py runs with that release's ansible-playbook).
 COMPAT := $(ROOT)/build/compat
 compat: setup
+	@mkdir -p $(COMPAT); grep -v -E '^[[:space:]]*(#|$$)' tests/compat/versions.txt | { \
+	  while read -r core python; do \
+	    $(MAKE) --no-print-directory compat-venv CORE=$$core CORE_PYTHON=$$python > $(COMPAT)/venv-$$core.log 2>&1 & \
+	  done; wait; }
 	@failed=""; while read -r core python; do \
 	  case "$$core" in ''|'#'*) continue;; esac; \
 	  echo "== ansible-core $$core on Python $$python"; \
@@ -90,12 +94,15 @@ compat: setup
 	done < tests/compat/versions.txt; \
 	if [ -n "$$failed" ]; then echo "make compat: FAILED:$$failed"; exit 1; fi
 
-compat-one:
+# A release's venv (made for all of them at once by `make compat`: the installs wait on the network).
+compat-venv:
 	@test -n "$(CORE)" -a -n "$(CORE_PYTHON)"
 	@if [ ! -x $(COMPAT)/$(CORE)/bin/ansible-test ]; then \
 	  py=$$(python3 tests/compat/find_python.py $(CORE_PYTHON)) && rm -rf $(COMPAT)/$(CORE) && \
 	  $$py -m venv $(COMPAT)/$(CORE) && \
 	  $(COMPAT)/$(CORE)/bin/pip install -q ansible-core==$(CORE) -r tests/compat/requirements.txt; fi
+
+compat-one: compat-venv
 	$(COMPAT)/$(CORE)/bin/pytest -q -p no:cacheprovider tests/unit
 	$(MAKE) --no-print-directory sanity SANITY_BIN=$(COMPAT)/$(CORE)/bin SANITY_PYTHON=$(CORE_PYTHON) \
 	  SANITY_TREE=$(COMPAT)/sanity-$(CORE)/ansible_collections/fairshare/resources
