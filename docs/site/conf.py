@@ -27,7 +27,9 @@ nitpicky = True
 # The collection pages antsibull-docs writes link to two labels of Ansible's own docs. That
 # site's objects.inv can't be fetched here, so intersphinx gets an inventory of just those two
 # labels, written next to this build (format: Sphinx inventory version 2).
+import atexit
 import os
+import shutil
 import tempfile
 import zlib
 
@@ -39,7 +41,9 @@ ANSIBLE_LABELS = {
 
 
 def _ansible_inventory():
-    path = os.path.join(tempfile.mkdtemp(prefix='fairshare-docs-'), 'ansible_devel.inv')
+    where = tempfile.mkdtemp(prefix='fairshare-docs-')
+    atexit.register(shutil.rmtree, where, True)  # gone with the build
+    path = os.path.join(where, 'ansible_devel.inv')
     lines = ''.join('%s std:label -1 %s#%s %s\n' % (name, page, name.replace('_', '-'), title)
                     for name, (page, title) in sorted(ANSIBLE_LABELS.items()))
     with open(path, 'wb') as fh:
