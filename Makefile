@@ -82,16 +82,15 @@ sanity: venv
 # build/compat with the Python it needs: unit tests, sanity and a converge of site.yml on this
 # host (test_profiles_role.py runs with that release's ansible-playbook).
 COMPAT := $(ROOT)/build/compat
+COMPAT_VERSIONS := grep -v -E '^[[:space:]]*(\#|$$)' tests/compat/versions.txt
 compat: setup
-	@mkdir -p $(COMPAT); grep -v -E '^[[:space:]]*(#|$$)' tests/compat/versions.txt | { \
-	  while read -r core python; do \
-	    $(MAKE) --no-print-directory compat-venv CORE=$$core CORE_PYTHON=$$python > $(COMPAT)/venv-$$core.log 2>&1 & \
-	  done; wait; }
+	@mkdir -p $(COMPAT); while read -r core python; do \
+	  $(MAKE) --no-print-directory compat-venv CORE=$$core CORE_PYTHON=$$python > $(COMPAT)/venv-$$core.log 2>&1 & \
+	done < <($(COMPAT_VERSIONS)); wait
 	@failed=""; while read -r core python; do \
-	  case "$$core" in ''|'#'*) continue;; esac; \
 	  echo "== ansible-core $$core on Python $$python"; \
 	  $(MAKE) --no-print-directory compat-one CORE=$$core CORE_PYTHON=$$python || failed="$$failed $$core"; \
-	done < tests/compat/versions.txt; \
+	done < <($(COMPAT_VERSIONS)); \
 	if [ -n "$$failed" ]; then echo "make compat: FAILED:$$failed"; exit 1; fi
 
 # A release's venv (made for all of them at once by `make compat`: the installs wait on the network).
