@@ -15,10 +15,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import normalize_limits
 from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import allocate, check_gpu_list, select_gpus
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
-    to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes,
+    to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes, users_from_rows,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import (
     SUPPORTED_FS, find_mount_of, normalize_entry,
@@ -52,17 +54,23 @@ def gpus_of(facts):
     return found
 
 
-def preflight(profiles, facts, settings=None):
+def preflight(profiles, facts, settings=None, counts=None):
     """profiles (resolve_profiles), facts (resource_facts' fairshare facts), settings {cgroups, quotas,
     network, gpu: which parts the role applies; interface, link_rate, default_class, oversubscription
     (network); gpu_share, gpu_placement (GPU counts)} -> a list of problems, each naming the user and the policy field; empty when the host
-    can take the policy."""
+    can take the policy. counts (a dict): filled with how many targets each part has (cgroup_targets,
+    disk_filesystems, tc_classes, gpu_users; 0 for a part that is off), so the role's tasks test those
+    numbers instead of running the profile_* filters a second time."""
     settings = settings or {}
     problems = []
+    counts = {} if counts is None else counts
+    counts.update(cgroup_targets=0, disk_filesystems=0, tc_classes=0, gpu_users=0)
     on = dict((part, settings.get(part, True)) for part in ("cgroups", "quotas", "network", "gpu"))
     if on["cgroups"]:
         threads = (facts.get("cpus") or {}).get("threads")
-        for entry in to_cgroup_limits(profiles, facts.get("init_system", "systemd")):
+        targets = to_cgroup_limits(profiles, facts.get("init_system", "systemd"))
+        counts["cgroup_targets"] = len(targets)
+        for entry in targets:
             who = entry.get("user") or entry.get("slice") or entry.get("path")
             if entry.get("state") == "absent":
                 continue
@@ -73,7 +81,9 @@ def preflight(profiles, facts, settings=None):
                 problems.append("user %s: cpu.cpus %s names CPU %d; this host has CPUs 0-%d"
                                 % (who, limits["cpuset_cpus"], max(cpus), threads - 1))
     if on["quotas"]:
-        for item in to_disk_quotas(profiles):
+        filesystems = to_disk_quotas(profiles)
+        counts["disk_filesystems"] = len(filesystems)
+        for item in filesystems:
             mount = find_mount_of(facts.get("mounts") or [], item["path"])
             if mount is None or mount["fstype"] not in SUPPORTED_FS:
                 problems.append("disk.%s: %s; disk quotas need ext4, XFS or btrfs here"
@@ -88,8 +98,9 @@ def preflight(profiles, facts, settings=None):
             for entry in item["quotas"]:
                 _each(problems, "user %s" % entry["name"], normalize_entry,
                       dict((k, v) for k, v in entry.items()), "disk.%s" % item["path"], qtype, mount["fstype"])
-    classes = to_tc_classes(profiles)
-    if on["network"] and classes:
+    classes = to_tc_classes(profiles) if on["network"] else []
+    counts["tc_classes"] = len(classes)
+    if classes:
         interface = settings.get("interface") or "auto"
         names = [nic["name"] for nic in facts.get("nics") or []]
         if interface != "auto" and names and interface not in names:
@@ -109,27 +120,38 @@ def preflight(profiles, facts, settings=None):
                   float(settings.get("oversubscription") or 1.0))
     if on["gpu"]:
         gpus = gpus_of(facts)
-        counts = {}
-        for entry in to_gpu_users(profiles):
+        wanted_counts = {}
+        users = to_gpu_users(profiles)
+        counts["gpu_users"] = len(users)
+        for entry in users:
             where = "user %s" % entry["name"]
             if "count" in entry:
-                counts[entry["name"]] = entry["count"]
+                wanted_counts[entry["name"]] = entry["count"]
                 continue
             _each(problems, where, check_gpu_list, "gpu", entry["gpus"])
             wanted = entry["gpus"] if isinstance(entry["gpus"], list) else []
             if gpus and wanted and all(str(g).strip().isdigit() for g in wanted):  # UUIDs: gpu_access knows them
                 _each(problems, where, select_gpus, "gpu", wanted, gpus)
-        if gpus and counts:
-            _each(problems, "gpu", allocate, counts, gpus, None, int(settings.get("gpu_share") or 1),
+        if gpus and wanted_counts:
+            _each(problems, "gpu", allocate, wanted_counts, gpus, None, int(settings.get("gpu_share") or 1),
                   settings.get("gpu_placement") or "spread")
     return problems
 
 
 def check_host(profiles, facts, settings=None):
-    """preflight() as a gate: raises UnitError listing every problem (the first SHOW of them)."""
-    problems = preflight(profiles, facts, settings)
+    """preflight() as a gate: raises UnitError listing every problem (the first SHOW of them); else
+    {checked: the number of profiles, preflight()'s counts, and unlisted: the host's users (facts' users, rows
+    or dicts, or the JSON string of them) that have no profile - exempt or outside the uid range - which the
+    user-.slice template masks; worked out here once instead of in a task's arguments twice}."""
+    counts = {}
+    problems = preflight(profiles, facts, settings, counts)
     if problems:
         more = " and %d more" % (len(problems) - SHOW) if len(problems) > SHOW else ""
         raise UnitError("this host cannot take the policy; nothing was changed: %s%s"
                         % ("; ".join(problems[:SHOW]), more))
-    return {"checked": len(profiles)}
+    users = facts.get("users") or []
+    if isinstance(users, str):
+        users = json.loads(users)
+    counts.update(checked=len(profiles),
+                  unlisted=[u["name"] for u in users_from_rows(users) if u["name"] not in profiles])
+    return counts

@@ -1,8 +1,11 @@
 """preflight: every module's own checks, run on the role's inputs with the host's facts, before any change."""
+import json
+
 import pytest
 
 from ansible_collections.fairshare.resources.plugins.module_utils import policy as p
 from ansible_collections.fairshare.resources.plugins.module_utils import preflight as pf
+from ansible_collections.fairshare.resources.plugins.module_utils.policy import users_from_rows
 from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
 
 POLICY = {"min_uid": 1000,
@@ -23,7 +26,22 @@ def profiles(**patch):
 
 def test_a_host_that_fits_has_no_problems():
     assert pf.preflight(profiles(), FACTS, SETTINGS) == []
-    assert pf.check_host(profiles(), FACTS, SETTINGS) == {"checked": 2}
+    # what each later task has to do, counted once here (the role's `when`s read these numbers)
+    assert pf.check_host(profiles(), FACTS, SETTINGS) == {"checked": 2, "cgroup_targets": 2, "disk_filesystems": 1,
+                                                         "tc_classes": 2, "gpu_users": 1, "unlisted": []}
+    off = dict(SETTINGS, network=False, gpu=False)
+    assert pf.check_host(profiles(), FACTS, off) == {"checked": 2, "cgroup_targets": 2, "disk_filesystems": 1,
+                                                    "tc_classes": 0, "gpu_users": 0, "unlisted": []}
+
+
+def test_the_hosts_users_without_a_profile_are_listed_once():
+    """unlisted: what the user-.slice template masks (root, exempt users, uids outside the range), from the
+    facts' users as resource_facts gives them with lists_as_json (a JSON string of rows)."""
+    rows = [["root", 0, []], ["ann", 1000, ["gpu"]], ["ben", 1001, []], ["svc", 500, []], ["ext", 70000, []]]
+    facts = dict(FACTS, users=json.dumps(rows))
+    got = pf.check_host(p.resolve(dict(POLICY, max_uid=60000, exempt_users=["root", "ben"]), users_from_rows(rows)),
+                        facts, SETTINGS)
+    assert got["unlisted"] == ["root", "ben", "svc", "ext"] and got["checked"] == 1
 
 
 @pytest.mark.parametrize("facts,settings,fragment", [
