@@ -29,11 +29,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persi
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import controller_home
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
-
-
-class BackendError(Exception):
-    pass
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import HostError, InputError, VerificationError
 
 
 # Cgroups of container engines and VM managers: a user's process in one of them is in a
@@ -133,7 +129,7 @@ def resolve_user(value, where, accounts=None):
     try:
         entry = (accounts or Accounts()).user(value)
     except NotFound:
-        raise UnitError("%s.user: %r is not a user on this host (not in the passwd database)" % (where, value))
+        raise InputError("%s.user: %r is not a user on this host (not in the passwd database)" % (where, value))
     return entry.pw_name, entry.pw_uid
 
 
@@ -160,7 +156,7 @@ def build_plans(entries, state, force, parent, devnum, sys_uid_max=999, first=0)
         plan = Plan(index, kind, name, uid, wanted, limits, parent)
         key = plan.unit or plan.relpath
         if key in seen:
-            raise UnitError("%s: %s is the same target as %s" % (where, plan.label, seen[key]))
+            raise InputError("%s: %s is the same target as %s" % (where, plan.label, seen[key]))
         seen[key] = where
         plans.append(plan)
     return plans
@@ -526,8 +522,8 @@ class CgroupfsBackend(_Layout):
                 if not self.host.check_mode:
                     for c, f, v in files:
                         if not same_value(f, v, res["verified"][f]):
-                            raise BackendError("%s: wrote %r to %s but the kernel reads back %r"
-                                               % (plan.label, v, f, res["verified"][f]))
+                            raise VerificationError("%s: wrote %r to %s but the kernel reads back %r"
+                                                    % (plan.label, v, f, res["verified"][f]))
             else:
                 res["verified"] = {}
         return {"targets": results, "removed": removed, "diff": diffs, "left": self.left[:50],
@@ -556,9 +552,9 @@ class CgroupfsBackend(_Layout):
                 continue
             mine, theirs = self._quota_now(plan.relpath, wanted), self._quota_now(parent, wanted)
             if mine > theirs:
-                raise BackendError("%s: cpu_max %d%% is above the %d%% of the cgroup it is in (/%s); cgroup v1 "
-                                   "refuses a child's CPU quota above its parent's"
-                                   % (plan.label, round(mine * 100), round(theirs * 100), parent))
+                raise HostError("%s: cpu_max %d%% is above the %d%% of the cgroup it is in (/%s); cgroup v1 "
+                                "refuses a child's CPU quota above its parent's"
+                                % (plan.label, round(mine * 100), round(theirs * 100), parent))
 
     def _ordered(self, writes):
         """A CPU quota that goes down is written first, deepest cgroups first, and one that goes up
@@ -659,7 +655,7 @@ class CgroupfsBackend(_Layout):
                 self.host.write_kernel(os.path.join(target, "cgroup.procs"), str(pid))
             except (IOError, OSError) as exc:
                 if exc.errno != errno.ESRCH:  # a process that ended meanwhile is no error
-                    raise BackendError("moving pid %d of uid %d into %s failed: %s" % (pid, uid, target, exc))
+                    raise HostError("moving pid %d of uid %d into %s failed: %s" % (pid, uid, target, exc))
         for res in results:
             if res.get("kind") == "user" and res.get("state") == "present" and res.get("uid") in users:
                 res["adopted"] = len(moved.get(res["uid"], ()))
@@ -792,7 +788,7 @@ class CgroupfsBackend(_Layout):
                 # an empty cpuset (v2: the parent's) is written as a newline: an empty write() never reaches the kernel
                 self.host.write_kernel(os.path.join(self.dir_of(ctrl, plan.relpath), fname), value or "\n")
             except (IOError, OSError) as exc:
-                raise BackendError("%s: writing %r to %s failed: %s" % (plan.label, value, fname, exc))
+                raise HostError("%s: writing %r to %s failed: %s" % (plan.label, value, fname, exc))
 
     def _controller_roots(self):
         roots = []

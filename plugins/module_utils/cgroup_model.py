@@ -16,9 +16,10 @@ __metaclass__ = type
 import re
 
 from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER  # noqa: F401 (re-exported)
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 from ansible_collections.fairshare.resources.plugins.module_utils.units import (
-    UNLIMITED, UnitError, check_minimum, cpu_quota_us, cpu_to_percent, expand_cpulist,
-    format_size, page_round, parse_cpu, parse_cpulist, parse_int, parse_percent_of, parse_size,
+    UNLIMITED, check_minimum, cpu_quota_us, cpu_to_percent, expand_cpulist, format_size, page_round, parse_cpu,
+    parse_cpulist, parse_int, parse_percent_of, parse_size,
 )
 
 DROPIN_NAME = "50-fairshare.conf"
@@ -125,21 +126,21 @@ def parse_target(entry, where):
     """A limits entry -> (kind, value): ('user', name|uid) | ('slice', name) | ('path', rel)."""
     given = [k for k in ("user", "slice", "path") if entry.get(k) not in (None, "")]
     if len(given) != 1:
-        raise UnitError("%s: give exactly one of user, slice or path (got %s)" % (where, ", ".join(given) or "none"))
+        raise InputError("%s: give exactly one of user, slice or path (got %s)" % (where, ", ".join(given) or "none"))
     kind = given[0]
     value = entry[kind]
     if kind == "slice":
         value = str(value)
         if not _SLICE_RE.match(value):
-            raise UnitError("%s.slice: %r is not a slice unit name; use a name ending in .slice like research.slice" % (where, value))
+            raise InputError("%s.slice: %r is not a slice unit name; use a name ending in .slice like research.slice" % (where, value))
     elif kind == "path":
         value = str(value).strip("/")
         parts = value.split("/")
         if value == ".":  # the managed parent itself: the total of everything under it (aggregate.all)
             return kind, value
         if not value or any(p in ("", ".", "..") or not _PATH_PART_RE.match(p) for p in parts):
-            raise UnitError("%s.path: %r is not a relative cgroup path; use names of letters, digits, _ . - @ : "
-                            "joined by / like workers/w1/crs1" % (where, entry[kind]))
+            raise InputError("%s.path: %r is not a relative cgroup path; use names of letters, digits, _ . - @ : "
+                             "joined by / like workers/w1/crs1" % (where, entry[kind]))
     else:
         value = str(value)
     return kind, value
@@ -147,13 +148,13 @@ def parse_target(entry, where):
 
 def check_parent(value, field="parent"):
     """The managed parent: a relative cgroup path under the hierarchy's root, never the root itself
-    or anything outside it. -> the path without surrounding slashes; raises UnitError."""
+    or anything outside it. -> the path without surrounding slashes; raises InputError."""
     text = "" if value is None else str(value)
     parts = text.split("/")
     if not text or text.startswith("/") or text.endswith("/") or \
             any(p in ("", ".", "..") or not _PATH_PART_RE.match(p) for p in parts):
-        raise UnitError("%s: %r is not a relative cgroup name; use names of letters, digits, _ . - @ : joined by /, "
-                        "like fairshare or lab/fairshare (no '..', not empty, not absolute)" % (field, value))
+        raise InputError("%s: %r is not a relative cgroup name; use names of letters, digits, _ . - @ : joined by /, "
+                         "like fairshare or lab/fairshare (no '..', not empty, not absolute)" % (field, value))
     return text
 
 
@@ -163,12 +164,12 @@ def check_protected(kind, name, uid, force, where, sys_uid_max=999):
     if force:
         return
     if kind == "user" and uid == 0:
-        raise UnitError("%s.user: %r is root; root is never limited unless force: true" % (where, name))
+        raise InputError("%s.user: %r is root; root is never limited unless force: true" % (where, name))
     if kind == "user" and uid <= sys_uid_max:
-        raise UnitError("%s.user: %r (uid %d) is a system user (SYS_UID_MAX %d in /etc/login.defs); system users "
-                        "are limited only with force: true" % (where, name, uid, sys_uid_max))
+        raise InputError("%s.user: %r (uid %d) is a system user (SYS_UID_MAX %d in /etc/login.defs); system users "
+                         "are limited only with force: true" % (where, name, uid, sys_uid_max))
     if kind == "slice" and (name in PROTECTED_SLICES or name.startswith("system-") or name == "user-0.slice"):
-        raise UnitError("%s.slice: %r holds the system itself; it is limited only with force: true" % (where, name))
+        raise InputError("%s.slice: %r holds the system itself; it is limited only with force: true" % (where, name))
 
 
 def systemd_unit(kind, name, uid=None):
@@ -197,7 +198,7 @@ def cgroup_relpath(kind, name, uid=None, parent=DEFAULT_PARENT):
 def normalize_limits(entry, where, force=False):
     """One target's options -> canonical values (bytes, CPUs, ints, 'max').
 
-    Raises UnitError naming '<where>.<field>' for anything not allowed.
+    Raises InputError naming '<where>.<field>' for anything not allowed.
     """
     out = {}
 
@@ -228,7 +229,7 @@ def normalize_limits(entry, where, force=False):
         for i, rule in enumerate(entry["io_max"]):
             rwhere = "%s.io_max[%d]" % (where, i)
             if not rule.get("device"):
-                raise UnitError("%s.device: a block device path like /dev/vda or MAJ:MIN is required" % rwhere)
+                raise InputError("%s.device: a block device path like /dev/vda or MAJ:MIN is required" % rwhere)
             norm = {"device": str(rule["device"])}
             for key in IO_KEYS:
                 if rule.get(key) is not None:
@@ -236,7 +237,7 @@ def normalize_limits(entry, where, force=False):
                         lambda f, v: parse_int(f, v, 1, 1 << 40, allow_unlimited=True))
                     norm[key] = parser("%s.%s" % (rwhere, key), rule[key])
             if len(norm) == 1:
-                raise UnitError("%s: give at least one of %s" % (rwhere, ", ".join(IO_KEYS)))
+                raise InputError("%s: give at least one of %s" % (rwhere, ", ".join(IO_KEYS)))
             rules.append(norm)
         out["io_max"] = rules
     _check_order(out, where)
@@ -250,10 +251,10 @@ def _check_order(limits, where):
         if val is None or mx is None or mx == UNLIMITED or val == UNLIMITED:
             continue
         if val > mx:
-            raise UnitError("%s.%s: %s is above memory_max %s" % (where, field, format_size(val), format_size(mx)))
+            raise InputError("%s.%s: %s is above memory_max %s" % (where, field, format_size(val), format_size(mx)))
     lo, mn = limits.get("memory_low"), limits.get("memory_min")
     if lo not in (None, UNLIMITED) and mn not in (None, UNLIMITED) and mn > lo:
-        raise UnitError("%s.memory_min: %s is above memory_low %s" % (where, format_size(mn), format_size(lo)))
+        raise InputError("%s.memory_min: %s is above memory_low %s" % (where, format_size(mn), format_size(lo)))
 
 
 def display_limits(limits):
@@ -534,5 +535,5 @@ def devnum_of(device, stat_fn):
     import stat as _stat
     st = stat_fn(device)
     if not _stat.S_ISBLK(st.st_mode):
-        raise UnitError("io_max.device: %r is not a block device; use /dev/<disk> or MAJ:MIN" % device)
+        raise InputError("io_max.device: %r is not a block device; use /dev/<disk> or MAJ:MIN" % device)
     return "%d:%d" % (st.st_rdev >> 8 & 0xfff, (st.st_rdev & 0xff) | (st.st_rdev >> 12 & 0xfff00))

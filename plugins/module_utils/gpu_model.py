@@ -13,7 +13,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 
 NVIDIA_MAJOR = 195
 TOOLKIT_KEY = "accept-nvidia-visible-devices-envvar-when-unprivileged"
@@ -53,15 +53,15 @@ def parse_proc_information(text):
 
 
 def check_gpu_list(where, wanted):
-    """The form of a gpus value without the host's GPUs (a host with none): -> [] or a UnitError."""
+    """The form of a gpus value without the host's GPUs (a host with none): -> [] or an InputError."""
     if wanted in (None, "none", "all", []) or wanted == ["all"]:
         return []
     items = wanted if isinstance(wanted, list) else [w.strip() for w in str(wanted).split(",")]
     for item in items:
         if isinstance(item, bool) or not str(item).strip() or (
                 not str(item).strip().isdigit() and not str(item).strip().startswith(("GPU-", "MIG-"))):
-            raise UnitError("%s.gpus: %r is not a GPU index or UUID; use all, none, or indexes/UUIDs like [0, 1]"
-                            % (where, item))
+            raise InputError("%s.gpus: %r is not a GPU index or UUID; use all, none, or indexes/UUIDs like [0, 1]"
+                             % (where, item))
     return []
 
 
@@ -79,7 +79,7 @@ def select_gpus(where, wanted, gpus):
         match = [g for g in gpus if str(g["index"]) == item or g.get("uuid") == item]
         if not match:
             known = ", ".join("%d (%s)" % (g["index"], g.get("uuid", "?")) for g in gpus) or "none on this host"
-            raise UnitError("%s.gpus: %r is not a GPU of this host; GPUs: %s" % (where, item, known))
+            raise InputError("%s.gpus: %r is not a GPU of this host; GPUs: %s" % (where, item, known))
         chosen.append(match[0]["index"])
     return sorted(set(chosen))
 
@@ -172,21 +172,21 @@ def allocate(counts, gpus, previous=None, share=1, placement="spread"):
     policy's oversubscription.gpu). Sticky: a user keeps the GPUs they had while those exist and
     their count allows, so a rerun gives the same GPUs. New picks go to the least used GPU
     (spread) or the most used one that still has room (pack), ties to the lower index; users with
-    the largest counts pick first, then by name. Raises UnitError with the numbers when the host
+    the largest counts pick first, then by name. Raises InputError with the numbers when the host
     cannot hold the counts."""
     if placement not in PLACEMENTS:
-        raise UnitError("placement: %r is not allowed; use spread or pack" % (placement,))
+        raise InputError("placement: %r is not allowed; use spread or pack" % (placement,))
     if isinstance(share, bool) or not isinstance(share, int) or share < 1:
-        raise UnitError("share: %r is not a number of users per GPU (1 or more)" % (share,))
+        raise InputError("share: %r is not a number of users per GPU (1 or more)" % (share,))
     order = sorted(gpus, key=lambda g: g["index"])
     index = dict((gpu_key(g), g["index"]) for g in order)
     total = sum(counts.values())
     for name, count in sorted(counts.items()):
         if count > len(order):
-            raise UnitError("gpu.count: %s asks for %d GPUs; this host has %d" % (name, count, len(order)))
+            raise InputError("gpu.count: %s asks for %d GPUs; this host has %d" % (name, count, len(order)))
     if total > len(order) * share:
-        raise UnitError("gpu.count: the users' counts add up to %d GPUs; this host has %d GPU(s) x %d user(s) per GPU "
-                        "(oversubscription.gpu) = %d" % (total, len(order), share, len(order) * share))
+        raise InputError("gpu.count: the users' counts add up to %d GPUs; this host has %d GPU(s) x %d user(s) per GPU "
+                         "(oversubscription.gpu) = %d" % (total, len(order), share, len(order) * share))
     used = dict((key, 0) for key in index)
     picked = {}
     for name in sorted(counts):  # first what each user had, as far as their count and the GPUs' room allow

@@ -19,11 +19,12 @@ __metaclass__ = type
 import os
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import devnum_of
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import HostError
 
 
-class CommandError(Exception):
+class CommandError(HostError):
     def __init__(self, argv, rc, out, err):
-        Exception.__init__(self, "%s failed (rc=%s): %s" % (" ".join(argv), rc, (err or out).strip()))
+        HostError.__init__(self, "%s failed (rc=%s): %s" % (" ".join(argv), rc, (err or out).strip()))
         self.argv, self.rc, self.out, self.err = argv, rc, out, err
 
 
@@ -145,6 +146,13 @@ class Host(object):
             fh.write(str(value))
         self.done.append("write %s" % path)
 
+    def set_mode(self, path, mode, uid=None, gid=None):
+        """chown (uid or gid None: left) and chmod an existing file, recorded."""
+        if uid is not None or gid is not None:
+            os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+        os.chmod(path, mode)
+        self.done.append("mode %o %s" % (mode, path))
+
     def mkdir(self, path):
         os.mkdir(path)
         self.done.append("mkdir %s" % path)
@@ -176,9 +184,7 @@ class Changes(object):
         if old == text:
             self.actions.append("mode %o%s on %s" % (mode, "" if owner is None else ", owner %d" % owner, path))
             if not self.host.check_mode:
-                if owner is not None:
-                    os.chown(path, owner, -1)
-                os.chmod(path, mode)
+                self.host.set_mode(path, mode, uid=owner)
             return True
         self.actions.append(("remove %s" if text is None else "write %s") % path)
         if show:

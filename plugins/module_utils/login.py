@@ -52,7 +52,7 @@ import pwd
 import sys
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
-    LOGIN_RUNTIME_DROPIN, BackendError, CgroupfsBackend, build_plans,
+    LOGIN_RUNTIME_DROPIN, CgroupfsBackend, build_plans,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
     DROPIN_NAME, check_parent, normalize_limits, render_dropin, reset_properties, runtime_properties,
@@ -66,7 +66,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.platform impor
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
     PolicyError, resolve, to_cgroup_limits, user_defaults, validate,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import FairshareError, InputError
 
 LOGIN_JSON = "/etc/fairshare/login.json"
 DEFAULTS_JSON = "/etc/fairshare/login-defaults.json"
@@ -80,8 +80,8 @@ COMMAND_TIMEOUT = 10  # seconds a login waits at most for systemctl
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGE = "ansible_collections.fairshare.resources.plugins.module_utils"
 # This module and everything it imports from the collection (a unit test checks the list).
-LIBRARY = ("accounts", "cgroup_backend", "cgroup_model", "cgroupfs_persist", "host", "login", "managed", "plan_model",
-           "platform", "policy", "tc_model", "units")
+LIBRARY = ("accounts", "cgroup_backend", "cgroup_model", "cgroupfs_persist", "errors", "host", "login", "managed",
+           "plan_model", "platform", "policy", "tc_model", "units")
 # The keys of a policy that the fallback keeps: who is covered, and the defaults.
 _DEFAULT_KEYS = ("defaults", "exempt_users", "min_uid", "max_uid", "reserved_uids")
 
@@ -113,7 +113,7 @@ def users_path(doc_path):
 
 
 def documents(policy, parent):
-    """(login.json data, login-defaults.json data, login-users.tsv text) for a policy; raises UnitError
+    """(login.json data, login-defaults.json data, login-users.tsv text) for a policy; raises InputError
     for a bad one. The users block goes to the TSV, a line per user."""
     validate(policy)
     parent = check_parent(parent, "login.parent")
@@ -236,7 +236,7 @@ def decide(user, paths=(LOGIN_JSON, DEFAULTS_JSON), init="cgroupfs"):
                 doc = dict(doc, policy=dict(doc["policy"], users=user_block(users_path(path), user["name"])))
             limits, prof = login_limits(doc, user, init)
             return doc, limits, prof, problems
-        except (PolicyError, UnitError, KeyError, TypeError, ValueError, IOError, OSError) as exc:
+        except (PolicyError, InputError, KeyError, TypeError, ValueError, IOError, OSError) as exc:
             problems.append("%s: %s" % (path, exc))
     return None, [], None, problems
 
@@ -350,7 +350,7 @@ def main(argv, environ=None, run=None):
         name = environ.get("PAM_USER") or ""
         try:
             session(name, os.getppid(), run=run)
-        except (BackendError, CommandError, UnitError, IOError, OSError) as exc:
+        except (FairshareError, IOError, OSError) as exc:
             log("%s: %s; session left where it is" % (name, exc))
         except Exception as exc:  # pylint: disable=broad-except  # a login is never refused because of us
             log("%s: unexpected %s: %s; session left where it is" % (name, type(exc).__name__, exc))

@@ -22,8 +22,9 @@ import re
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
     normalize_limits, render_dropin, runtime_properties,
 )
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 from ansible_collections.fairshare.resources.plugins.module_utils.units import (
-    UNLIMITED, UnitError, parse_cpu, parse_int, parse_size,
+    UNLIMITED, parse_cpu, parse_int, parse_size,
 )
 
 # policy key -> (cgroup_limit field, parser of the user's value)
@@ -39,33 +40,33 @@ _SCHEDULE_RE = re.compile(r"^[A-Za-z0-9 ,.:*/~\-]+$")
 
 
 def validate_plans(plans):
-    """plans: {name: {schedule, until, scale}}; raises UnitError naming plans.<name>.<key>."""
+    """plans: {name: {schedule, until, scale}}; raises InputError naming plans.<name>.<key>."""
     if not isinstance(plans, dict):
-        raise UnitError("plans: expected a mapping of plan names")
+        raise InputError("plans: expected a mapping of plan names")
     for name, plan in plans.items():
         where = "plans.%s" % name
         if not _NAME_RE.match(str(name)) or name == "base":
-            raise UnitError("%s: %r is not a plan name; use 1-32 of a-z, 0-9, _ (and not base)" % (where, name))
+            raise InputError("%s: %r is not a plan name; use 1-32 of a-z, 0-9, _ (and not base)" % (where, name))
         if not isinstance(plan, dict):
-            raise UnitError("%s: expected a mapping with schedule, until, scale" % where)
+            raise InputError("%s: expected a mapping with schedule, until, scale" % where)
         for key in plan:
             if key not in ("schedule", "until", "scale"):
-                raise UnitError("%s.%s: unknown key; allowed: schedule, until, scale" % (where, key))
+                raise InputError("%s.%s: unknown key; allowed: schedule, until, scale" % (where, key))
         schedule = plan.get("schedule")
         if not isinstance(schedule, str) or not schedule.strip() or not _SCHEDULE_RE.match(schedule):
-            raise UnitError("%s.schedule: %r is not a systemd calendar event; use one like 'Mon..Fri 20:00'"
-                            % (where, schedule))
+            raise InputError("%s.schedule: %r is not a systemd calendar event; use one like 'Mon..Fri 20:00'"
+                             % (where, schedule))
         if not _UNTIL_RE.match(str(plan.get("until", ""))):
-            raise UnitError("%s.until: %r is not a time of day; use HH:MM like 07:00" % (where, plan.get("until")))
+            raise InputError("%s.until: %r is not a time of day; use HH:MM like 07:00" % (where, plan.get("until")))
         scale = plan.get("scale")
         if not isinstance(scale, dict) or not scale:
-            raise UnitError("%s.scale: expected a mapping of %s to factors" % (where, ", ".join(sorted(SCALABLE))))
+            raise InputError("%s.scale: expected a mapping of %s to factors" % (where, ", ".join(sorted(SCALABLE))))
         for key, factor in scale.items():
             if key not in SCALABLE:
-                raise UnitError("%s.scale.%s: cannot be scaled; allowed: %s" % (where, key, ", ".join(sorted(SCALABLE))))
+                raise InputError("%s.scale.%s: cannot be scaled; allowed: %s" % (where, key, ", ".join(sorted(SCALABLE))))
             if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 100:
-                raise UnitError("%s.scale.%s: %r is not a factor; use a number above 0 and up to 100, like 2.0"
-                                % (where, key, factor))
+                raise InputError("%s.scale.%s: %r is not a factor; use a number above 0 and up to 100, like 2.0"
+                                 % (where, key, factor))
 
 
 def _scaled(key, value, factor, where):

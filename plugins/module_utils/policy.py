@@ -20,12 +20,13 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import validate_plans
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import parse_rate
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 from ansible_collections.fairshare.resources.plugins.module_utils.units import (
-    UNLIMITED, UnitError, parse_cpu, parse_cpulist, parse_int, parse_percent_of, parse_size,
+    UNLIMITED, parse_cpu, parse_cpulist, parse_int, parse_percent_of, parse_size,
 )
 
 
-class PolicyError(UnitError):
+class PolicyError(InputError):
     pass
 
 
@@ -49,7 +50,7 @@ def _gpus(path, value):
     return value
 
 
-# section -> key -> checker (checkers raise UnitError naming the path). Data, not code paths.
+# section -> key -> checker (checkers raise InputError naming the path). Data, not code paths.
 SCHEMA = {
     "cpu": {"weight": _int(1, 10000), "max": parse_cpu, "cpus": parse_cpulist},
     "memory": {"max": parse_size, "high": _size_or_pct, "swap_max": parse_size, "min": _size_or_pct,
@@ -302,7 +303,7 @@ def validate(policy):
     if policy.get("plans") is not None:
         try:
             validate_plans(policy["plans"])
-        except UnitError as exc:
+        except InputError as exc:
             raise PolicyError(str(exc))
 
 

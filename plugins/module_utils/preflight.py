@@ -28,7 +28,8 @@ from ansible_collections.fairshare.resources.plugins.module_utils.quota_model im
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
     check_admission, parse_rate, rate_ceil,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError, expand_cpulist
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
+from ansible_collections.fairshare.resources.plugins.module_utils.units import expand_cpulist
 
 SHOW = 20  # problems listed in the message; the count says how many more
 
@@ -36,7 +37,7 @@ SHOW = 20  # problems listed in the message; the count says how many more
 def _each(problems, where, check, *args):
     try:
         return check(*args)
-    except UnitError as exc:
+    except InputError as exc:
         problems.append("%s: %s" % (where, exc))
         return None
 
@@ -139,7 +140,7 @@ def preflight(profiles, facts, settings=None, counts=None):
 
 
 def check_host(profiles, facts, settings=None):
-    """preflight() as a gate: raises UnitError listing every problem (the first SHOW of them); else
+    """preflight() as a gate: raises InputError listing every problem (the first SHOW of them); else
     {checked: the number of profiles, preflight()'s counts, and unlisted: the host's users (facts' users, rows
     or dicts, or the JSON string of them) that have no profile - exempt or outside the uid range - which the
     user-.slice template masks; worked out here once instead of in a task's arguments twice}."""
@@ -147,8 +148,8 @@ def check_host(profiles, facts, settings=None):
     problems = preflight(profiles, facts, settings, counts)
     if problems:
         more = " and %d more" % (len(problems) - SHOW) if len(problems) > SHOW else ""
-        raise UnitError("this host cannot take the policy; nothing was changed: %s%s"
-                        % ("; ".join(problems[:SHOW]), more))
+        raise InputError("this host cannot take the policy; nothing was changed: %s%s"
+                         % ("; ".join(problems[:SHOW]), more))
     users = facts.get("users") or []
     if isinstance(users, str):
         users = json.loads(users)

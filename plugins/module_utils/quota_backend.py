@@ -14,6 +14,7 @@ __metaclass__ = type
 import json
 import os
 
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import HostError
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import (
     LIMIT_KEYS, MOUNT_OPTIONS, TYPE_FLAG, fstab_add_option, has_option, parse_btrfs_qgroups, parse_lsattr_project,
     parse_project_files, parse_repquota, parse_subvolume_id, parse_tune2fs_features,
@@ -23,10 +24,6 @@ from ansible_collections.fairshare.resources.plugins.module_utils.units import f
 
 STATE_FILE = "/etc/fairshare/quota-projects.json"
 XFS_LETTER = {"user": "u", "group": "g", "project": "p"}
-
-
-class QuotaError(Exception):
-    pass
 
 
 def human(limits):
@@ -67,8 +64,8 @@ class _Backend(object):
         self.was_enforced = self.enforced()
         if not self.was_enforced:
             if not enable:
-                raise QuotaError("path: %s quotas are off on %s (%s); set enable: true to turn them on"
-                                 % (self.qtype, self.mp, self.mount["fstype"]))
+                raise HostError("path: %s quotas are off on %s (%s); set enable: true to turn them on"
+                                % (self.qtype, self.mp, self.mount["fstype"]))
             self.check_enable()
         self.check_paths(entries)
 
@@ -79,7 +76,7 @@ class _Backend(object):
         for entry in entries:
             for path in entry["paths"]:
                 if not (path + "/").startswith(self.mp.rstrip("/") + "/"):
-                    raise QuotaError("quotas[%s].paths: %r is not inside %s" % (entry["name"], path, self.mp))
+                    raise HostError("quotas[%s].paths: %r is not inside %s" % (entry["name"], path, self.mp))
 
     def apply(self, entries, grace, exclusive):
         enforced = self.was_enforced
@@ -143,8 +140,8 @@ class QuotaToolsBackend(_Backend):
         features = parse_tune2fs_features(self.host.run(["tune2fs", "-l", self.mount["source"]]))
         self.ext4_features = features
         if self.qtype == "project" and "project" not in features:
-            raise QuotaError("path: ext4 project quotas need the 'project' feature on %s; it can only be added "
-                             "unmounted (tune2fs -O project,quota -Q prjquota %s)" % (self.mount["source"], self.mount["source"]))
+            raise HostError("path: ext4 project quotas need the 'project' feature on %s; it can only be added "
+                            "unmounted (tune2fs -O project,quota -Q prjquota %s)" % (self.mount["source"], self.mount["source"]))
 
     def enable(self):
         option = MOUNT_OPTIONS[self.mount["fstype"]][self.qtype]
@@ -178,7 +175,7 @@ class QuotaToolsBackend(_Backend):
         for entry in entries:
             for path in entry["paths"]:
                 if not os.path.isdir(path):
-                    raise QuotaError("quotas[%s].paths: %r is not a directory" % (entry["name"], path))
+                    raise HostError("quotas[%s].paths: %r is not a directory" % (entry["name"], path))
 
     def prepare(self, entries):
         if self.qtype != "project":
@@ -222,8 +219,8 @@ class BtrfsBackend(_Backend):
 
     def check_enable(self):
         if self.qtype != "project":
-            raise QuotaError("type: %r quotas don't exist on btrfs (%s); btrfs limits subvolumes: use type: project "
-                             "with one subvolume path per project" % (self.qtype, self.mp))
+            raise HostError("type: %r quotas don't exist on btrfs (%s); btrfs limits subvolumes: use type: project "
+                            "with one subvolume path per project" % (self.qtype, self.mp))
 
     def check_paths(self, entries):
         _Backend.check_paths(self, entries)
@@ -232,9 +229,9 @@ class BtrfsBackend(_Backend):
             if os.path.exists(path):
                 rc, out, err = self.host.run(["btrfs", "subvolume", "show", path], check=False)
                 if rc != 0:
-                    raise QuotaError("quotas[%s].paths: %r is a plain directory, not a subvolume; btrfs limits "
-                                     "subvolumes, and turning it into one would move its data: create a subvolume "
-                                     "and move the data yourself" % (entry["name"], path))
+                    raise HostError("quotas[%s].paths: %r is a plain directory, not a subvolume; btrfs limits "
+                                    "subvolumes, and turning it into one would move its data: create a subvolume "
+                                    "and move the data yourself" % (entry["name"], path))
 
     def enforced(self):
         rc, out, err = self.host.run(["btrfs", "qgroup", "show", "--raw", "-re", self.mp], check=False)

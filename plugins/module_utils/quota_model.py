@@ -14,7 +14,8 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UNLIMITED, UnitError, parse_size
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UNLIMITED, parse_size
 
 SUPPORTED_FS = ("ext4", "xfs", "btrfs")
 LIMIT_KEYS = ("block_soft", "block_hard", "inode_soft", "inode_hard")
@@ -37,14 +38,14 @@ def normalize_entry(entry, where, qtype, fstype):
     """One quotas[] entry -> {'name', 'id', 'paths', 'limits': {key: bytes or inodes}, 'state'}.
 
     Limits are bytes (blocks) and counts (inodes); 0 means no limit. Raises
-    UnitError naming '<where>.<field>'.
+    InputError naming '<where>.<field>'.
     """
     name = entry.get("name")
     if name in (None, ""):
-        raise UnitError("%s.name: a %s name is required" % (where, qtype))
+        raise InputError("%s.name: a %s name is required" % (where, qtype))
     name = str(name)
     if not _NAME_RE.match(name):
-        raise UnitError("%s.name: %r is not a valid %s name" % (where, name, qtype))
+        raise InputError("%s.name: %r is not a valid %s name" % (where, name, qtype))
     limits = {}
     for key in LIMIT_KEYS:
         value = entry.get(key)
@@ -60,26 +61,26 @@ def normalize_entry(entry, where, qtype, fstype):
     for kind in ("block", "inode"):
         soft, hard = limits[kind + "_soft"], limits[kind + "_hard"]
         if soft and hard and soft > hard:
-            raise UnitError("%s.%s_soft: %s is above %s_hard %s"
-                            % (where, kind, entry.get(kind + "_soft"), kind, entry.get(kind + "_hard")))
+            raise InputError("%s.%s_soft: %s is above %s_hard %s"
+                             % (where, kind, entry.get(kind + "_soft"), kind, entry.get(kind + "_hard")))
     for key in ("block_soft", "block_hard"):
         if limits[key] % 1024:
-            raise UnitError("%s.%s: %r is not a whole number of KiB (quota limits are kept in 1K blocks)"
-                            % (where, key, entry.get(key)))
+            raise InputError("%s.%s: %r is not a whole number of KiB (quota limits are kept in 1K blocks)"
+                             % (where, key, entry.get(key)))
     paths = [check_project_path("%s.paths[%d]" % (where, i), p) for i, p in enumerate(entry.get("paths") or [])]
     if qtype == "project":
         if entry.get("id") is not None:
             ident = _parse_count("%s.id" % where, entry["id"])
             if ident == UNLIMITED or ident < 1 or ident > 4294967294:
-                raise UnitError("%s.id: %r is not a project id; use 1 to 4294967294" % (where, entry["id"]))
+                raise InputError("%s.id: %r is not a project id; use 1 to 4294967294" % (where, entry["id"]))
         else:
             ident = None
         if fstype == "btrfs" and len(paths) != 1:
-            raise UnitError("%s.paths: a btrfs project is one subvolume; give exactly one path" % where)
+            raise InputError("%s.paths: a btrfs project is one subvolume; give exactly one path" % where)
     else:
         ident = None
         if paths:
-            raise UnitError("%s.paths: only project quotas take paths" % where)
+            raise InputError("%s.paths: only project quotas take paths" % where)
     return {"name": name, "id": ident, "paths": paths, "limits": limits, "state": entry.get("state") or "present"}
 
 
@@ -89,11 +90,11 @@ def check_project_path(field, value, mountpoint=None):
     text = str(value)
     parts = text.strip("/").split("/")
     if not text.startswith("/") or any(part in (".", "..") for part in parts) or "//" in text.rstrip("/"):
-        raise UnitError("%s: %r is not an absolute path without '.' or '..' parts; give the directory itself, "
-                        "like /srv/projects/alpha" % (field, value))
+        raise InputError("%s: %r is not an absolute path without '.' or '..' parts; give the directory itself, "
+                         "like /srv/projects/alpha" % (field, value))
     path = text.rstrip("/") or "/"
     if mountpoint is not None and not (mountpoint == "/" or path == mountpoint or path.startswith(mountpoint + "/")):
-        raise UnitError("%s: %r is not on %s, the filesystem of path" % (field, value, mountpoint))
+        raise InputError("%s: %r is not on %s, the filesystem of path" % (field, value, mountpoint))
     return path
 
 
@@ -102,7 +103,7 @@ def _parse_count(field, value):
     if text in ("max", "infinity", "unlimited", "none"):
         return UNLIMITED
     if isinstance(value, bool) or not text.isdigit():
-        raise UnitError("%s: %r is not a whole number" % (field, value))
+        raise InputError("%s: %r is not a whole number" % (field, value))
     return int(text)
 
 

@@ -10,6 +10,7 @@ __metaclass__ = type
 import json
 import os
 
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import HostError
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
 from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
@@ -36,10 +37,6 @@ WantedBy=multi-user.target
 """ % (MANAGED_HEADER, RESTORE_SCRIPT)
 
 
-class TcError(Exception):
-    pass
-
-
 class TcShaper(object):
     def __init__(self, host):
         self.host = host
@@ -53,7 +50,7 @@ class TcShaper(object):
     def default_interface(self):
         routes = json.loads(self.host.run(["ip", "-j", "route", "show", "default"]) or "[]")
         if not routes:
-            raise TcError("interface: 'auto' needs a default route, and this host has none")
+            raise HostError("interface: 'auto' needs a default route, and this host has none")
         return routes[0]["dev"]
 
     def read_tree(self, dev):

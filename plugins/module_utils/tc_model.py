@@ -17,7 +17,8 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError, parse_size
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
+from ansible_collections.fairshare.resources.plugins.module_utils.units import parse_size
 
 NFT_TABLE = "fairshare"
 ROOT_CLASS = "1:1"
@@ -32,15 +33,15 @@ def parse_rate(field, value):
     """'50mbit', '1gbit', '500kbit', '10mbps' (bytes) -> bits per second."""
     text = str(value).strip()
     if " " in text:
-        raise UnitError("%s: %r is not a rate; write it without a space, like %s" % (
+        raise InputError("%s: %r is not a rate; write it without a space, like %s" % (
             field, value, text.replace(" ", "").lower().replace("mbps", "mbit").replace("kbps", "kbit").replace("gbps", "gbit")))
     match = _RATE_RE.match(text.lower())
     if not match or match.group(2) not in _RATE_UNITS:
-        raise UnitError("%s: %r is not a rate; use tc units: kbit, mbit, gbit (bits/s) or kbps, mbps (bytes/s), "
-                        "like 50mbit" % (field, value))
+        raise InputError("%s: %r is not a rate; use tc units: kbit, mbit, gbit (bits/s) or kbps, mbps (bytes/s), "
+                         "like 50mbit" % (field, value))
     bps = int(float(match.group(1)) * _RATE_UNITS[match.group(2)])
     if bps < 8000:
-        raise UnitError("%s: %r is below 8kbit, the smallest rate allowed" % (field, value))
+        raise InputError("%s: %r is below 8kbit, the smallest rate allowed" % (field, value))
     return bps
 
 
@@ -75,8 +76,8 @@ def allocate_classids(uids, existing=None):
     """
     wanted = sorted(set(uids))
     if len(wanted) > LAST_MINOR - FIRST_MINOR + 1:
-        raise UnitError("egress.classes: %d users, but there are only %d class ids"
-                        % (len(wanted), LAST_MINOR - FIRST_MINOR + 1))
+        raise InputError("egress.classes: %d users, but there are only %d class ids"
+                         % (len(wanted), LAST_MINOR - FIRST_MINOR + 1))
     taken, minors = set(), {}
     for uid in wanted:
         minor = _minor((existing or {}).get(uid))
@@ -116,8 +117,8 @@ def rate_ceil(where, spec):
     rate = parse_rate(where + ".rate", spec["rate"])
     ceil = parse_rate(where + ".ceil", spec["ceil"]) if spec.get("ceil") else rate
     if ceil < rate:
-        raise UnitError("%s.ceil: %s is below rate %s; ceil is what a class may borrow up to, at least its rate"
-                        % (where, spec["ceil"], spec["rate"]))
+        raise InputError("%s.ceil: %s is below rate %s; ceil is what a class may borrow up to, at least its rate"
+                         % (where, spec["ceil"], spec["rate"]))
     return {"rate": rate, "ceil": ceil}
 
 
@@ -126,14 +127,14 @@ def check_admission(where, link_bps, default, classes, oversubscription):
     total = default["rate"] + sum(c["rate"] for c in classes)
     allowed = link_bps * oversubscription
     if total > allowed:
-        raise UnitError("%s: %s guaranteed (%d users' rates + the default class %s) > %s capacity x %s "
-                        "oversubscription" % (where, format_rate(total), len(classes), format_rate(default["rate"]),
-                                              format_rate(link_bps), oversubscription))
+        raise InputError("%s: %s guaranteed (%d users' rates + the default class %s) > %s capacity x %s "
+                         "oversubscription" % (where, format_rate(total), len(classes), format_rate(default["rate"]),
+                                               format_rate(link_bps), oversubscription))
     for cls in [default] + classes:
         if cls["ceil"] > link_bps:
-            raise UnitError("%s: ceil %s of %s is above the link rate %s"
-                            % (where, format_rate(cls["ceil"]), cls.get("name", "the default class"),
-                               format_rate(link_bps)))
+            raise InputError("%s: ceil %s of %s is above the link rate %s"
+                             % (where, format_rate(cls["ceil"]), cls.get("name", "the default class"),
+                                format_rate(link_bps)))
 
 
 # --------------------------------------------------------------------------- reading tc

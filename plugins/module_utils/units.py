@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Unit parsing for fairshare.resources: sizes, CPU amounts, percentages, weights.
 
-Pure Python, no AnsibleModule import. Every error is a UnitError whose message
+Pure Python, no AnsibleModule import. Every error is an InputError (module_utils/errors.py) whose message
 names the field, the value and what is allowed, so callers can hand it to
 fail_json() unchanged.
 """
@@ -13,6 +13,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 
 UNLIMITED = "max"
 _UNLIMITED_WORDS = ("max", "infinity", "unlimited")
@@ -27,10 +29,6 @@ SAFE_MINIMUMS = {"memory_max": 64 << 20, "pids_max": 32}
 PAGE_SIZE = 4096
 
 
-class UnitError(ValueError):
-    """A value that is not what its field allows."""
-
-
 def _is_unlimited(value):
     return isinstance(value, str) and value.strip().lower() in _UNLIMITED_WORDS
 
@@ -38,37 +36,37 @@ def _is_unlimited(value):
 def parse_size(field, value, allow_unlimited=True):
     """'512M', '2G', '1.5G', 1048576, 'max' -> bytes (int) or UNLIMITED."""
     if isinstance(value, bool):
-        raise UnitError("%s: %r is not a size; use bytes or K/M/G/T suffixes like 512M" % (field, value))
+        raise InputError("%s: %r is not a size; use bytes or K/M/G/T suffixes like 512M" % (field, value))
     if isinstance(value, int):
         if value < 0:
-            raise UnitError("%s: %r is negative; a size is 0 or more" % (field, value))
+            raise InputError("%s: %r is negative; a size is 0 or more" % (field, value))
         return value
     if isinstance(value, float):
-        raise UnitError("%s: %r is not a size; write whole bytes or use a suffix like 1.5G" % (field, value))
+        raise InputError("%s: %r is not a size; write whole bytes or use a suffix like 1.5G" % (field, value))
     if value is None:
-        raise UnitError("%s: a size is required" % field)
+        raise InputError("%s: a size is required" % field)
     text = str(value)
     if allow_unlimited and _is_unlimited(text):
         return UNLIMITED
     if " " in text.strip():
-        raise UnitError("%s: %r is not a size; write it without a space, like %s" % (field, text, text.replace(" ", "").rstrip("Bb").upper()))
+        raise InputError("%s: %r is not a size; write it without a space, like %s" % (field, text, text.replace(" ", "").rstrip("Bb").upper()))
     match = _SIZE_RE.match(text.strip().upper()) if text.strip() else None
     if not match:
         allowed = "bytes or a number with K, M, G, T (binary), e.g. 512M or 2G"
         if allow_unlimited:
             allowed += ", or max/infinity"
-        raise UnitError("%s: %r is not a size; use %s" % (field, text, allowed))
+        raise InputError("%s: %r is not a size; use %s" % (field, text, allowed))
     number, suffix = match.group(1), match.group(2)
     result = float(number) * _SIZE_FACTORS[suffix]
     if result != int(result) and not suffix:
-        raise UnitError("%s: %r is not a whole number of bytes" % (field, text))
+        raise InputError("%s: %r is not a whole number of bytes" % (field, text))
     return int(result)
 
 
 def parse_cpu(field, value, allow_unlimited=True):
     """'150%' (of one CPU) or 2.5 (CPUs) -> float CPUs, or UNLIMITED."""
     if isinstance(value, bool) or value is None:
-        raise UnitError("%s: %r is not a CPU amount; use a percentage of one CPU like 150%% or a number of CPUs like 1.5" % (field, value))
+        raise InputError("%s: %r is not a CPU amount; use a percentage of one CPU like 150%% or a number of CPUs like 1.5" % (field, value))
     if isinstance(value, (int, float)):
         cpus = float(value)
     else:
@@ -81,12 +79,12 @@ def parse_cpu(field, value, allow_unlimited=True):
         elif _NUMBER_RE.match(text):
             cpus = float(text)
         else:
-            raise UnitError("%s: %r is not a CPU amount; use a percentage of one CPU like 150%% or a number of CPUs like 1.5%s"
-                            % (field, value, ", or max" if allow_unlimited else ""))
+            raise InputError("%s: %r is not a CPU amount; use a percentage of one CPU like 150%% or a number of CPUs like 1.5%s"
+                             % (field, value, ", or max" if allow_unlimited else ""))
     if cpus <= 0:
-        raise UnitError("%s: %r must be more than 0 CPUs" % (field, value))
+        raise InputError("%s: %r must be more than 0 CPUs" % (field, value))
     if cpus < 0.01:
-        raise UnitError("%s: %r is below 1%% of one CPU, the smallest quota allowed" % (field, value))
+        raise InputError("%s: %r is below 1%% of one CPU, the smallest quota allowed" % (field, value))
     return cpus
 
 
@@ -106,12 +104,12 @@ def parse_percent_of(field, value, base, parser=parse_size):
     if isinstance(value, str) and value.strip().endswith("%") and parser is parse_size:
         text = value.strip()[:-1]
         if not _NUMBER_RE.match(text):
-            raise UnitError("%s: %r is not a percentage; use e.g. 90%%" % (field, value))
+            raise InputError("%s: %r is not a percentage; use e.g. 90%%" % (field, value))
         pct = float(text)
         if pct <= 0 or pct > 100:
-            raise UnitError("%s: %r must be more than 0%% and at most 100%%" % (field, value))
+            raise InputError("%s: %r must be more than 0%% and at most 100%%" % (field, value))
         if base is None:
-            raise UnitError("%s: %r is relative, but there is no value it is relative to" % (field, value))
+            raise InputError("%s: %r is relative, but there is no value it is relative to" % (field, value))
         if base == UNLIMITED:
             return UNLIMITED
         return int(base * pct / 100.0) // PAGE_SIZE * PAGE_SIZE
@@ -123,14 +121,14 @@ def parse_int(field, value, minimum, maximum, allow_unlimited=False):
     if allow_unlimited and _is_unlimited(value if isinstance(value, str) else ""):
         return UNLIMITED
     if isinstance(value, bool):
-        raise UnitError("%s: %r is not a whole number" % (field, value))
+        raise InputError("%s: %r is not a whole number" % (field, value))
     try:
         number = int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
-        raise UnitError("%s: %r is not a whole number%s" % (field, value, " or max" if allow_unlimited else ""))
+        raise InputError("%s: %r is not a whole number%s" % (field, value, " or max" if allow_unlimited else ""))
     if number < minimum or number > maximum:
-        raise UnitError("%s: %r is out of range; allowed %d to %d%s"
-                        % (field, value, minimum, maximum, " or max" if allow_unlimited else ""))
+        raise InputError("%s: %r is out of range; allowed %d to %d%s"
+                         % (field, value, minimum, maximum, " or max" if allow_unlimited else ""))
     return number
 
 
@@ -138,12 +136,12 @@ def parse_cpulist(field, value):
     """'0-3,6' -> normalised '0-3,6'; checks each range is ordered."""
     text = str(value).replace(" ", "")
     if not _CPULIST_RE.match(text):
-        raise UnitError("%s: %r is not a CPU/node list; use the kernel list format like 0-3,6" % (field, value))
+        raise InputError("%s: %r is not a CPU/node list; use the kernel list format like 0-3,6" % (field, value))
     for part in text.split(","):
         if "-" in part:
             lo, hi = part.split("-")
             if int(lo) > int(hi):
-                raise UnitError("%s: %r has a range %s that runs backwards" % (field, value, part))
+                raise InputError("%s: %r has a range %s that runs backwards" % (field, value, part))
     return text
 
 
@@ -186,8 +184,8 @@ def check_minimum(field, value, force, where=None):
         return
     if value < minimum:
         shown = format_size(minimum) if field.startswith("memory") else str(minimum)
-        raise UnitError("%s: %r is below the safe minimum %s (such a limit can lock a user out of their own login); "
-                        "raise it or set force: true" % (where or field, format_size(value) if field.startswith("memory") else value, shown))
+        raise InputError("%s: %r is below the safe minimum %s (such a limit can lock a user out of their own login); "
+                         "raise it or set force: true" % (where or field, format_size(value) if field.startswith("memory") else value, shown))
 
 
 _DURATION_RE = re.compile(r"^(\d+)\s*(s|m|h|d|w)?$")
@@ -203,14 +201,14 @@ def parse_grace(field, value):
     text = str(value).strip().lower()
     match = _DURATION_RE.match(text)
     if isinstance(value, bool) or not match:
-        raise UnitError("%s: %r is not a duration; use a number with s, m, h, d or w, like 7d or 12h" % (field, value))
+        raise InputError("%s: %r is not a duration; use a number with s, m, h, d or w, like 7d or 12h" % (field, value))
     seconds = int(match.group(1)) * _DURATION_FACTORS[match.group(2)]
     if seconds <= 0:
-        raise UnitError("%s: %r must be more than 0" % (field, value))
+        raise InputError("%s: %r must be more than 0" % (field, value))
     if seconds <= 48 * 3600:
         if seconds % 60:
-            raise UnitError("%s: %r is not whole minutes; quota tools keep grace periods in minutes" % (field, value))
+            raise InputError("%s: %r is not whole minutes; quota tools keep grace periods in minutes" % (field, value))
     elif seconds % 86400:
-        raise UnitError("%s: %r is over 48h and not whole days; quota tools keep such grace periods in days"
-                        % (field, value))
+        raise InputError("%s: %r is over 48h and not whole days; quota tools keep such grace periods in days"
+                         % (field, value))
     return seconds

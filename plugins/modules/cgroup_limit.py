@@ -422,17 +422,17 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.fairshare.resources.plugins.module_utils.bounded import REPORT_CHOICES, bound_result
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
-    MASK_TEXT, TEMPLATE_MIN_SYSTEMD, BackendError, CgroupfsBackend, Plan, SystemdBackend, build_plans,
+    MASK_TEXT, TEMPLATE_MIN_SYSTEMD, CgroupfsBackend, Plan, SystemdBackend, build_plans,
     dropin_overrides, systemd_version, template_plans,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
     LIMIT_FIELDS, check_parent, grouped_warnings, normalize_limits, render_dropin,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
+from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
     init_system, read_cgroup_layout, read_sys_uid_max,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import FairshareError, InputError
 
 IO_SPEC = dict(device=dict(type="str", required=True), rbps=dict(type="str"), wbps=dict(type="str"),
                riops=dict(type="str"), wiops=dict(type="str"))
@@ -473,7 +473,7 @@ def template_result(out, plans, extra, limits, version, host):
 
 
 def decode_limits(text):
-    """limits_json -> its entries, checked and completed as AnsibleModule does O(limits). Raises UnitError."""
+    """limits_json -> its entries, checked and completed as AnsibleModule does O(limits). Raises InputError."""
     if not text:
         return []
     if isinstance(text, list):  # ansible-core before 2.19 made a list of the role's JSON string
@@ -482,9 +482,9 @@ def decode_limits(text):
         try:
             entries = json.loads(text)
         except (TypeError, ValueError) as exc:
-            raise UnitError("limits_json: not JSON (%s)" % exc)
+            raise InputError("limits_json: not JSON (%s)" % exc)
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise UnitError("limits_json: must be a JSON list of objects (entries of limits)")
+        raise InputError("limits_json: must be a JSON list of objects (entries of limits)")
     out, rest = [], []
     for index, entry in enumerate(entries):
         if _plain(entry):  # already of the types the spec converts to: completed here, 0.1 ms each saved
@@ -499,7 +499,7 @@ def decode_limits(text):
         checked = ArgumentSpecValidator(dict(limits_json=dict(type="list", elements="dict", options=LIMIT_SPEC))) \
             .validate({"limits_json": [entries[i] for i in rest]})
         if checked.error_messages:
-            raise UnitError("; ".join(checked.error_messages[:5]))
+            raise InputError("; ".join(checked.error_messages[:5]))
         for index, entry in zip(rest, checked.validated_parameters["limits_json"]):
             out[index] = entry
     return out
@@ -557,7 +557,7 @@ def main():
         p["parent"] = check_parent(p["parent"])
         plans = build_plans(from_json + p["limits"], p["state"], p["force"], p["parent"], host.devnum,
                             read_sys_uid_max(), first=len(from_json))
-    except (UnitError, OSError) as exc:
+    except (InputError, OSError) as exc:
         module.fail_json(msg=str(exc))
     layout = read_cgroup_layout()
     init = init_system()
@@ -580,7 +580,7 @@ def main():
                              % (", ".join(unknown), ", ".join(LIMIT_FIELDS)))
         try:
             template_limits = normalize_limits(defaults, "user_defaults", module.params["force"])
-        except UnitError as exc:
+        except InputError as exc:
             module.fail_json(msg=str(exc))
         version = systemd_version(host.run(["systemctl", "--version"], check=False)[1])
         if version is not None and version < TEMPLATE_MIN_SYSTEMD:
@@ -626,7 +626,7 @@ def main():
                 module.warn("persist: " + kept["warning"])
             out["diff"] += kept["diff"]
             out["changed"] = out["changed"] or kept["changed"]
-    except (BackendError, CommandError, UnitError, OSError) as exc:
+    except (FairshareError, OSError) as exc:
         module.fail_json(msg=str(exc), **host.partial(result))
     diff = out.pop("diff")
     for warning in out.pop("warnings_extra", []):

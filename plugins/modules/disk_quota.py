@@ -207,15 +207,16 @@ changes_made_count:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
+from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_backend import (
-    BtrfsBackend, QuotaError, QuotaToolsBackend, known_project_ids, sync_project_files,
+    BtrfsBackend, QuotaToolsBackend, known_project_ids, sync_project_files,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import (
     SUPPORTED_FS, allocate_project_ids, check_project_path, find_mount, normalize_entry,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError, parse_grace
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import FairshareError, InputError
+from ansible_collections.fairshare.resources.plugins.module_utils.units import parse_grace
 
 ENTRY_SPEC = dict(
     name=dict(type="str", required=True), id=dict(type="int"), paths=dict(type="list", elements="path"),
@@ -229,16 +230,16 @@ def resolve(params, host):
     """Validate every input; -> (mount, entries, grace). Nothing changes here."""
     path = os.path.realpath(params["path"])
     if not os.path.exists(path):
-        raise UnitError("path: %r does not exist" % params["path"])
+        raise InputError("path: %r does not exist" % params["path"])
     with open("/proc/self/mountinfo") as fh:
         mount = find_mount(fh.read(), path)
     if mount["fstype"] not in SUPPORTED_FS:
-        raise UnitError("path: %r is on %s (%s); disk_quota manages %s"
-                        % (params["path"], mount["fstype"], mount["mountpoint"], ", ".join(SUPPORTED_FS)))
+        raise InputError("path: %r is on %s (%s); disk_quota manages %s"
+                         % (params["path"], mount["fstype"], mount["mountpoint"], ", ".join(SUPPORTED_FS)))
     qtype = params["type"]
     if mount["fstype"] == "btrfs" and qtype != "project":
-        raise UnitError("type: %r quotas don't exist on btrfs (%s); btrfs limits subvolumes: use type: project "
-                        "with one subvolume path per project" % (qtype, mount["mountpoint"]))
+        raise InputError("type: %r quotas don't exist on btrfs (%s); btrfs limits subvolumes: use type: project "
+                         "with one subvolume path per project" % (qtype, mount["mountpoint"]))
     entries, seen = [], set()
     accounts = Accounts(expected=len(params["quotas"]) if qtype == "user" else 0)
     for index, raw in enumerate(params["quotas"]):
@@ -249,17 +250,17 @@ def resolve(params, host):
             try:
                 entry["id"] = getattr(getattr(accounts, getter)(entry["name"]), attr)
             except NotFound:
-                raise UnitError("%s.name: %r is not %s on this host" % (where, entry["name"], what))
+                raise InputError("%s.name: %r is not %s on this host" % (where, entry["name"], what))
         for i, project_dir in enumerate(entry["paths"]):
             field = "%s.paths[%d]" % (where, i)
             check_project_path(field, project_dir, mount["mountpoint"])
             # a btrfs project's subvolume is made by the module; an existing path must be the directory itself
             if os.path.lexists(project_dir) and (not os.path.isdir(project_dir) or
                                                  os.path.realpath(project_dir) != project_dir):
-                raise UnitError("%s: %r is not a directory (a link is refused: give the directory it points to)"
-                                % (field, project_dir))
+                raise InputError("%s: %r is not a directory (a link is refused: give the directory it points to)"
+                                 % (field, project_dir))
         if entry["name"] in seen:
-            raise UnitError("%s.name: %r is listed twice" % (where, entry["name"]))
+            raise InputError("%s.name: %r is listed twice" % (where, entry["name"]))
         seen.add(entry["name"])
         entries.append(entry)
     if qtype == "project" and mount["fstype"] != "btrfs":
@@ -298,7 +299,7 @@ def main():
         if module.params["type"] == "project" and mount["fstype"] != "btrfs":
             diffs = sync_project_files(host, entries)
         out = backend.apply(entries, grace, module.params["exclusive"])
-    except (UnitError, QuotaError, CommandError) as exc:
+    except FairshareError as exc:
         module.fail_json(msg=str(exc), **host.partial(result))
     result.update(out)
     result["actions"] = backend.actions + ["update %s" % d["after_header"] for d in diffs]

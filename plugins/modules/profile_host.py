@@ -249,7 +249,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.login import (
     DEFAULTS_JSON, LIB_DIR, LOGIN_JSON, PACKAGE, USERS_TSV, documents, library_files, tool_text,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
     MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, PATHS, PLAN_BOOT_UNIT, SESSION_HOOK_RE, TIMER_GLOB,
@@ -351,7 +351,7 @@ def per_user_files(module, host, changes, data):
 
 
 def login_files(login):
-    """{path: (text, mode)} of the host-side resolver; login {} removes it. Raises UnitError (a bad policy)."""
+    """{path: (text, mode)} of the host-side resolver; login {} removes it. Raises InputError (a bad policy)."""
     if login:
         doc, fallback, users = documents(login["policy"], login["parent"])
         # root only (the resolver runs as root from PAM): the policy names users and what each one gets
@@ -424,7 +424,7 @@ def main():
         login = params["login"] if params["login"]["policy"] is not None else {}
         try:
             extra = login_files(login)
-        except UnitError as exc:
+        except InputError as exc:
             msg = str(exc)
             module.fail_json(msg=msg if msg.startswith("login.") else "login.policy: " + msg, **result)
         files.update(extra)

@@ -90,7 +90,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.host import Co
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import parse_repquota
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import NFT_TABLE, parse_nft_rules
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 from ansible_collections.fairshare.resources.plugins.module_utils.usage import (
     containers_outside, parse_tc_class_stats, read_usage, user_cgroup,
 )
@@ -105,7 +105,7 @@ def main():
     host = Host(module)
     try:
         module.params["parent"] = check_parent(module.params["parent"])
-    except UnitError as exc:
+    except InputError as exc:
         module.fail_json(msg=str(exc))
     entries = []
     accounts = Accounts(expected=len(module.params["users"]))

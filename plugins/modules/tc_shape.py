@@ -196,16 +196,16 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
-from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
+from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_backend import (
-    STATE_FILE, TcError, TcShaper,
+    STATE_FILE, TcShaper,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
     allocate_classids, check_admission, diff_tree, egress_tree, format_rate, ifb_name, ingress_commands,
     nft_load_script, parse_rate, rate_ceil, stale_parts, tbf_burst, tbf_matches, tc_commands,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import FairshareError, InputError
 
 RATE_CEIL = dict(rate=dict(type="str", required=True), ceil=dict(type="str"))
 
@@ -217,11 +217,11 @@ def validate(params, shaper):
     if dev == "auto":
         dev = shaper.default_interface()
     if dev and not shaper.link_exists(dev):
-        raise UnitError("interface: %r does not exist on this host" % params["interface"])
+        raise InputError("interface: %r does not exist on this host" % params["interface"])
     plan["dev"] = dev
     if params["egress"]:
         if not dev:
-            raise UnitError("egress: needs interface")
+            raise InputError("egress: needs interface")
         eg = params["egress"]
         link = parse_rate("egress.rate", eg["rate"])
         default = rate_ceil("egress.default", eg["default"] or {"rate": eg["rate"]})
@@ -232,9 +232,9 @@ def validate(params, shaper):
             try:
                 pw = accounts.user(cls["user"])
             except NotFound:
-                raise UnitError("%s.user: %r is not a user on this host" % (where, cls["user"]))
+                raise InputError("%s.user: %r is not a user on this host" % (where, cls["user"]))
             if pw.pw_uid in seen:
-                raise UnitError("%s.user: %r is listed twice (also egress.classes[%d])" % (where, cls["user"], seen[pw.pw_uid]))
+                raise InputError("%s.user: %r is listed twice (also egress.classes[%d])" % (where, cls["user"], seen[pw.pw_uid]))
             seen[pw.pw_uid] = i
             entry = rate_ceil(where, cls)
             entry.update(user=pw.pw_name, uid=pw.pw_uid, name="user %s" % pw.pw_name)
@@ -243,12 +243,12 @@ def validate(params, shaper):
         plan["egress"] = {"link": link, "default": default}
     if params["ingress"]:
         if not dev:
-            raise UnitError("ingress: needs interface")
+            raise InputError("ingress: needs interface")
         plan["ingress"] = parse_rate("ingress.rate", params["ingress"]["rate"])
     for i, itf in enumerate(params["interfaces"]):
         where = "interfaces[%d]" % i
         if not shaper.link_exists(itf["name"]):
-            raise UnitError("%s.name: %r does not exist on this host" % (where, itf["name"]))
+            raise InputError("%s.name: %r does not exist on this host" % (where, itf["name"]))
         rate = parse_rate(where + ".tbf.rate", itf["tbf"]["rate"])
         plan["tbf"].append({"dev": itf["name"], "rate": rate,
                             "burst": tbf_burst(where + ".tbf.burst", itf["tbf"].get("burst"), rate)})
@@ -289,7 +289,7 @@ def main():
                 host.remove(STATE_FILE)
         else:
             if module.params["oversubscription"] <= 0:
-                raise UnitError("oversubscription: %r must be more than 0" % module.params["oversubscription"])
+                raise InputError("oversubscription: %r must be more than 0" % module.params["oversubscription"])
             plan = validate(module.params, shaper)
             shaper.leaf = shaper.leaf_kind()
             result["leaf"] = shaper.leaf
@@ -341,7 +341,7 @@ def main():
             shaper.remove_parts(stale_parts(state, new_state))
             if new_state != state and not module.check_mode:
                 host.write_atomic(STATE_FILE, json.dumps(new_state, sort_keys=True) + "\n")
-    except (UnitError, TcError, CommandError) as exc:
+    except FairshareError as exc:
         module.fail_json(msg=str(exc), **host.partial(result))
     result["actions"] = shaper.actions
     result["changed"] = bool(shaper.actions)

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: fairshare.resources contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the collection turn our UnitError (a value not allowed) into AnsibleFilterError.
+"""Filters of the collection turn our InputError (a value not allowed) into AnsibleFilterError.
 
 The filters that take resolved profiles take them as a dict or as the same dict in a JSON
 string (resolve_profiles | to_json): the profiles role keeps them as a string, because
@@ -19,11 +19,11 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
     pack_profiles, unpack_profiles, users_from_rows,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 
 
 def guarded(label, func, json_at=None, json_output=None):
-    """func, with its UnitError raised as AnsibleFilterError('<label>: <message>').
+    """func, with its InputError raised as AnsibleFilterError('<label>: <message>').
     json_at: {position: what the argument is} for arguments that may come as JSON strings, each
     decoded then: PROFILES (resolved profiles, packed or not), USERS (resource_facts' users, rows or
     dicts) or LIST (as it is). json_output: the filter takes as_json=true, which returns its result
@@ -47,7 +47,7 @@ def guarded(label, func, json_at=None, json_output=None):
                 args[at] = convert(value)
         try:
             return func(*args, **kwargs)
-        except UnitError as exc:
+        except InputError as exc:
             raise AnsibleFilterError("%s: %s" % (label, exc))
     run.__name__ = getattr(func, "__name__", "filter")
     return run

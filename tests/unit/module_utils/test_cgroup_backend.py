@@ -548,3 +548,31 @@ def test_cgroupfs_persist_script_is_not_rendered_again_when_nothing_changed(tmp_
     backend = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path))
     backend.apply([plan(0, "user", "a", {"memory_max": "200M"}, uid=2000)], False)
     assert backend.persist(True)["changed"] and str(200 << 20) in script.read_text() and len(rendered) == 2
+
+
+class ClampingKernel(FakeKernel):
+    """A kernel that takes a write and keeps another value (as one that rounds or ignores a limit)."""
+
+    def write_kernel(self, path, value):
+        FakeKernel.write_kernel(self, path, "42" if os.path.basename(path) == "pids.max" else value)
+
+
+def test_each_failure_has_its_kind(tmp_path):
+    """input (nothing changed), host (a command failed), verification (the kernel kept another value):
+    the three kinds of module_utils/errors.py that modules report."""
+    from ansible_collections.fairshare.resources.plugins.module_utils import errors
+    from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError
+    with pytest.raises(errors.InputError) as bad:
+        normalize_limits({"memory_max": "lots"}, "limits[0]")
+    layout = v1_layout(str(tmp_path))
+    host = ClampingKernel(FakeModule())
+    with pytest.raises(errors.VerificationError) as kept:
+        b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
+            [plan(0, "user", "a", {"pids_max": 100}, uid=2000)], False)
+    failing = FakeModule()
+    failing.run_command = lambda argv, data=None, environ_update=None: (1, "", "no such unit")
+    with pytest.raises(errors.HostError) as cmd:
+        Host(failing).run(["systemctl", "daemon-reload"])
+    assert isinstance(cmd.value, CommandError) and not isinstance(cmd.value, errors.VerificationError)
+    assert [e.value.kind for e in (bad, cmd, kept)] == ["input", "host", "verification"]
+    assert "wrote '100' to pids.max but the kernel reads back '42'" in str(kept.value)

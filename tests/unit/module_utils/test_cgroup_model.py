@@ -3,7 +3,8 @@ import os
 import pytest
 
 from ansible_collections.fairshare.resources.plugins.module_utils import cgroup_model as m
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UNLIMITED, UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
+from ansible_collections.fairshare.resources.plugins.module_utils.units import UNLIMITED
 
 
 def test_normalize_limits_canonical_values():
@@ -27,7 +28,7 @@ def test_normalize_limits_canonical_values():
     ({"memory_low": "2G", "memory_min": "3G"}, "limits[3].memory_min"),
 ])
 def test_normalize_limits_errors(entry, fragment):
-    with pytest.raises(UnitError) as err:
+    with pytest.raises(InputError) as err:
         m.normalize_limits(entry, "limits[3]")
     assert fragment in str(err.value)
 
@@ -47,7 +48,7 @@ def test_parse_target(entry, expected):
 @pytest.mark.parametrize("entry", [{}, {"user": "a", "slice": "b.slice"}, {"slice": "research"},
                                    {"path": "../etc"}, {"path": "a//b"}, {"path": "a b"}])
 def test_parse_target_errors(entry):
-    with pytest.raises(UnitError):
+    with pytest.raises(InputError):
         m.parse_target(entry, "limits[0]")
 
 
@@ -57,7 +58,7 @@ PROTECTED = [("user", "root", 0), ("slice", "system.slice", None), ("slice", "-.
 
 @pytest.mark.parametrize("kind,name,uid", PROTECTED)
 def test_protected_targets_need_force(kind, name, uid):
-    with pytest.raises(UnitError) as err:
+    with pytest.raises(InputError) as err:
         m.check_protected(kind, name, uid, False, "limits[0]")
     assert "force: true" in str(err.value)
     m.check_protected(kind, name, uid, True, "limits[0]")
@@ -66,14 +67,14 @@ def test_protected_targets_need_force(kind, name, uid):
 def test_user_slice_is_not_protected():
     m.check_protected("slice", "user.slice", None, False, "limits[0]")
     m.check_protected("user", "alice", 1000, False, "limits[0]")
-    with pytest.raises(UnitError, match=r"'svc' \(uid 1200\) is a system user \(SYS_UID_MAX 1499"):
+    with pytest.raises(InputError, match=r"'svc' \(uid 1200\) is a system user \(SYS_UID_MAX 1499"):
         m.check_protected("user", "svc", 1200, False, "limits[0]", sys_uid_max=1499)
 
 
 @pytest.mark.parametrize("name", ["...slice", "..slice", ".slice", "-.slice", "a--b.slice", "a-.slice", "a-..slice",
                                   "a/b.slice", "a-...-b.slice", "research"])
 def test_slice_names_by_systemds_rules(name):
-    with pytest.raises(UnitError, match="is not a slice unit name"):
+    with pytest.raises(InputError, match="is not a slice unit name"):
         m.parse_target({"slice": name}, "limits[0]")
 
 
@@ -85,7 +86,7 @@ def test_valid_slice_names(name):
 @pytest.mark.parametrize("value", ["", "/", "/fairshare", "fairshare/", "..", "../../tmp/x", "a/../b", "a//b",
                                    "a b", None])
 def test_parent_must_be_a_relative_cgroup_name(value):
-    with pytest.raises(UnitError, match="parent: .* is not a relative cgroup name"):
+    with pytest.raises(InputError, match="parent: .* is not a relative cgroup name"):
         m.check_parent(value)
 
 
@@ -220,7 +221,7 @@ def test_weight_mappings():
 
 def test_devnum_of(tmp_path):
     assert m.devnum_of("8:16", os.stat) == "8:16"
-    with pytest.raises(UnitError):
+    with pytest.raises(InputError):
         m.devnum_of(str(tmp_path), os.stat)
     if os.path.exists("/dev/loop0"):
         st = os.stat("/dev/loop0")

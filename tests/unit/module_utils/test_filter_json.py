@@ -65,21 +65,21 @@ def test_profile_host_decodes_its_per_user_parts():
 
 def test_cgroup_limit_checks_limits_json_as_it_checks_limits():
     from ansible_collections.fairshare.resources.plugins.modules.cgroup_limit import decode_limits
-    from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+    from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
     entries = decode_limits('[{"user": "ann", "cpu_weight": "200", "memory_max": "1G"}]')
     assert entries[0]["cpu_weight"] == 200 and entries[0]["pids_max"] is None  # converted and completed
-    with pytest.raises(UnitError, match="limits_json.bogus"):
+    with pytest.raises(InputError, match="limits_json.bogus"):
         decode_limits('[{"user": "ann", "bogus": 1}]')
-    with pytest.raises(UnitError, match="limits_json: must be a JSON list of objects"):
+    with pytest.raises(InputError, match="limits_json: must be a JSON list of objects"):
         decode_limits('{"user": "ann"}')
-    with pytest.raises(UnitError, match="limits_json: not JSON"):
+    with pytest.raises(InputError, match="limits_json: not JSON"):
         decode_limits("[{")
     assert decode_limits(None) == []
     # ansible-core 2.18 hands the role's JSON string over as the list it reads as: taken the same way
     assert decode_limits([{"user": "ann", "cpu_weight": "200", "memory_max": "1G"}]) == entries
-    with pytest.raises(UnitError, match="limits_json.bogus"):
+    with pytest.raises(InputError, match="limits_json.bogus"):
         decode_limits([{"user": "ann", "bogus": 1}])
-    with pytest.raises(UnitError, match="limits_json: not JSON"):
+    with pytest.raises(InputError, match="limits_json: not JSON"):
         decode_limits(42)
     # well-typed entries are completed without the validator, the rest through it, in their order
     mixed = decode_limits('[{"user": "ann", "memory_max": "1G"}, {"user": "ben", "io_max": [{"device": "8:0", "rbps": "1M"}]},'
@@ -88,5 +88,5 @@ def test_cgroup_limit_checks_limits_json_as_it_checks_limits():
     assert mixed[0] == dict(mixed[2], user="ann", memory_max="1G", state=None)
     assert decode_limits('[{"user": "ann", "pids_max": 4096}]')[0]["pids_max"] == "4096"  # as AnsibleModule does
     assert mixed[1]["io_max"] == [{"device": "8:0", "rbps": "1M", "wbps": None, "riops": None, "wiops": None}]
-    with pytest.raises(UnitError, match="state"):
+    with pytest.raises(InputError, match="state"):
         decode_limits('[{"user": "ann", "state": "gone"}]')

@@ -2,7 +2,7 @@
 import pytest
 
 from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import allocate
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 
 GPUS = [{"index": i, "uuid": "GPU-%d" % i} for i in range(4)]
 
@@ -30,7 +30,7 @@ def test_spread_and_pack_with_shared_gpus():
     ({"big": 5}, 2, "gpu.count: big asks for 5 GPUs; this host has 4"),
 ])
 def test_more_than_the_host_has_is_refused_with_the_numbers(counts, share, fragment):
-    with pytest.raises(UnitError) as err:
+    with pytest.raises(InputError) as err:
         allocate(counts, GPUS, share=share)
     assert fragment in str(err.value)
 

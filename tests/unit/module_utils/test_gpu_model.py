@@ -1,7 +1,7 @@
 import pytest
 
 from ansible_collections.fairshare.resources.plugins.module_utils import gpu_model as g
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 
 SMI = """\
 0, GPU-5c1e2f3a-0000-1111-2222-333344445555, 00000000:17:00.0, Disabled
@@ -32,7 +32,7 @@ def test_select_gpus(wanted, indexes):
 
 
 def test_select_unknown_gpu_names_it_and_the_known_ones():
-    with pytest.raises(UnitError) as err:
+    with pytest.raises(InputError) as err:
         g.select_gpus("users[2]", [3], g.parse_nvidia_smi(SMI))
     assert str(err.value).startswith("users[2].gpus: '3' is not a GPU of this host; GPUs: 0 (GPU-5c1e")
 

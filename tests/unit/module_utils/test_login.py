@@ -9,7 +9,7 @@ import pytest
 from ansible_collections.fairshare.resources.plugins.module_utils import login
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL, render
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import resolve, to_cgroup_limits
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 
 POLICY = {
     "defaults": {"memory": {"max": "2G"}, "cpu": {"weight": 100}},
@@ -53,9 +53,9 @@ def test_documents_check_the_policy_and_keep_only_defaults_for_the_fallback():
     assert doc == {"policy": dict(rest, min_uid=2000), "parent": "fs", "users": "tsv"}
     assert fallback == {"policy": {"defaults": POLICY["defaults"], "min_uid": 2000}, "parent": "fs"}
     assert users == 'carol\t{"memory":{"max":"8G"}}\n'
-    with pytest.raises(UnitError, match="is not a user name"):
+    with pytest.raises(InputError, match="is not a user name"):
         login.documents({"users": {"a\tb": {}}}, "fs")
-    with pytest.raises(UnitError, match="tiers.x.memory.max"):
+    with pytest.raises(InputError, match="tiers.x.memory.max"):
         login.documents({"tiers": {"x": {"memory": {"max": "32 GB"}}}}, "fs")
 
 

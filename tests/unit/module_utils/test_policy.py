@@ -68,7 +68,7 @@ def test_exempt_user_named_in_users_is_limited():
 def test_errors_name_the_exact_path(patch, message):
     pol = dict(POLICY)
     pol.update(patch)
-    with pytest.raises(p.UnitError) as err:  # PolicyError is a UnitError
+    with pytest.raises(p.InputError) as err:  # PolicyError is an InputError
         p.resolve(pol, USERS)
     assert message in str(err.value)
 
@@ -162,7 +162,7 @@ def test_cgroup_parent_follows_the_docker_driver():
     ({"build": {}}, "defaults.workloads.build: expected a mapping of cpu, memory, pids, io"),
 ])
 def test_workload_errors_name_the_path(block, message):
-    with pytest.raises(p.UnitError) as err:
+    with pytest.raises(p.InputError) as err:
         p.resolve({"defaults": {"workloads": block}}, TWO)
     assert message in str(err.value)
 
@@ -300,7 +300,7 @@ def test_the_schema_is_strict_and_names_the_path(patch, message):
             policy[key] = merged
         else:
             policy[key] = value
-    with pytest.raises(p.UnitError) as err:
+    with pytest.raises(p.InputError) as err:
         p.validate(policy)
     assert message in str(err.value)
 
@@ -330,7 +330,7 @@ def test_totals_for_all_users_and_the_reserve_become_one_target():
     ({"reserve": {"memory": "lots"}}, "reserve.memory"),
 ])
 def test_totals_that_would_not_hold_are_refused(patch, fragment):
-    with pytest.raises(p.UnitError) as err:
+    with pytest.raises(p.InputError) as err:
         p.validate(dict(POLICY, **patch))
     assert fragment in str(err.value)
 

@@ -6,7 +6,7 @@ import pytest
 from ansible_collections.fairshare.resources.plugins.module_utils import policy as p
 from ansible_collections.fairshare.resources.plugins.module_utils import preflight as pf
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import users_from_rows
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 
 POLICY = {"min_uid": 1000,
           "defaults": {"memory": {"max": "1G"}, "disk": {"/home": {"block_soft": "1G", "block_hard": "2G"}},
@@ -28,10 +28,10 @@ def test_a_host_that_fits_has_no_problems():
     assert pf.preflight(profiles(), FACTS, SETTINGS) == []
     # what each later task has to do, counted once here (the role's `when`s read these numbers)
     assert pf.check_host(profiles(), FACTS, SETTINGS) == {"checked": 2, "cgroup_targets": 2, "disk_filesystems": 1,
-                                                         "tc_classes": 2, "gpu_users": 1, "unlisted": []}
+                                                          "tc_classes": 2, "gpu_users": 1, "unlisted": []}
     off = dict(SETTINGS, network=False, gpu=False)
     assert pf.check_host(profiles(), FACTS, off) == {"checked": 2, "cgroup_targets": 2, "disk_filesystems": 1,
-                                                    "tc_classes": 0, "gpu_users": 0, "unlisted": []}
+                                                     "tc_classes": 0, "gpu_users": 0, "unlisted": []}
 
 
 def test_the_hosts_users_without_a_profile_are_listed_once():
@@ -55,7 +55,7 @@ def test_the_hosts_users_without_a_profile_are_listed_once():
 def test_what_the_host_cannot_take_is_named(facts, settings, fragment):
     problems = pf.preflight(profiles(), facts, settings)
     assert any(fragment in problem for problem in problems), problems
-    with pytest.raises(UnitError) as err:
+    with pytest.raises(InputError) as err:
         pf.check_host(profiles(), facts, settings)
     assert str(err.value).startswith("this host cannot take the policy; nothing was changed: ")
 

@@ -1,7 +1,8 @@
 import pytest
 
 from ansible_collections.fairshare.resources.plugins.module_utils import quota_model as q
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError, parse_grace
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
+from ansible_collections.fairshare.resources.plugins.module_utils.units import parse_grace
 
 # Output captured from a Debian 12 guest (quota 4.06, xfsprogs 6.1, btrfs-progs 6.2).
 REPQUOTA = """\
@@ -58,7 +59,7 @@ def test_parse_grace(value, seconds):
 
 @pytest.mark.parametrize("value", ["8d1h", "49h", "90s", "0", "7 days", "-1d", "soon"])
 def test_parse_grace_refuses_what_cannot_be_read_back(value):
-    with pytest.raises(UnitError) as err:
+    with pytest.raises(InputError) as err:
         parse_grace("block_grace", value)
     assert "block_grace" in str(err.value)
 
@@ -105,10 +106,10 @@ def test_normalize_entry_limits_and_errors():
         ({"name": "a b"}, "quotas[0].name"),
         ({"name": "a", "inode_hard": "many"}, "quotas[0].inode_hard"),
     ]:
-        with pytest.raises(UnitError) as err:
+        with pytest.raises(InputError) as err:
             q.normalize_entry(raw, "quotas[0]", "user", "ext4")
         assert fragment in str(err.value)
-    with pytest.raises(UnitError):
+    with pytest.raises(InputError):
         q.normalize_entry({"name": "p", "paths": ["/a", "/b"]}, "quotas[0]", "project", "btrfs")
     assert q.normalize_entry({"name": "p", "block_hard": "none"}, "w", "project", "xfs")["limits"]["block_hard"] == 0
 
@@ -139,6 +140,6 @@ def test_project_paths_stay_on_their_filesystem(path, mountpoint, error):
     if error is None:
         assert q.check_project_path("quotas[0].paths[0]", path, mountpoint) == path.rstrip("/")
     else:
-        with pytest.raises(q.UnitError) as err:
+        with pytest.raises(q.InputError) as err:
             q.check_project_path("quotas[0].paths[0]", path, mountpoint)
         assert "quotas[0].paths[0]" in str(err.value) and error in str(err.value)

@@ -1,7 +1,7 @@
 import pytest
 
 from ansible_collections.fairshare.resources.plugins.module_utils import tc_model as t
-from ansible_collections.fairshare.resources.plugins.module_utils.units import UnitError
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 
 # `tc class show dev v0` from iproute2 6.1 (no JSON for classes there).
 CLASSES = """\
@@ -33,7 +33,7 @@ def test_parse_rate(text, bps):
 @pytest.mark.parametrize("text,fragment", [("10 mbps", "without a space, like 10mbit"), ("fast", "tc units"),
                                            ("10mb", "tc units"), ("1bit", "below 8kbit")])
 def test_parse_rate_errors(text, fragment):
-    with pytest.raises(UnitError) as err:
+    with pytest.raises(InputError) as err:
         t.parse_rate("egress.classes[0].rate", text)
     assert str(err.value).startswith("egress.classes[0].rate: ") and fragment in str(err.value)
 
@@ -70,12 +70,12 @@ def test_wanted_tree_and_diff():
 
 def test_admission_refuses_with_numbers():
     classes = [{"uid": 1000 + i, "rate": 50 * 10 ** 6, "ceil": 50 * 10 ** 6} for i in range(24)]
-    with pytest.raises(UnitError) as err:
+    with pytest.raises(InputError) as err:
         t.check_admission("egress on eth0", 10 ** 9, {"rate": 10 ** 7, "ceil": 10 ** 9}, classes, 1.0)
     assert str(err.value) == ("egress on eth0: 1210mbit guaranteed (24 users' rates + the default class 10mbit) > "
                               "1gbit capacity x 1.0 oversubscription")
     t.check_admission("egress on eth0", 10 ** 9, {"rate": 10 ** 7, "ceil": 10 ** 9}, classes, 2.0)
-    with pytest.raises(UnitError) as err:
+    with pytest.raises(InputError) as err:
         t.check_admission("egress", 10 ** 8, {"rate": 10 ** 6, "ceil": 10 ** 9}, [], 1.0)
     assert "above the link rate" in str(err.value)
 
@@ -120,7 +120,7 @@ def test_class_ids_are_stable_from_run_to_run():
 
 
 def test_more_users_than_class_ids_is_refused():
-    with pytest.raises(UnitError) as err:
+    with pytest.raises(InputError) as err:
         t.allocate_classids(range(100000, 100000 + 65534))
     assert "65534 users, but there are only 65533 class ids" in str(err.value)
 

@@ -17,14 +17,14 @@ def test_parse_size(value, expected):
     (-1, "negative"), (True, "is not a size"), ("1.5", "whole number of bytes"), ("", "is not a size"),
 ])
 def test_parse_size_errors_name_field_and_value(value, fragment):
-    with pytest.raises(u.UnitError) as err:
+    with pytest.raises(u.InputError) as err:
         u.parse_size("tiers.student.memory.max", value)
     assert str(err.value).startswith("tiers.student.memory.max: ")
     assert fragment in str(err.value)
 
 
 def test_parse_size_refuses_unlimited_where_not_allowed():
-    with pytest.raises(u.UnitError):
+    with pytest.raises(u.InputError):
         u.parse_size("f", "max", allow_unlimited=False)
 
 
@@ -35,7 +35,7 @@ def test_parse_cpu(value, cpus):
 
 @pytest.mark.parametrize("value", ["0%", "0", "abc", "150 %", "0.001", None, False])
 def test_parse_cpu_errors(value):
-    with pytest.raises(u.UnitError) as err:
+    with pytest.raises(u.InputError) as err:
         u.parse_cpu("cpu_max", value)
     assert "cpu_max" in str(err.value)
 
@@ -56,7 +56,7 @@ def test_percent_of(value, base, expected):
 
 @pytest.mark.parametrize("value,base", [("90%", None), ("0%", 100), ("120%", 100), ("x%", 100)])
 def test_percent_of_errors(value, base):
-    with pytest.raises(u.UnitError):
+    with pytest.raises(u.InputError):
         u.parse_percent_of("memory_high", value, base)
 
 
@@ -64,7 +64,7 @@ def test_parse_int_ranges():
     assert u.parse_int("w", "100", 1, 10000) == 100
     assert u.parse_int("p", "max", 1, 10, allow_unlimited=True) == u.UNLIMITED
     for bad in ("0", "10001", "ten", True):
-        with pytest.raises(u.UnitError):
+        with pytest.raises(u.InputError):
             u.parse_int("w", bad, 1, 10000)
 
 
@@ -75,7 +75,7 @@ def test_cpulist(text, cpus):
 
 @pytest.mark.parametrize("bad", ["3-1", "a", "0-", "0,,1"])
 def test_cpulist_errors(bad):
-    with pytest.raises(u.UnitError):
+    with pytest.raises(u.InputError):
         u.parse_cpulist("cpuset_cpus", bad)
 
 
@@ -86,11 +86,11 @@ def test_format_size_round_trips():
 
 
 def test_safe_minimums_refuse_unless_forced():
-    with pytest.raises(u.UnitError) as err:
+    with pytest.raises(u.InputError) as err:
         u.check_minimum("memory_max", 20, False, "limits[0].memory_max")
     assert "limits[0].memory_max" in str(err.value) and "64M" in str(err.value)
     u.check_minimum("memory_max", 20, True)
     u.check_minimum("memory_max", u.UNLIMITED, False)
-    with pytest.raises(u.UnitError):
+    with pytest.raises(u.InputError):
         u.check_minimum("pids_max", 31, False)
     u.check_minimum("pids_max", 32, False)
