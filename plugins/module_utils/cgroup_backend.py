@@ -370,6 +370,21 @@ class CgroupfsBackend(_Layout):
     def dir_of(self, controller, relpath):
         return os.path.join(self.root_of(controller), relpath)
 
+    def accounting(self):
+        """'cpuacct' where cgroup v1 mounts it apart from cpu (a user's CPU time is only there), else None.
+        A user target then gets a cgroup in that hierarchy too, without limits, that its logins and adopted
+        processes join, so resource_usage and fairshare-usage can report the user's CPU time."""
+        v1 = self.layout.get("v1") or {}
+        return "cpuacct" if "cpuacct" in v1 and v1.get("cpu") != v1["cpuacct"] else None
+
+    def controllers_of(self, plan, files):
+        """The hierarchies a present target has a cgroup in: those of its files, and accounting() for a user."""
+        found = controllers_needed(files)
+        acct = self.accounting()
+        if acct and plan.kind == "user" and acct not in found:
+            found.append(acct)
+        return found
+
     def read_value(self, path):
         text = self.host.read_kernel(path)
         return None if text is None else text.strip()
@@ -412,7 +427,8 @@ class CgroupfsBackend(_Layout):
         return sorted(found)
 
     def apply(self, plans, exclusive):
-        results, planned, diffs, writes, removals = [], [], [], [], []
+        results, planned, diffs, writes, removals, accounting = [], [], [], [], [], []
+        acct = self.accounting()
         made, was_set = self._made()
         self.left = []  # foreign cgroups that kept one of ours from being removed
         for plan in plans:
@@ -437,6 +453,10 @@ class CgroupfsBackend(_Layout):
                 todo.extend(self._resets(plan, files, before, after, weight,
                                          None if was_set is None else was_set.get(plan.relpath, ())))
                 res["after"] = display_limits(plan.limits)
+                if acct and plan.kind == "user" and not os.path.isdir(self.dir_of(acct, plan.relpath)):
+                    before[acct], after[acct] = "absent", "made (CPU time only)"
+                    accounting.append(plan)
+                    res["changed"] = True
             else:
                 dirs = self._existing_dirs(plan.relpath)
                 foreign = self._foreign_below(plan.relpath, made | self._with_ancestors(plan.relpath)) if dirs else []
@@ -505,6 +525,8 @@ class CgroupfsBackend(_Layout):
                 making_set[relpath] = sorted(set(names) | set(making_set.get(relpath, ())))
             if making != made or making_set != was_set:
                 self._register(making, making_set)
+            for plan in accounting:
+                self._ensure_dir(acct, plan.relpath)
             for plan, todo in self._ordered(writes):
                 self._write(plan, todo)
             for relpath, dirs in removals:
@@ -527,7 +549,7 @@ class CgroupfsBackend(_Layout):
             else:
                 res["verified"] = {}
         return {"targets": results, "removed": removed, "diff": diffs, "left": self.left[:50],
-                "changed": bool(writes or removals), "parent": self.parent}
+                "changed": bool(writes or removals or accounting), "parent": self.parent}
 
     def _quota_now(self, relpath, planned_quota):
         """A cgroup's CPU quota in CPUs (inf: no limit) after this run."""
@@ -607,7 +629,7 @@ class CgroupfsBackend(_Layout):
                         del targets[known]
             for plan, files in self.planned:
                 steps = [[self.version_of(ctrl), ctrl, self.root_of(ctrl), plan.relpath,
-                          [[f, v] for c, f, v in files if c == ctrl]] for ctrl in controllers_needed(files)]
+                          [[f, v] for c, f, v in files if c == ctrl]] for ctrl in self.controllers_of(plan, files)]
                 targets[plan.relpath] = {"uid": plan.uid if plan.kind == "user" else None, "steps": steps}
             if targets or mode:
                 devices = (self.layout.get("v1") or {}).get("devices")  # gpu_access keeps its rules there
@@ -670,7 +692,7 @@ class CgroupfsBackend(_Layout):
         for plan, files in self.planned:
             if plan.kind != "user":
                 continue
-            for ctrl in controllers_needed(files):
+            for ctrl in self.controllers_of(plan, files):
                 v2 = self.version_of(ctrl) == "v2"
                 entry = ("" if v2 else ctrl, os.path.join(self.root_of(ctrl), plan.relpath, SESSION_LEAF if v2 else ""))
                 if entry not in users.setdefault(plan.uid, []):
@@ -792,7 +814,7 @@ class CgroupfsBackend(_Layout):
 
     def _controller_roots(self):
         roots = []
-        for ctrl in ("cpu", "cpuset", "memory", "pids", "io", "blkio"):
+        for ctrl in ("cpu", "cpuset", "memory", "pids", "io", "blkio") + ((self.accounting(),) if self.accounting() else ()):
             if self.version_of(ctrl):
                 root = self.root_of(ctrl)
                 if root not in roots:

@@ -246,7 +246,9 @@ def test_persist_restores_after_reboot_and_pam_puts_the_login_in_the_cgroup(limi
     script = first["persist_script"]
     assert first["changed"] and script == "/etc/fairshare/cgroupfs-%s.sh" % PARENT and os.access(script, os.X_OK)
     assert apply(wanted, persist=True)["changed"] is False
-    for ctrl in ("memory", "cpu"):  # what a reboot does to cgroupfs (our cgroups only, no processes in them)
+    # cpuacct apart from cpu (this machine): the user's cgroup there too, for CPU time
+    ctrls = [c for c in ("memory", "cpu", "cpuacct") if c in LAYOUT["v1"] and os.path.isdir(cg(c, uid))]
+    for ctrl in ctrls:  # what a reboot does to cgroupfs (our cgroups only, no processes in them)
         os.rmdir(cg(ctrl, uid))
         os.rmdir(os.path.dirname(cg(ctrl, uid)))
     restore = subprocess.run([script, "restore"], capture_output=True, text=True, check=False)
@@ -254,7 +256,7 @@ def test_persist_restores_after_reboot_and_pam_puts_the_login_in_the_cgroup(limi
     with open(cg("memory", uid, "memory.limit_in_bytes")) as fh:
         assert fh.read().strip() == str(64 << 20)
     assert apply(wanted, persist=True)["changed"] is False  # the restored tree is exactly what the module wants
-    for ctrl in ("memory", "cpu"):
+    for ctrl in ctrls:
         os.rmdir(cg(ctrl, uid))
         os.rmdir(os.path.dirname(cg(ctrl, uid)))
     service = "fairshare-itest%d" % os.getpid()
@@ -271,6 +273,11 @@ def test_persist_restores_after_reboot_and_pam_puts_the_login_in_the_cgroup(limi
     assert seen["cgroups"]["cpu"] == seen["cgroups"]["memory"] == "/%s/user-%d" % (PARENT, uid)  # restored at login, session in
     assert seen["signal"] == 9 and not seen["survived"]
     assert PARENT not in other["cgroup"] and other["survived"]
+    # the CPU time of that login (its allocator) is the user's: cpuacct is joined too, where v1 has it apart
+    assert seen["cgroups"].get("cpuacct") == "/%s/user-%d" % (PARENT, uid), seen["cgroups"]
+    usage = run_module("resource_usage", dict(users=[limited.pw_name], parent=PARENT))["usage"][0]
+    print("resource_usage after the login (hierarchies %s): %s" % (ctrls, usage))
+    assert usage["cpu_usec"] and usage["cpu_usec"] > 0, usage
 
 
 def test_a_call_for_other_users_or_without_persist_keeps_logins_limited(limited):

@@ -576,3 +576,30 @@ def test_each_failure_has_its_kind(tmp_path):
     assert isinstance(cmd.value, CommandError) and not isinstance(cmd.value, errors.VerificationError)
     assert [e.value.kind for e in (bad, cmd, kept)] == ["input", "host", "verification"]
     assert "wrote '100' to pids.max but the kernel reads back '42'" in str(kept.value)
+
+
+def test_cgroupfs_v1_a_separate_cpuacct_gets_the_users_cgroup_for_cpu_time(tmp_path):
+    """Where v1 mounts cpuacct apart from cpu (this project's own machine), a user's CPU time is only in cpuacct:
+    a user target gets a cgroup there too (no limits), made once, joined at login (persist) and by adoption, and
+    removed with the target. A workload (path) gets none; co-mounted cpu,cpuacct gets nothing extra."""
+    layout = v1_layout(str(tmp_path))
+    os.makedirs(os.path.join(str(tmp_path), "cpuacct"))
+    layout["v1"]["cpuacct"] = os.path.join(str(tmp_path), "cpuacct")
+    acct = os.path.join(str(tmp_path), "cpuacct", "fairshare", "user-2000")
+    plans = [plan(0, "user", "a", {"memory_max": "100M"}, uid=2000), plan(1, "path", "fairshare/user-2000/jobs",
+                                                                         {"memory_max": "50M"})]
+    check = b.CgroupfsBackend(FakeKernel(FakeModule(check_mode=True)), layout, script_dir=str(tmp_path))
+    out = check.apply(plans, False)
+    assert out["changed"] and not os.path.exists(acct)
+    backend = b.CgroupfsBackend(FakeKernel(FakeModule()), layout, script_dir=str(tmp_path))
+    out = backend.apply(plans, False)
+    assert out["targets"][0]["changed"] and os.path.isdir(acct)
+    assert not os.path.exists(os.path.join(str(tmp_path), "cpuacct", "fairshare", "user-2000", "jobs"))
+    assert ("cpuacct", acct + "/") in backend._session_dirs()[2000]
+    assert "mk v1 cpuacct" in open(backend.persist(True)["path"]).read()
+    again = b.CgroupfsBackend(FakeKernel(FakeModule()), layout, script_dir=str(tmp_path)).apply(plans, False)
+    assert not again["changed"]
+    gone = b.CgroupfsBackend(FakeKernel(FakeModule()), layout, script_dir=str(tmp_path)).apply([], True)
+    assert gone["changed"] and not os.path.exists(os.path.join(str(tmp_path), "cpuacct", "fairshare", "user-2000"))
+    layout["v1"]["cpuacct"] = layout["v1"]["cpu"]  # cpu,cpuacct mounted together
+    assert b.CgroupfsBackend(FakeKernel(FakeModule()), layout, script_dir=str(tmp_path)).accounting() is None
