@@ -13,6 +13,15 @@ version_added: "0.1.0"
 description:
   - Turns resolved profiles into one entry per filesystem that a C(disk.<mount>) value names, each with the
     O(fairshare.resources.disk_quota#module:quotas) list of its users, for one disk_quota call per filesystem.
+  - Unlimited users get C(state=absent) on each of those filesystems (a quota an earlier policy gave them is lifted).
+positional: _input, profiled
+options:
+  profiled:
+    description:
+      - The C(profiled) fact of P(fairshare.resources.resource_facts#module) (a list, or the JSON string of one) -
+        whom the last run of the role gave what. A quota it gave a user that these profiles do not give gets an
+        entry named by the UID, with C(state=absent), on its filesystem (files stay).
+    type: raw
 extends_documentation_fragment:
   - fairshare.resources.profiles
 """
@@ -30,9 +39,9 @@ _value:
 """
 
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import to_disk_quotas
-from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import PROFILES, guarded
+from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import LIST, PROFILES, guarded
 
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_disk_quotas": guarded("fairshare_policy", to_disk_quotas, json_at={0: PROFILES})}
+        return {"profile_disk_quotas": guarded("fairshare_policy", to_disk_quotas, json_at={0: PROFILES, 1: LIST})}

@@ -14,7 +14,16 @@ description:
   - Turns resolved profiles into the O(fairshare.resources.gpu_access#module:users) list.
   - C(gpu.gpus) (a list of indexes or UUIDs, or C(all)) wins; else C(gpu.count) 0 gives C(none) and a count above
     0 gives C(all) (a count is recorded, not placed on particular GPUs); unlimited users get C(all).
-  - Users whose profile has no gpu value are left out, so gpu_access leaves them alone.
+  - Users whose profile has no gpu value are left out, so gpu_access leaves them alone - unless an earlier run of the
+    role granted them GPUs (O(profiled)) - they get C(state=absent) by uid, and gpu_access takes back what it gave.
+positional: _input, profiled
+options:
+  profiled:
+    description:
+      - The C(profiled) fact of P(fairshare.resources.resource_facts#module) (a list, or the JSON string of one) -
+        whom the last run of the role gave what. A user it granted GPUs that these profiles grant none gets an entry
+        named by the UID, with C(state=absent).
+    type: raw
 extends_documentation_fragment:
   - fairshare.resources.profiles
 """
@@ -27,14 +36,14 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: "gpu_access users list: [{name, gpus, mig}]"
+  description: "gpu_access users list: [{name, gpus, mig}], and entries {name (the UID), state absent} with O(profiled)"
   type: list
 """
 
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import to_gpu_users
-from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import PROFILES, guarded
+from ansible_collections.fairshare.resources.plugins.plugin_utils.filter_guard import LIST, PROFILES, guarded
 
 
 class FilterModule(object):
     def filters(self):
-        return {"profile_gpu_users": guarded("fairshare_policy", to_gpu_users, json_at={0: PROFILES})}
+        return {"profile_gpu_users": guarded("fairshare_policy", to_gpu_users, json_at={0: PROFILES, 1: LIST})}

@@ -105,7 +105,7 @@ class _Layout(object):
         return self._home(controller)[1]
 
 
-class Plan(object):
+class Target(object):
     """One validated target: what the user asked, resolved on this host."""
 
     mask = False  # a user_defaults mask: a drop-in without limits that keeps the template off a user
@@ -133,7 +133,7 @@ def resolve_user(value, where, accounts=None):
     return entry.pw_name, entry.pw_uid
 
 
-def build_plans(entries, state, force, parent, devnum, sys_uid_max=999, first=0):
+def build_targets(entries, state, force, parent, devnum, sys_uid_max=999, first=0):
     """Validate every limits entry of cgroup_limit before anything changes; return Plans.
 
     state, force, parent: the module's defaults for every entry; devnum(device) checks io devices;
@@ -153,7 +153,7 @@ def build_plans(entries, state, force, parent, devnum, sys_uid_max=999, first=0)
         limits = normalize_limits(entry, where, force) if wanted == "present" else {}
         for rule in limits.get("io_max", []):
             devnum(rule["device"])  # the device must exist now, not at apply time
-        plan = Plan(index, kind, name, uid, wanted, limits, parent)
+        plan = Target(index, kind, name, uid, wanted, limits, parent)
         key = plan.unit or plan.relpath
         if key in seen:
             raise InputError("%s: %s is the same target as %s" % (where, plan.label, seen[key]))
@@ -184,7 +184,7 @@ def systemd_version(text):
     return None
 
 
-def template_plans(plans, limits, exempt, sys_uid_max, parent, passwd=None, has_own=lambda unit: False):
+def template_targets(plans, limits, exempt, sys_uid_max, parent, passwd=None, has_own=lambda unit: False):
     """The plans of user_defaults: the template user-.slice (present with limits, else absent) and
     a mask - a drop-in of the same name without limits, which replaces the template's for that user
     - for root, every local system user (uid up to sys_uid_max), the exempt users and listed users
@@ -192,14 +192,14 @@ def template_plans(plans, limits, exempt, sys_uid_max, parent, passwd=None, has_
     gave them their own) keeps them: has_own(unit). -> (plans with the absent users turned into masks,
     extra plans)."""
     passwd = pwd.getpwall() if passwd is None else passwd
-    extra = [Plan(-1, "slice", TEMPLATE_UNIT, None, "present" if limits else "absent", limits, parent)]
+    extra = [Target(-1, "slice", TEMPLATE_UNIT, None, "present" if limits else "absent", limits, parent)]
     if not limits:
         return plans, extra
     listed = dict((p.uid, p) for p in plans if p.kind == "user")
     out = []
     for plan in plans:
         if plan.kind == "user" and plan.state == "absent":
-            plan = Plan(plan.index, "user", plan.name, plan.uid, "present", {}, parent)
+            plan = Target(plan.index, "user", plan.name, plan.uid, "present", {}, parent)
             plan.mask = True
         out.append(plan)
     masks = {0: "root"}
@@ -211,7 +211,7 @@ def template_plans(plans, limits, exempt, sys_uid_max, parent, passwd=None, has_
         masks[uid] = name
     for uid, name in sorted(masks.items()):
         if uid not in listed and not has_own("user-%d.slice" % uid):
-            plan = Plan(-2, "user", name, uid, "present", {}, parent)
+            plan = Target(-2, "user", name, uid, "present", {}, parent)
             plan.mask = True
             extra.append(plan)
     return out, extra

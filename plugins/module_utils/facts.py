@@ -80,9 +80,11 @@ def container_group_members(users, groups, exempt=()):
 
 
 def profiled_users(text):
-    """/etc/fairshare/profiles.json of the last run -> [[name, uid, [workload, ...]], ...]: whom the
-    role gave limits last time (compact: the next run takes back what the policy no longer gives).
-    A last entry [None, None, [target]] says the run also set a total for all users (aggregate)."""
+    """/etc/fairshare/profiles.json of the last run -> [[name, uid, [workload, ...], [part, ...]], ...]:
+    whom the role gave limits last time (compact: the next run takes back what the policy no longer
+    gives). The parts (left out when none): 'disk:<path>' for each filesystem with a quota, 'gpu' for a
+    GPU grant (an unlimited user's too), 'net' for a network class. A last entry [None, None, [target]]
+    says the run also set a total for all users (aggregate)."""
     try:
         data = json.loads(text or "{}") or {}
         profiles = data.get("profiles") or {}
@@ -93,7 +95,13 @@ def profiled_users(text):
         if not isinstance(prof, dict) or not isinstance(prof.get("uid"), int):
             continue
         values = prof.get("values") or {}
-        found.append([name, prof["uid"], sorted(k[len("workloads."):] for k in values if k.startswith("workloads."))])
+        row = [name, prof["uid"], sorted(k[len("workloads."):] for k in values if k.startswith("workloads."))]
+        parts = sorted("disk:" + k[len("disk."):] for k in values if k.startswith("disk."))
+        if prof.get("unlimited") or any(k.startswith("gpu.") for k in values):
+            parts.append("gpu")
+        if "net.egress" in values:
+            parts.append("net")
+        found.append(row + [parts] if parts else row)
     for entry in data.get("aggregate") or []:
         target = entry.get("slice") or entry.get("path") if isinstance(entry, dict) else None
         if target:

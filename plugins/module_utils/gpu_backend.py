@@ -136,10 +136,21 @@ class GpuBackend(object):
         accounts = Accounts(expected=len(params["users"]))
         for i, entry in enumerate(params["users"]):
             where = "users[%d]" % i
+            absent = entry.get("state") == "absent"
             try:
                 pw = accounts.user(entry["name"])
+                name, uid, gid = pw.pw_name, pw.pw_uid, pw.pw_gid
             except NotFound:
-                raise InputError("%s.name: %r is not a user on this host" % (where, entry["name"]))
+                if not (absent and str(entry["name"]).isdigit()):
+                    raise InputError("%s.name: %r is not a user on this host%s" % (
+                        where, entry["name"], "" if absent else " (a UID without a user is taken only with state: absent)"))
+                name, uid, gid = str(entry["name"]), int(entry["name"]), None  # a user who is gone: by uid
+            if absent:
+                if entry["gpus"] is not None or entry["count"] is not None:
+                    raise InputError("%s: state: absent grants nothing; give no gpus or count" % where)
+                plans.append({"name": name, "uid": uid, "gid": gid, "granted": [], "mig": None, "count": None,
+                              "all": False, "absent": True})
+                continue
             if entry["count"] is not None and entry["gpus"] is not None:
                 raise InputError("%s: give gpus or count, not both" % where)
             if entry["count"] is not None and not 0 <= entry["count"] <= 1024:
@@ -148,8 +159,8 @@ class GpuBackend(object):
             granted = select_gpus(where, entry["gpus"], gpus) if gpus else check_gpu_list(where, entry["gpus"])
             if entry["mig"] is not None and entry["mig"] < 0:
                 raise InputError("%s.mig: %r must be 0 or more" % (where, entry["mig"]))
-            plans.append({"name": pw.pw_name, "uid": pw.pw_uid, "gid": pw.pw_gid, "granted": granted,
-                          "mig": entry["mig"], "count": entry["count"], "all": granted == [g["index"] for g in gpus]})
+            plans.append({"name": name, "uid": uid, "gid": gid, "granted": granted, "mig": entry["mig"],
+                          "count": entry["count"], "all": granted == [g["index"] for g in gpus], "absent": False})
         old_state = json.loads(self.host.read(STATE) or "{}")
         counts = dict((p["name"], p["count"]) for p in plans if p["count"])
         picked, keys = allocate(counts, gpus, old_state.get("allocation"), params["share"], params["placement"]) \
@@ -215,6 +226,8 @@ class GpuBackend(object):
         for plan in plans:
             res = {"name": plan["name"], "uid": plan["uid"], "gpus": plan["granted"], "mig": plan["mig"],
                    "restricted": not plan["all"]}
+            if plan["absent"]:
+                res["state"] = "absent"
             in_group = plan["name"] in members or plan["gid"] == group.gr_gid
             if plan["granted"] and not in_group:
                 changes.run("add %s to group %s" % (plan["name"], group.gr_name),
@@ -225,16 +238,19 @@ class GpuBackend(object):
             if backend == "systemd":
                 paths = [g["device"] for g in self.gpus if g["index"] in plan["granted"]]
                 paths += self.controls if plan["granted"] else []
-                text = None if plan["all"] else render_dropin(paths)
+                text = None if plan["all"] or plan["absent"] else render_dropin(paths)
                 reload_needed |= changes.file(DROPIN % plan["uid"], text)
                 res["allow"] = paths if text else "all"
             elif backend == "cgroupfs-v1":
-                entries = None if plan["all"] else allowlist(
+                entries = None if plan["all"] or plan["absent"] else allowlist(
                     plan["granted"], [g for g in self.gpus if g["devnum"]], [devnum(c) for c in self.controls])
                 v1_devices(changes, layout, params["parent"], plan["uid"], entries)
                 res["allow"] = ["%s %s" % e for e in entries] if entries else "all"
                 if entries:
                     restore[plan["uid"]] = entries
+            if plan["absent"]:  # nothing of ours holds the user now, either way
+                res.pop("allow", None)
+                res["restricted"] = False
             if plan["mig"] and not any(i in mig_gpus for i in plan["granted"]):
                 self.warnings.append("users: %s may hold %d MIG instances, but none of the GPUs granted (%s) has MIG "
                                      "enabled" % (plan["name"], plan["mig"], plan["granted"] or "none"))
@@ -250,7 +266,7 @@ class GpuBackend(object):
             else:
                 self.warnings.append("%s is not ours (no managed header): left as it is; device allowlists are not "
                                      "put back after a reboot until the next run" % script)
-        state = {"mig": dict((p["name"], p["mig"]) for p in plans if p["mig"] is not None)}
+        state = {"mig": dict((p["name"], p["mig"]) for p in plans if p["mig"] is not None and not p["absent"])}
         if request["keys"]:
             state["allocation"] = request["keys"]
         old_state = request["old_state"]

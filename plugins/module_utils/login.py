@@ -52,7 +52,7 @@ import pwd
 import sys
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
-    LOGIN_RUNTIME_DROPIN, CgroupfsBackend, build_plans,
+    LOGIN_RUNTIME_DROPIN, CgroupfsBackend, build_targets,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
     DROPIN_NAME, check_parent, normalize_limits, render_dropin, reset_properties, runtime_properties,
@@ -335,7 +335,7 @@ def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON), run=None):
             log("%s (uid %d): no profile could be read; session left where it is" % (user["name"], user["uid"]))
         return
     backend = CgroupfsBackend(host, read_cgroup_layout(), doc["parent"])
-    plans = build_plans(limits, "present", False, doc["parent"], Host.devnum, read_sys_uid_max())
+    plans = build_targets(limits, "present", False, doc["parent"], Host.devnum, read_sys_uid_max())
     backend.apply(plans, False)
     dirs = backend.enter(pid)
     what = "defaults only (fallback)" if fallback else "tier %s" % (prof["tier"] or "none, defaults")

@@ -445,8 +445,9 @@ def stale_targets(profiled, profiles, init_system="systemd", masked=(), current=
     out = []
     listed = set(e.get("slice") or e.get("path") for e in current or [])
     uids = set(prof["uid"] for prof in profiles.values())
-    for name, uid, workloads in profiled or []:
-        if name is not None and uid in uids:  # the uid went to another name the policy covers: theirs now
+    for row in profiled or []:
+        name, uid, workloads = row[:3]
+        if name is not None and name not in profiles and uid in uids:  # the uid went to another name: theirs now
             continue
         if name is None:  # the total for all users an earlier run set; this run lists its own if it has one
             target = workloads[0]
@@ -539,10 +540,34 @@ def cgroup_parents(profiles, init_system="systemd", driver=None, parent=DEFAULT_
     return out
 
 
-def to_disk_quotas(profiles):
+def left_behind(profiled, profiles, part):
+    """[(name, uid)] of the users an earlier run gave `part` ('gpu', 'net' or 'disk:<path>': facts.profiled_users'
+    parts) that this run's profiles do not give it: removed from the policy, made exempt, moved out of the uid
+    range, deleted, or in a tier without it now. A uid that went to another name the policy covers is theirs."""
+    uids = dict((prof["uid"], name) for name, prof in profiles.items())
+    found = []
+    for row in profiled or []:
+        name, uid = row[0], row[1]
+        if name is None or len(row) < 4 or part not in row[3] or uids.get(uid, name) != name:
+            continue
+        prof = profiles.get(name)
+        if prof is None:
+            found.append((name, uid))
+        elif part == "gpu" and not prof.get("unlimited") and not any(k.startswith("gpu.") for k in prof["values"]):
+            found.append((name, uid))
+        elif part == "net" and "net.egress" not in prof["values"]:
+            found.append((name, uid))
+        elif part.startswith("disk:") and not prof.get("unlimited") and "disk." + part[5:] not in prof["values"]:
+            found.append((name, uid))
+    return found
+
+
+def to_disk_quotas(profiles, profiled=None):
     """Profiles -> [{'path': mount, 'quotas': [...]}], one disk_quota call per filesystem.
     Unlimited users get state: absent on every filesystem the policy puts quotas on, so a
-    quota an earlier policy gave them is lifted (their files stay)."""
+    quota an earlier policy gave them is lifted (their files stay). profiled (resource_facts'
+    `profiled`): a quota the last run gave a user this run gives none is lifted too, by uid (the
+    user may be gone), on its filesystem even when the policy has no quotas there any more."""
     mounts = {}
     for name, prof in sorted(profiles.items()):
         for key, val in prof["values"].items():
@@ -551,8 +576,15 @@ def to_disk_quotas(profiles):
                 entry["name"] = name
                 mounts.setdefault(key[len("disk."):], []).append(entry)
     unlimited = [name for name, prof in sorted(profiles.items()) if prof.get("unlimited")]
-    return [{"path": path, "quotas": quotas + [{"name": name, "state": "absent"} for name in unlimited]}
-            for path, quotas in sorted(mounts.items())]
+    out = dict((path, quotas + [{"name": name, "state": "absent"} for name in unlimited])
+               for path, quotas in mounts.items())
+    paths = set(part for row in profiled or [] if len(row) > 3 for part in row[3] if part.startswith("disk:"))
+    for part in sorted(paths):
+        listed = out.setdefault(part[5:], [])
+        names = set(e["name"] for e in listed)
+        listed.extend({"name": str(uid), "state": "absent"} for name, uid in left_behind(profiled, profiles, part)
+                      if name not in names)
+    return [{"path": path, "quotas": quotas} for path, quotas in sorted(out.items()) if quotas]
 
 
 def to_tc_classes(profiles):
@@ -567,9 +599,11 @@ def to_tc_classes(profiles):
     return classes
 
 
-def to_gpu_users(profiles):
+def to_gpu_users(profiles, profiled=None):
     """gpu.gpus (explicit list or all) wins; else gpu.count N: gpu_access picks N GPUs of the host
-    for the user (different ones, the same on every run); unlimited users may open every GPU."""
+    for the user (different ones, the same on every run); unlimited users may open every GPU.
+    profiled (resource_facts' `profiled`): a user the last run granted GPUs that this run grants none
+    gets state: absent, by uid (the user may be gone): group and device rules of ours go."""
     users = []
     for name, prof in sorted(profiles.items()):
         vals = prof["values"]
@@ -586,7 +620,7 @@ def to_gpu_users(profiles):
         if "gpu.mig" in vals:
             entry["mig"] = int(vals["gpu.mig"]["value"])
         users.append(entry)
-    return users
+    return users + [{"name": str(uid), "state": "absent"} for _name, uid in left_behind(profiled, profiles, "gpu")]
 
 
 # --------------------------------------------------------------------------- admission

@@ -20,7 +20,7 @@ import json
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import normalize_limits
 from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import allocate, check_gpu_list, select_gpus
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
-    to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes, users_from_rows,
+    left_behind, to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes, users_from_rows,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import (
     SUPPORTED_FS, find_mount_of, normalize_entry,
@@ -55,17 +55,24 @@ def gpus_of(facts):
     return found
 
 
+def _decoded(value):
+    """A list of the facts, or the JSON string of one (resource_facts lists_as_json) -> the list."""
+    return json.loads(value) if isinstance(value, str) else (value or [])
+
+
 def preflight(profiles, facts, settings=None, counts=None):
     """profiles (resolve_profiles), facts (resource_facts' fairshare facts), settings {cgroups, quotas,
     network, gpu: which parts the role applies; interface, link_rate, default_class, oversubscription
     (network); gpu_share, gpu_placement (GPU counts)} -> a list of problems, each naming the user and the policy field; empty when the host
     can take the policy. counts (a dict): filled with how many targets each part has (cgroup_targets,
-    disk_filesystems, tc_classes, gpu_users; 0 for a part that is off), so the role's tasks test those
-    numbers instead of running the profile_* filters a second time."""
+    disk_filesystems, tc_classes, gpu_users; 0 for a part that is off; tc_left: users the last run gave a class
+    that this run gives none), so the role's tasks test those numbers instead of running the profile_* filters a
+    second time. The facts' `profiled` (the last run's users) counts unless settings exclusive is false."""
     settings = settings or {}
     problems = []
     counts = {} if counts is None else counts
-    counts.update(cgroup_targets=0, disk_filesystems=0, tc_classes=0, gpu_users=0)
+    counts.update(cgroup_targets=0, disk_filesystems=0, tc_classes=0, tc_left=0, gpu_users=0)
+    profiled = _decoded(facts.get("profiled")) if settings.get("exclusive", True) else []
     on = dict((part, settings.get(part, True)) for part in ("cgroups", "quotas", "network", "gpu"))
     if on["cgroups"]:
         threads = (facts.get("cpus") or {}).get("threads")
@@ -82,7 +89,7 @@ def preflight(profiles, facts, settings=None, counts=None):
                 problems.append("user %s: cpu.cpus %s names CPU %d; this host has CPUs 0-%d"
                                 % (who, limits["cpuset_cpus"], max(cpus), threads - 1))
     if on["quotas"]:
-        filesystems = to_disk_quotas(profiles)
+        filesystems = to_disk_quotas(profiles, profiled)
         counts["disk_filesystems"] = len(filesystems)
         for item in filesystems:
             mount = find_mount_of(facts.get("mounts") or [], item["path"])
@@ -97,10 +104,13 @@ def preflight(profiles, facts, settings=None, counts=None):
                                 "subvolumes to disk_quota type: project" % item["path"])
                 continue
             for entry in item["quotas"]:
+                if entry.get("state") == "absent":
+                    continue
                 _each(problems, "user %s" % entry["name"], normalize_entry,
                       dict((k, v) for k, v in entry.items()), "disk.%s" % item["path"], qtype, mount["fstype"])
     classes = to_tc_classes(profiles) if on["network"] else []
     counts["tc_classes"] = len(classes)
+    counts["tc_left"] = len(left_behind(profiled, profiles, "net")) if on["network"] else 0
     if classes:
         interface = settings.get("interface") or "auto"
         names = [nic["name"] for nic in facts.get("nics") or []]
@@ -122,10 +132,12 @@ def preflight(profiles, facts, settings=None, counts=None):
     if on["gpu"]:
         gpus = gpus_of(facts)
         wanted_counts = {}
-        users = to_gpu_users(profiles)
+        users = to_gpu_users(profiles, profiled)
         counts["gpu_users"] = len(users)
         for entry in users:
             where = "user %s" % entry["name"]
+            if entry.get("state") == "absent":
+                continue
             if "count" in entry:
                 wanted_counts[entry["name"]] = entry["count"]
                 continue
@@ -150,9 +162,7 @@ def check_host(profiles, facts, settings=None):
         more = " and %d more" % (len(problems) - SHOW) if len(problems) > SHOW else ""
         raise InputError("this host cannot take the policy; nothing was changed: %s%s"
                          % ("; ".join(problems[:SHOW]), more))
-    users = facts.get("users") or []
-    if isinstance(users, str):
-        users = json.loads(users)
+    users = _decoded(facts.get("users"))
     counts.update(checked=len(profiles),
                   unlisted=[u["name"] for u in users_from_rows(users) if u["name"] not in profiles])
     return counts

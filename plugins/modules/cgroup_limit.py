@@ -422,8 +422,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.fairshare.resources.plugins.module_utils.bounded import REPORT_CHOICES, bound_result
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
-    MASK_TEXT, TEMPLATE_MIN_SYSTEMD, CgroupfsBackend, Plan, SystemdBackend, build_plans,
-    dropin_overrides, systemd_version, template_plans,
+    MASK_TEXT, TEMPLATE_MIN_SYSTEMD, CgroupfsBackend, Target, SystemdBackend, build_targets,
+    dropin_overrides, systemd_version, template_targets,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
     LIMIT_FIELDS, check_parent, grouped_warnings, normalize_limits, render_dropin,
@@ -555,8 +555,8 @@ def main():
         p = module.params
         from_json = decode_limits(p["limits_json"])
         p["parent"] = check_parent(p["parent"])
-        plans = build_plans(from_json + p["limits"], p["state"], p["force"], p["parent"], host.devnum,
-                            read_sys_uid_max(), first=len(from_json))
+        plans = build_targets(from_json + p["limits"], p["state"], p["force"], p["parent"], host.devnum,
+                              read_sys_uid_max(), first=len(from_json))
     except (InputError, OSError) as exc:
         module.fail_json(msg=str(exc))
     layout = read_cgroup_layout()
@@ -597,11 +597,11 @@ def main():
             if template_limits is not None:
                 def has_own(unit):
                     return (host.read(systemd.dropin_path(unit)) or MASK_TEXT) != MASK_TEXT
-                unit_plans, extra = template_plans(unit_plans, template_limits, module.params["user_defaults_exempt"],
-                                                   read_sys_uid_max(), module.params["parent"], has_own=has_own)
+                unit_plans, extra = template_targets(unit_plans, template_limits, module.params["user_defaults_exempt"],
+                                                     read_sys_uid_max(), module.params["parent"], has_own=has_own)
                 if not template_limits:  # no defaults: our masks go with the template
                     listed = set(p.unit for p in unit_plans)
-                    extra += [Plan(-2, "slice", unit, None, "absent", {}, module.params["parent"])
+                    extra += [Target(-2, "slice", unit, None, "absent", {}, module.params["parent"])
                               for unit in systemd.mask_units() if unit not in listed]
             out = systemd.apply(unit_plans + extra, module.params["exclusive"])
             if extra:

@@ -62,7 +62,10 @@ options:
     default: []
     suboptions:
       name:
-        description: A user or group name, or a project name (kept in C(/etc/projid)).
+        description:
+          - A user or group name, or a project name (kept in C(/etc/projid)).
+          - With O(quotas[].state=absent) also the decimal UID or GID of a user or group that no longer exists, whose
+            limits are lifted by id (the profiles role takes back a removed user's quota that way).
         type: str
         required: true
       id:
@@ -135,9 +138,16 @@ EXAMPLES = r"""
 RETURN = r"""
 mount:
   description: The filesystem managed.
-  returned: always
+  returned: when the path is on a filesystem disk_quota manages
   type: dict
   sample: {mountpoint: /home, fstype: ext4, source: /dev/sda3}
+note:
+  description:
+    - Why nothing was done - a call that only lifts limits (every entry V(absent), no O(enable), no O(exclusive)) on
+      a path that does not exist, is not on ext4, XFS or btrfs, or has no quotas turned on has nothing to lift.
+  returned: when so
+  type: str
+  sample: "nothing to lift: path: '/scratch' does not exist"
 enforced:
   description: Whether quotas of this type are enforced on the filesystem after the call.
   returned: always
@@ -226,6 +236,14 @@ ENTRY_SPEC = dict(
 LOOKUP = {"user": ("user", "pw_uid", "a user"), "group": ("group", "gr_gid", "a group")}
 
 
+def lifting_only(params):
+    """The call only lifts limits (every entry state: absent, no enable, no exclusive): a path that has
+    no quotas to lift is then no error (the profiles role lifts a removed user's quota on a filesystem
+    the policy may have dropped)."""
+    return bool(params["quotas"]) and all(q["state"] == "absent" for q in params["quotas"]) and \
+        not params["enable"] and not params["exclusive"]
+
+
 def resolve(params, host):
     """Validate every input; -> (mount, entries, grace). Nothing changes here."""
     path = os.path.realpath(params["path"])
@@ -250,7 +268,9 @@ def resolve(params, host):
             try:
                 entry["id"] = getattr(getattr(accounts, getter)(entry["name"]), attr)
             except NotFound:
-                raise InputError("%s.name: %r is not %s on this host" % (where, entry["name"], what))
+                if not (entry["state"] == "absent" and str(entry["name"]).isdigit()):
+                    raise InputError("%s.name: %r is not %s on this host" % (where, entry["name"], what))
+                entry["id"] = int(entry["name"])  # limits of a uid/gid whose user or group is gone: lifted by id
         for i, project_dir in enumerate(entry["paths"]):
             field = "%s.paths[%d]" % (where, i)
             check_project_path(field, project_dir, mount["mountpoint"])
@@ -300,6 +320,10 @@ def main():
             diffs = sync_project_files(host, entries)
         out = backend.apply(entries, grace, module.params["exclusive"])
     except FairshareError as exc:
+        if lifting_only(module.params) and str(exc).startswith("path: ") and not host.done:
+            # only limits to lift, on a path that is gone, not a quota filesystem, or without quotas: none to lift
+            result["note"] = "nothing to lift: %s" % exc
+            module.exit_json(**result)
         module.fail_json(msg=str(exc), **host.partial(result))
     result.update(out)
     result["actions"] = backend.actions + ["update %s" % d["after_header"] for d in diffs]

@@ -58,6 +58,15 @@ options:
       mig:
         description: Most MIG instances this user may hold (recorded and checked against MIG mode).
         type: int
+      state:
+        description:
+          - V(absent) takes back what this module gave the user - membership of O(group), the device-cgroup drop-in
+            or v1 device cgroup - and grants nothing. The name may then be the UID of a user who no longer exists.
+          - The profiles role passes it for users an earlier run granted GPUs that the policy no longer does.
+        type: str
+        choices: [present, absent]
+        default: present
+        version_added: "0.3.0"
   placement:
     description:
       - Where O(users[].count) GPUs go - V(spread) to the least used GPU, V(pack) to the most used one that still
@@ -128,10 +137,14 @@ controls:
   type: list
   elements: str
 users:
-  description: Per user - uid, granted GPU indexes, the enforcement applied.
+  description:
+    - Per user - uid, granted GPU indexes, the enforcement applied (C(allow), C(restricted)).
+    - A user given with O(users[].state=absent) has C(state=absent), no C(allow) and C(restricted=false).
   returned: always
   type: list
   elements: dict
+  sample: [{name: alice, uid: 1001, gpus: [0], restricted: true, allow: [/dev/nvidia0, /dev/nvidiactl]},
+           {name: "3005", uid: 3005, gpus: [], restricted: false, state: absent}]
 backend:
   description: How the device cgroup is enforced (systemd, cgroupfs-v1, none).
   returned: always
@@ -185,7 +198,8 @@ def main():
         argument_spec=dict(
             users=dict(type="list", elements="dict", default=[],
                        options=dict(name=dict(type="str", required=True), gpus=dict(type="raw"),
-                                    count=dict(type="int"), mig=dict(type="int"))),
+                                    count=dict(type="int"), mig=dict(type="int"),
+                                    state=dict(type="str", choices=["present", "absent"], default="present"))),
             placement=dict(type="str", choices=list(PLACEMENTS), default="spread"),
             share=dict(type="int", default=1),
             policy=dict(type="str", choices=["restricted", "open"], default="restricted"),

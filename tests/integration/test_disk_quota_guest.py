@@ -122,6 +122,29 @@ def test_bad_input_in_the_guest_changes_nothing(fs):
     assert fs["ssh"]("repquota -v -n -u /mnt/xfs; cat /etc/fstab").stdout == before
 
 
+def test_a_deleted_users_quota_is_lifted_by_uid_and_a_gone_path_has_nothing_to_lift(fs):
+    """What the profiles role passes for a user an earlier run gave a quota who has been deleted since:
+    {name: UID, state: absent}. By effect: a write as that uid stops at the 8M limit before and passes after.
+    A call that only lifts, on a path that no longer exists, changes nothing and is no error."""
+    ssh = fs["ssh"]
+    write = ("rm -f /mnt/xfs/gone/f; setpriv --reuid=3999 --regid=3999 --clear-groups dd if=/dev/zero "
+             "of=/mnt/xfs/gone/f bs=64k count=192 conv=fsync status=none; stat -c %s /mnt/xfs/gone/f")
+    ssh("useradd -M -u 3999 fsgone && setquota -u fsgone 0 8192 0 0 /mnt/xfs && userdel fsgone && "
+        "install -d -o 3999 /mnt/xfs/gone")
+    held = ssh(write, check=False)
+    lifted = quota(fs, path="/mnt/xfs", type="user", quotas=[{"name": "3999", "state": "absent"}])
+    freed = ssh(write, check=False)
+    gone = quota(fs, path="/mnt/no-such-fs", type="user", quotas=[{"name": "3999", "state": "absent"}])
+    print("uid 3999 (user deleted) with an 8M limit: 12 MiB write -> %s bytes %r; lifted by uid (changed %s), then "
+          "-> %s bytes %r; a gone path: %s" % (held.stdout.split()[-1], held.stderr.strip(), lifted["changed"],
+                                               freed.stdout.split()[-1], freed.stderr.strip(), gone.get("note")))
+    assert "Disk quota exceeded" in held.stderr and int(held.stdout.split()[-1]) <= 8 << 20
+    assert lifted["changed"] and lifted["quotas"][0]["id"] == 3999 and lifted["quotas"][0]["verified"]["block_hard"] is None
+    assert int(freed.stdout.split()[-1]) == 12 << 20 and not freed.stderr.strip()
+    assert gone["_status"] == "SUCCESS" and gone["changed"] is False
+    assert gone["note"] == "nothing to lift: path: '/mnt/no-such-fs' does not exist"
+
+
 # Last: the reboot drops the loop mounts that are not in fstab.
 def test_ext4_quota_survives_a_reboot(fs):
     limited = dict(USER_ARGS)

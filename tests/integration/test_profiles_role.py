@@ -216,3 +216,70 @@ def test_site_applies_the_resolved_profiles(people):
           % (freed["cgroups"]["memory"], freed["signal"], freed["survived"]))
     assert freed["open"] == 0 and freed["survived"] and PARENT not in freed["cgroups"]["memory"]
     assert site(policy, extra)["changed"] == "0"
+
+
+OPEN_AS = ("import errno, os, sys\ntry:\n    os.close(os.open(sys.argv[1], os.O_RDWR))\n    print('OK')\n"
+           "except OSError as exc:\n    print(errno.errorcode[exc.errno])")
+
+
+@pytest.fixture
+def fake_gpu(people):
+    """GPU 0 and the control device as mknod nodes (NVIDIA major 195; no driver behind them: an open that passes
+    every check fails with ENXIO), and what gpu_access leaves on the host removed afterwards."""
+    nodes = [("/dev/nvidia0", 0), ("/dev/nvidiactl", 255)]
+    if any(os.path.exists(path) for path, _m in nodes):
+        pytest.skip("this host has NVIDIA device files of its own")
+    for path, minor in nodes:
+        subprocess.run(["mknod", "-m", "0666", path, "c", "195", str(minor)], check=True)
+    try:
+        yield people
+    finally:
+        for path, _m in nodes:
+            os.unlink(path)
+        for path in ("/etc/udev/rules.d/70-fairshare-gpu.rules", "/etc/modprobe.d/fairshare-nvidia.conf",
+                     "/etc/fairshare/gpu.json", "/etc/fairshare/gpu-devices-%s.sh" % PARENT):
+            if os.path.exists(path):
+                os.unlink(path)
+        for name, _u, _g in USERS:
+            subprocess.run(["gpasswd", "-d", name, "video"], capture_output=True, check=False)
+        devices = os.path.join("/sys/fs/cgroup/devices", PARENT)
+        for path in sorted((d for d, _s, _f in os.walk(devices)), key=len, reverse=True):
+            os.rmdir(path)
+
+
+def test_a_gpu_grant_the_policy_no_longer_gives_is_taken_back(fake_gpu):
+    """Drift (profiles_exclusive, on by default): fsrt-alice granted GPU 0 by one run is taken out of the GPU group
+    and her device cgroup by the next run of a policy that grants her none, by effect: her open of /dev/nvidia0
+    (with her own groups, from her device cgroup where she has one) passes before (ENXIO: no driver) and is
+    refused after (EACCES: the file is 0660 root:video). profiles.json of the first run is what says she had it."""
+    extra = ('{"profiles_network": false, "profiles_install_packages": false, "profiles_cgroup_backend": "cgroupfs", '
+             '"profiles_cgroup_parent": "%s", "profiles_pam_session_files": ["/etc/pam.d/%s"], "profiles_pam_config": ""}'
+             % (PARENT, PAM_SERVICE))
+    with open("/etc/pam.d/" + PAM_SERVICE, "w") as fh:
+        fh.write("session required pam_permit.so\n")
+    alice = pwd.getpwnam("fsrt-alice")
+    granted = json.loads(json.dumps(POLICY))
+    granted["fairshare_policy"]["users"]["fsrt-alice"]["gpu"] = {"gpus": [0]}
+    policy = fake_gpu / "policy.yml"
+
+    def alice_opens():
+        cgroup = "/sys/fs/cgroup/devices/%s/user-%d/cgroup.procs" % (PARENT, alice.pw_uid)
+        enter = "echo $$ > %s; " % cgroup if os.path.exists(cgroup) else ""
+        out = subprocess.run(["sh", "-c", enter + "exec setpriv --reuid=%d --regid=%d --init-groups %s -c \"$1\" "
+                              "/dev/nvidia0" % (alice.pw_uid, alice.pw_gid, USER_PYTHON), "sh", OPEN_AS],
+                             capture_output=True, text=True, check=False)
+        assert out.returncode == 0, out.stderr
+        groups = subprocess.run(["id", "-nG", "fsrt-alice"], capture_output=True, text=True, check=True).stdout.split()
+        return out.stdout.strip(), "video" in groups
+
+    policy.write_text(yaml.safe_dump(granted))
+    assert site(policy, extra)["changed"] != "0"
+    before = alice_opens()
+    policy.write_text(yaml.safe_dump(POLICY))  # the same policy without her GPU
+    assert site(policy, extra)["changed"] != "0"
+    after = alice_opens()
+    print("fsrt-alice opens /dev/nvidia0: granted -> %s (in video: %s); grant left the policy -> %s (in video: %s)"
+          % (before + after))
+    assert before == ("ENXIO", True) and after == ("EACCES", False)
+    assert not os.path.exists("/sys/fs/cgroup/devices/%s/user-%d" % (PARENT, alice.pw_uid))
+    assert site(policy, extra)["changed"] == "0"

@@ -62,8 +62,8 @@ def v1_layout(root):
 
 
 def plan(i, kind, name, limits, uid=None, state="present"):
-    return b.Plan(i, kind, name, uid, state, normalize_limits(limits, "limits[%d]" % i, force=True) if limits else {},
-                  "fairshare")
+    return b.Target(i, kind, name, uid, state, normalize_limits(limits, "limits[%d]" % i, force=True) if limits else {},
+                    "fairshare")
 
 
 def test_cgroupfs_v1_creates_writes_and_is_idempotent(tmp_path):
@@ -401,16 +401,16 @@ def test_template_plans_mask_root_system_exempt_and_unlimited_users():
     passwd = [_Pw("root", 0), _Pw("daemon", 1), _Pw("postgres", 115), _Pw("alice", 1000), _Pw("nobody", 65534)]
     plans = [plan(0, "user", "alice", {"memory_max": "1G"}, uid=1000), plan(1, "user", "boss", None, uid=1001,
                                                                             state="absent")]
-    out, extra = b.template_plans(plans, {"memory_max": 2 << 30}, ["0"], 999, "fairshare", passwd=passwd)
+    out, extra = b.template_targets(plans, {"memory_max": 2 << 30}, ["0"], 999, "fairshare", passwd=passwd)
     assert extra[0].unit == b.TEMPLATE_UNIT and extra[0].state == "present"
     assert sorted((p.unit, p.mask) for p in extra[1:]) == [("user-0.slice", True), ("user-1.slice", True),
                                                            ("user-115.slice", True)]
     assert out[0] is plans[0] and out[1].mask and out[1].state == "present" and out[1].limits == {}
     assert all(p.limits == {} and p.index < 0 for p in extra[1:])
-    _out, extra = b.template_plans(plans, {"memory_max": 1}, [], 999, "fairshare", passwd=passwd,
-                                   has_own=lambda unit: unit == "user-115.slice")  # limits of its own stay
+    _out, extra = b.template_targets(plans, {"memory_max": 1}, [], 999, "fairshare", passwd=passwd,
+                                     has_own=lambda unit: unit == "user-115.slice")  # limits of its own stay
     assert "user-115.slice" not in [p.unit for p in extra]
-    out, extra = b.template_plans(plans, {}, [], 999, "fairshare", passwd=passwd)
+    out, extra = b.template_targets(plans, {}, [], 999, "fairshare", passwd=passwd)
     assert out == plans and [(p.unit, p.state) for p in extra] == [(b.TEMPLATE_UNIT, "absent")]
 
 
@@ -418,8 +418,8 @@ def test_masks_render_as_an_empty_dropin_of_the_templates_name(tmp_path):
     layout = {"version": "v2", "v2_root": str(tmp_path), "v2_controllers": ["memory"], "v1": {}}
     units = tmp_path / "units"
     backend = b.SystemdBackend(Host(FakeModule()), layout, unit_dir=str(units))
-    masked = b.Plan(-2, "user", "root", 0, "present", {}, "fairshare")
-    backend.apply([b.Plan(-1, "slice", b.TEMPLATE_UNIT, None, "present", {"memory_max": 2 << 30}, "fairshare"),
+    masked = b.Target(-2, "user", "root", 0, "present", {}, "fairshare")
+    backend.apply([b.Target(-1, "slice", b.TEMPLATE_UNIT, None, "present", {"memory_max": 2 << 30}, "fairshare"),
                    masked], False)
     assert (units / "user-.slice.d" / "50-fairshare.conf").read_text().endswith("[Slice]\nMemoryMax=2147483648\n")
     assert (units / "user-0.slice.d" / "50-fairshare.conf").read_text() == b.MASK_TEXT
@@ -587,7 +587,7 @@ def test_cgroupfs_v1_a_separate_cpuacct_gets_the_users_cgroup_for_cpu_time(tmp_p
     layout["v1"]["cpuacct"] = os.path.join(str(tmp_path), "cpuacct")
     acct = os.path.join(str(tmp_path), "cpuacct", "fairshare", "user-2000")
     plans = [plan(0, "user", "a", {"memory_max": "100M"}, uid=2000), plan(1, "path", "fairshare/user-2000/jobs",
-                                                                         {"memory_max": "50M"})]
+                                                                          {"memory_max": "50M"})]
     check = b.CgroupfsBackend(FakeKernel(FakeModule(check_mode=True)), layout, script_dir=str(tmp_path))
     out = check.apply(plans, False)
     assert out["changed"] and not os.path.exists(acct)

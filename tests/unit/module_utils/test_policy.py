@@ -363,3 +363,33 @@ def test_what_users_who_left_the_policy_have_is_taken_back():
     assert profiled_users("not json") == [] and profiled_users(None) == []
     kept = p.stale_targets(profiled[3:], now, "systemd", [], [{"slice": "user.slice", "memory_max": "200M"}])
     assert kept == []  # this run sets its own total
+
+
+def test_quotas_gpus_and_classes_the_last_run_gave_are_taken_back_by_uid():
+    """Drift: the profiled rows say which filesystems, GPUs and classes the last run gave each user; a user who left
+    the policy (or whose tier lost the part) gets state: absent by uid on each, and the others are left alone."""
+    from ansible_collections.fairshare.resources.plugins.module_utils.facts import profiled_users
+    import json
+    disk = {"disk./home": {"value": {"block_hard": "1G"}}, "disk./scratch": {"value": {"block_hard": "5G"}}}
+    last = {"profiles": {"ann": {"uid": 3001, "values": dict(disk, **{"gpu.gpus": {"value": [0]},
+                                                                      "net.egress": {"value": {"rate": "1mbit"}}})},
+                         "ben": {"uid": 3002, "values": dict(disk, **{"gpu.count": {"value": 1}})},
+                         "cat": {"uid": 3003, "unlimited": True, "values": {}},
+                         "dan": {"uid": 3004, "values": {"memory.max": {"value": "1G"}}}}}
+    profiled = profiled_users(json.dumps(last))
+    assert profiled == [["ann", 3001, [], ["disk:/home", "disk:/scratch", "gpu", "net"]],
+                        ["ben", 3002, [], ["disk:/home", "disk:/scratch", "gpu"]], ["cat", 3003, [], ["gpu"]],
+                        ["dan", 3004, []]]
+    # ann left; ben's tier now has /home only and no GPU; cat stays unlimited; dan never had any of it
+    now = {"ben": {"uid": 3002, "values": {"disk./home": {"value": {"block_hard": "2G"}}}},
+           "cat": {"uid": 3003, "unlimited": True, "values": {}}, "dan": {"uid": 3004, "values": {}}}
+    assert p.to_disk_quotas(now, profiled) == [
+        {"path": "/home", "quotas": [{"block_hard": "2G", "name": "ben"}, {"name": "cat", "state": "absent"},
+                                     {"name": "3001", "state": "absent"}]},
+        {"path": "/scratch", "quotas": [{"name": "3001", "state": "absent"}, {"name": "3002", "state": "absent"}]}]
+    assert p.to_gpu_users(now, profiled) == [{"name": "cat", "gpus": "all"}, {"name": "3001", "state": "absent"},
+                                             {"name": "3002", "state": "absent"}]
+    assert p.left_behind(profiled, now, "net") == [("ann", 3001)]
+    # without the last run's rows nothing is taken back; a uid that went to another listed name is theirs
+    assert p.to_gpu_users(now) == [{"name": "cat", "gpus": "all"}]
+    assert p.left_behind(profiled, {"eve": {"uid": 3001, "values": {}}}, "gpu") == [("ben", 3002), ("cat", 3003)]

@@ -28,10 +28,12 @@ def test_a_host_that_fits_has_no_problems():
     assert pf.preflight(profiles(), FACTS, SETTINGS) == []
     # what each later task has to do, counted once here (the role's `when`s read these numbers)
     assert pf.check_host(profiles(), FACTS, SETTINGS) == {"checked": 2, "cgroup_targets": 2, "disk_filesystems": 1,
-                                                          "tc_classes": 2, "gpu_users": 1, "unlisted": []}
+                                                          "tc_classes": 2, "tc_left": 0, "gpu_users": 1,
+                                                          "unlisted": []}
     off = dict(SETTINGS, network=False, gpu=False)
     assert pf.check_host(profiles(), FACTS, off) == {"checked": 2, "cgroup_targets": 2, "disk_filesystems": 1,
-                                                     "tc_classes": 0, "gpu_users": 0, "unlisted": []}
+                                                     "tc_classes": 0, "tc_left": 0, "gpu_users": 0,
+                                                     "unlisted": []}
 
 
 def test_the_hosts_users_without_a_profile_are_listed_once():
