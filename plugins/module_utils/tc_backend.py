@@ -10,12 +10,14 @@ __metaclass__ = type
 import json
 import os
 
-from ansible_collections.fairshare.resources.plugins.module_utils.errors import HostError
+from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import HostError, InputError
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
 from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
-    NFT_TABLE, diff_tree, egress_tree, ingress_commands, nft_load_script, parse_classes, parse_nft_rules,
-    parse_qdiscs, tc_commands,
+    NFT_TABLE, allocate_classids, check_admission, diff_tree, egress_tree, format_rate, ifb_name, ingress_commands,
+    nft_load_script, parse_classes, parse_nft_rules, parse_qdiscs, parse_rate, rate_ceil, stale_parts, tbf_burst,
+    tbf_matches, tc_commands,
 )
 
 STATE_FILE = "/etc/fairshare/tc.json"
@@ -97,19 +99,19 @@ class TcShaper(object):
                               "before": render_tree(live), "after": render_tree(wanted)})
         return live, (self.read_tree(dev) if actions and not self.host.check_mode else live)
 
-    def ensure_ingress(self, dev, ifb, rate):
-        """Ingress of dev redirected to ifb, shaped there by an HTB tree at `rate`."""
+    def ensure_ingress(self, dev, ifb, tree):
+        """Ingress of dev redirected to ifb, shaped there by `tree` (ingress_tree); only the steps of
+        ingress_commands that are not in place yet run."""
+        add, up, qdisc, redirect = ingress_commands(dev, ifb)
         if not self.link_exists(ifb):
-            self.run_all(ifb, [["ip", "link", "add", ifb, "type", "ifb"]])
-        self.run_all(ifb, [["ip", "link", "set", ifb, "up"]] if not self.host.check_mode and not self._is_up(ifb) else [])
+            self.run_all(ifb, [add])
+        self.run_all(ifb, [up] if not self.host.check_mode and not self._is_up(ifb) else [])
         live = self.read_tree(dev)
-        qdisc, redirect = ingress_commands(dev, ifb)
         if not live["ingress"]:
             self.run_all(dev, [qdisc])
         filters = self.host.run(["tc", "filter", "show", "dev", dev, "parent", "ffff:"]) if live["ingress"] else ""
         if "mirred" not in filters or ifb not in filters:
             self.run_all(dev, [redirect])
-        tree = egress_tree(rate, {"rate": rate, "ceil": rate}, [], self.leaf)
         return self.shape(ifb, tree)
 
     def _is_up(self, dev):
@@ -147,6 +149,111 @@ class TcShaper(object):
                 self.run_all(ifb, [["ip", "link", "del", ifb]])
         if parts["nft"] and self.read_nft() is not None:
             self.run_all("nft", [["nft", "delete", "table", "inet", NFT_TABLE]])
+
+    # ------------------------------------------------------------------ one call of tc_shape
+    def check(self, params):
+        """Everything checked before the first change -> the request apply() takes. Raises InputError."""
+        if params["oversubscription"] <= 0:
+            raise InputError("oversubscription: %r must be more than 0" % params["oversubscription"])
+        request = {"dev": None, "egress": None, "classes": [], "ingress": None, "tbf": []}
+        dev = params["interface"]
+        if dev == "auto":
+            dev = self.default_interface()
+        if dev and not self.link_exists(dev):
+            raise InputError("interface: %r does not exist on this host" % params["interface"])
+        request["dev"] = dev
+        if params["egress"]:
+            if not dev:
+                raise InputError("egress: needs interface")
+            eg = params["egress"]
+            link = parse_rate("egress.rate", eg["rate"])
+            default = rate_ceil("egress.default", eg["default"] or {"rate": eg["rate"]})
+            seen = {}
+            accounts = Accounts(expected=len(eg["classes"]))
+            for i, cls in enumerate(eg["classes"]):
+                where = "egress.classes[%d]" % i
+                try:
+                    pw = accounts.user(cls["user"])
+                except NotFound:
+                    raise InputError("%s.user: %r is not a user on this host" % (where, cls["user"]))
+                if pw.pw_uid in seen:
+                    raise InputError("%s.user: %r is listed twice (also egress.classes[%d])"
+                                     % (where, cls["user"], seen[pw.pw_uid]))
+                seen[pw.pw_uid] = i
+                entry = rate_ceil(where, cls)
+                entry.update(user=pw.pw_name, uid=pw.pw_uid, name="user %s" % pw.pw_name)
+                request["classes"].append(entry)
+            check_admission("egress on %s" % dev, link, default, request["classes"], params["oversubscription"])
+            request["egress"] = {"link": link, "default": default}
+        if params["ingress"]:
+            if not dev:
+                raise InputError("ingress: needs interface")
+            request["ingress"] = parse_rate("ingress.rate", params["ingress"]["rate"])
+        for i, itf in enumerate(params["interfaces"]):
+            where = "interfaces[%d]" % i
+            if not self.link_exists(itf["name"]):
+                raise InputError("%s.name: %r does not exist on this host" % (where, itf["name"]))
+            rate = parse_rate(where + ".tbf.rate", itf["tbf"]["rate"])
+            request["tbf"].append({"dev": itf["name"], "rate": rate,
+                                   "burst": tbf_burst(where + ".tbf.burst", itf["tbf"].get("burst"), rate)})
+        return request
+
+    def apply(self, params, result, is_systemd):
+        """One call: state absent takes down everything of ours that tc.json lists; present checks the whole
+        request first, then shapes egress, ingress and TBF interfaces, persists, records tc.json, and takes
+        down what an earlier call set that this one does not want. Fills result."""
+        state = json.loads(self.host.read(STATE_FILE) or "{}")
+        if params["state"] == "absent":
+            self.remove(state.get("devices", []), state.get("ifbs", []))
+            self.persist([], None, False, is_systemd)
+            if not self.host.check_mode and self.host.read(STATE_FILE) is not None:
+                self.host.remove(STATE_FILE)
+            return
+        request = self.check(params)
+        self.leaf = result["leaf"] = self.leaf_kind()
+        restore, devices, ifbs, roots, ingress = [], [], [], [], []
+        dev = request["dev"]
+        if request["egress"]:
+            ids = allocate_classids([c["uid"] for c in request["classes"]], dict(self.read_nft() or []))
+            for cls in request["classes"]:
+                cls["classid"] = ids[cls["uid"]]
+            tree = egress_tree(request["egress"]["link"], request["egress"]["default"], request["classes"], self.leaf)
+            _before, after = self.shape(dev, tree)
+            self.classify(request["classes"])
+            restore += tc_commands(dev, tree, diff_tree({}, tree))
+            devices.append(dev)
+            roots.append(dev)
+            result.update(interface=dev, tree=after,
+                          classes=[{"user": c["user"], "uid": c["uid"], "classid": c["classid"],
+                                    "rate": format_rate(c["rate"]), "ceil": format_rate(c["ceil"])}
+                                   for c in request["classes"]])
+        if request["ingress"]:
+            ifb = ifb_name(dev)
+            rate = request["ingress"]
+            tree = egress_tree(rate, {"rate": rate, "ceil": rate}, [], self.leaf)
+            _before, ifb_after = self.ensure_ingress(dev, ifb, tree)
+            restore += ingress_commands(dev, ifb) + tc_commands(ifb, tree, diff_tree({}, tree))
+            devices.append(dev)
+            ingress.append(dev)
+            ifbs.append(ifb)
+            result["ingress"] = {"mode": "interface", "device": ifb, "rate": format_rate(rate), "per_user": False,
+                                 "tree": ifb_after}
+        for tbf in request["tbf"]:
+            cmd_tree = {"root": {"kind": "tbf", "rate": tbf["rate"], "burst": tbf["burst"]}}
+            live = self.read_tree(tbf["dev"])
+            if not tbf_matches(live["root"], tbf["rate"] // 8, tbf["burst"]):
+                self.run_all(tbf["dev"], tc_commands(tbf["dev"], cmd_tree, [("root",)]))
+            restore += tc_commands(tbf["dev"], cmd_tree, [("root",)])
+            devices.append(tbf["dev"])
+            roots.append(tbf["dev"])
+        nft = nft_load_script(request["classes"]) if request["egress"] else None
+        self.persist(restore, nft, params["persist"], is_systemd)
+        new_state = {"devices": sorted(set(devices)), "ifbs": ifbs, "root": sorted(set(roots)),
+                     "ingress": sorted(set(ingress)), "nft": bool(request["egress"])}
+        # what an earlier run set and this one does not want goes (an ingress, a tbf, an interface)
+        self.remove_parts(stale_parts(state, new_state))
+        if new_state != state and not self.host.check_mode:
+            self.host.write_atomic(STATE_FILE, json.dumps(new_state, sort_keys=True) + "\n")
 
     # ------------------------------------------------------------------ persistence
     def persist(self, commands, nft_script, enabled, is_systemd):

@@ -322,8 +322,10 @@ def ifb_name(dev):
 
 
 def ingress_commands(dev, ifb):
-    """dev's ingress redirected to ifb (which must exist and be up)."""
-    return [["tc", "qdisc", "replace", "dev", dev, "handle", "ffff:", "ingress"],
+    """dev's ingress redirected to ifb, in order: make the ifb device, set it up, the ingress qdisc, the
+    redirect (the restore script runs all four; tc_shape those not in place yet)."""
+    return [["ip", "link", "add", ifb, "type", "ifb"], ["ip", "link", "set", ifb, "up"],
+            ["tc", "qdisc", "replace", "dev", dev, "handle", "ffff:", "ingress"],
             ["tc", "filter", "replace", "dev", dev, "parent", "ffff:", "protocol", "all", "prio", "1",
              "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", ifb]]
 

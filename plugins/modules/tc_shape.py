@@ -191,68 +191,13 @@ changes_made_count:
   sample: 2
 """
 
-import json
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
+from ansible_collections.fairshare.resources.plugins.module_utils.errors import FairshareError
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
-from ansible_collections.fairshare.resources.plugins.module_utils.tc_backend import (
-    STATE_FILE, TcShaper,
-)
-from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import (
-    allocate_classids, check_admission, diff_tree, egress_tree, format_rate, ifb_name, ingress_commands,
-    nft_load_script, parse_rate, rate_ceil, stale_parts, tbf_burst, tbf_matches, tc_commands,
-)
-from ansible_collections.fairshare.resources.plugins.module_utils.errors import FairshareError, InputError
+from ansible_collections.fairshare.resources.plugins.module_utils.tc_backend import TcShaper
 
 RATE_CEIL = dict(rate=dict(type="str", required=True), ceil=dict(type="str"))
-
-
-def validate(params, shaper):
-    """Everything checked before the first change -> plan dict."""
-    plan = {"dev": None, "egress": None, "classes": [], "ingress": None, "tbf": []}
-    dev = params["interface"]
-    if dev == "auto":
-        dev = shaper.default_interface()
-    if dev and not shaper.link_exists(dev):
-        raise InputError("interface: %r does not exist on this host" % params["interface"])
-    plan["dev"] = dev
-    if params["egress"]:
-        if not dev:
-            raise InputError("egress: needs interface")
-        eg = params["egress"]
-        link = parse_rate("egress.rate", eg["rate"])
-        default = rate_ceil("egress.default", eg["default"] or {"rate": eg["rate"]})
-        seen = {}
-        accounts = Accounts(expected=len(eg["classes"]))
-        for i, cls in enumerate(eg["classes"]):
-            where = "egress.classes[%d]" % i
-            try:
-                pw = accounts.user(cls["user"])
-            except NotFound:
-                raise InputError("%s.user: %r is not a user on this host" % (where, cls["user"]))
-            if pw.pw_uid in seen:
-                raise InputError("%s.user: %r is listed twice (also egress.classes[%d])" % (where, cls["user"], seen[pw.pw_uid]))
-            seen[pw.pw_uid] = i
-            entry = rate_ceil(where, cls)
-            entry.update(user=pw.pw_name, uid=pw.pw_uid, name="user %s" % pw.pw_name)
-            plan["classes"].append(entry)
-        check_admission("egress on %s" % dev, link, default, plan["classes"], params["oversubscription"])
-        plan["egress"] = {"link": link, "default": default}
-    if params["ingress"]:
-        if not dev:
-            raise InputError("ingress: needs interface")
-        plan["ingress"] = parse_rate("ingress.rate", params["ingress"]["rate"])
-    for i, itf in enumerate(params["interfaces"]):
-        where = "interfaces[%d]" % i
-        if not shaper.link_exists(itf["name"]):
-            raise InputError("%s.name: %r does not exist on this host" % (where, itf["name"]))
-        rate = parse_rate(where + ".tbf.rate", itf["tbf"]["rate"])
-        plan["tbf"].append({"dev": itf["name"], "rate": rate,
-                            "burst": tbf_burst(where + ".tbf.burst", itf["tbf"].get("burst"), rate)})
-    return plan
 
 
 def main():
@@ -280,67 +225,7 @@ def main():
     shaper = TcShaper(host)
     result = dict(changed=False, actions=[], classes=[], tree={}, ingress={}, leaf=None)
     try:
-        state = json.loads(host.read(STATE_FILE) or "{}")
-        if module.params["state"] == "absent":
-            devices = state.get("devices", [])
-            shaper.remove(devices, state.get("ifbs", []))
-            shaper.persist([], None, False, init_system() == "systemd")
-            if not module.check_mode and os.path.exists(STATE_FILE):
-                host.remove(STATE_FILE)
-        else:
-            if module.params["oversubscription"] <= 0:
-                raise InputError("oversubscription: %r must be more than 0" % module.params["oversubscription"])
-            plan = validate(module.params, shaper)
-            shaper.leaf = shaper.leaf_kind()
-            result["leaf"] = shaper.leaf
-            restore, devices, ifbs, roots, ingress = [], [], [], [], []
-            dev = plan["dev"]
-            if plan["egress"]:
-                ids = allocate_classids([c["uid"] for c in plan["classes"]], dict(shaper.read_nft() or []))
-                for cls in plan["classes"]:
-                    cls["classid"] = ids[cls["uid"]]
-                tree = egress_tree(plan["egress"]["link"], plan["egress"]["default"], plan["classes"], shaper.leaf)
-                dummy, after = shaper.shape(dev, tree)
-                shaper.classify(plan["classes"])
-                restore += tc_commands(dev, tree, diff_tree({}, tree))
-                devices.append(dev)
-                roots.append(dev)
-                result["interface"] = dev
-                result["tree"] = after
-                result["classes"] = [{"user": c["user"], "uid": c["uid"], "classid": c["classid"],
-                                      "rate": format_rate(c["rate"]), "ceil": format_rate(c["ceil"])}
-                                     for c in plan["classes"]]
-            if plan["ingress"]:
-                ifb = ifb_name(dev)
-                dummy, ifb_after = shaper.ensure_ingress(dev, ifb, plan["ingress"])
-                ingress_tree = egress_tree(plan["ingress"], {"rate": plan["ingress"], "ceil": plan["ingress"]}, [],
-                                           shaper.leaf)
-                restore += [["ip", "link", "add", ifb, "type", "ifb"], ["ip", "link", "set", ifb, "up"]]
-                restore += ingress_commands(dev, ifb)
-                restore += tc_commands(ifb, ingress_tree, diff_tree({}, ingress_tree))
-                devices.append(dev)
-                ingress.append(dev)
-                ifbs.append(ifb)
-                result["ingress"] = {"mode": "interface", "device": ifb, "rate": format_rate(plan["ingress"]),
-                                     "per_user": False, "tree": ifb_after}
-            for tbf in plan["tbf"]:
-                tree = {"root": {"kind": "tbf", "rate": tbf["rate"] // 8, "burst": tbf["burst"]}, "classes": {},
-                        "leaves": {}}
-                cmd_tree = {"root": {"kind": "tbf", "rate": tbf["rate"], "burst": tbf["burst"]}}
-                live = shaper.read_tree(tbf["dev"])
-                if not tbf_matches(live["root"], tree["root"]["rate"], tbf["burst"]):
-                    shaper.run_all(tbf["dev"], tc_commands(tbf["dev"], cmd_tree, [("root",)]))
-                restore += tc_commands(tbf["dev"], cmd_tree, [("root",)])
-                devices.append(tbf["dev"])
-                roots.append(tbf["dev"])
-            nft = nft_load_script(plan["classes"]) if plan["egress"] else None
-            shaper.persist(restore, nft, module.params["persist"], init_system() == "systemd")
-            new_state = {"devices": sorted(set(devices)), "ifbs": ifbs, "root": sorted(set(roots)),
-                         "ingress": sorted(set(ingress)), "nft": bool(plan["egress"])}
-            # what an earlier run set and this one does not want goes (an ingress, a tbf, an interface)
-            shaper.remove_parts(stale_parts(state, new_state))
-            if new_state != state and not module.check_mode:
-                host.write_atomic(STATE_FILE, json.dumps(new_state, sort_keys=True) + "\n")
+        shaper.apply(module.params, result, init_system() == "systemd")
     except FairshareError as exc:
         module.fail_json(msg=str(exc), **host.partial(result))
     result["actions"] = shaper.actions
