@@ -53,7 +53,10 @@ def format_rate(bps):
 
 
 FIRST_MINOR = 3  # 1:1 is the root class, 1:2 the default class
-LAST_MINOR = 0xffff  # an HTB class id is major:minor, each 16 bits
+# An HTB class id is major:minor, each 16 bits; a class's leaf qdisc takes the class's minor as its handle,
+# and ffff: is the ingress qdisc's handle: a leaf there made adding the ingress fail ("Cannot move an
+# existing qdisc to a different parent", iproute2 6.1), so the last class id is 1:fffe.
+LAST_MINOR = 0xfffe
 
 
 def _minor(classid):

@@ -252,15 +252,19 @@ def directory_user():
 
 
 def test_a_uid_above_65535_gets_its_class(link, test_user, directory_user):
+    """The large uid's class is allocated from the top, 1:fffe: 1:ffff's leaf qdisc (handle ffff:) made the
+    ingress of the same call fail ("Cannot move an existing qdisc to a different parent")."""
     name, uid = directory_user
     args = dict(interface="vA", egress={"rate": "100mbit", "default": {"rate": "50mbit", "ceil": "50mbit"},
                                         "classes": [{"user": name, "rate": "5mbit", "ceil": "5mbit"},
-                                                    {"user": test_user.pw_name, "rate": "10mbit", "ceil": "10mbit"}]})
+                                                    {"user": test_user.pw_name, "rate": "10mbit", "ceil": "10mbit"}]},
+                ingress={"rate": "100mbit"})
     try:
         first = run_module("tc_shape", args, netns=CLIENT)
-        assert first["changed"], first
+        assert first["_status"] == "CHANGED", first
         ids = dict((c["uid"], c["classid"]) for c in first["classes"])
-        assert ids == {uid: "1:ffff", test_user.pw_uid: "1:%x" % test_user.pw_uid}, ids
+        assert ids == {uid: "1:fffe", test_user.pw_uid: "1:%x" % test_user.pw_uid}, ids
+        assert first["ingress"]["device"], first
         again = run_module("tc_shape", args, netns=CLIENT)  # the same classes from the live table: no change
         assert again["changed"] is False and dict((c["uid"], c["classid"]) for c in again["classes"]) == ids
         big_bps, small_bps = together((uid, 4, 5301), (test_user.pw_uid, 4, 5302))

@@ -93,13 +93,21 @@ def test_nft_rules_round_trip():
 
 
 def test_class_ids_of_small_uids_are_the_uid():
-    assert t.allocate_classids([1000, 65535, 3]) == {1000: "1:3e8", 65535: "1:ffff", 3: "1:3"}
+    assert t.allocate_classids([1000, 65534, 3]) == {1000: "1:3e8", 65534: "1:fffe", 3: "1:3"}
     assert t.format_rate(50 * 10 ** 6) == "50mbit" and t.format_rate(1234) == "1234bit"
+
+
+def test_no_class_id_is_the_ingress_handle():
+    """1:ffff would give its leaf qdisc the handle ffff:, the ingress qdisc's: uid 65535 and the first large uid
+    get 1:fffe, and an existing 1:ffff (an earlier release's) is not kept."""
+    assert t.allocate_classids([65535]) == {65535: "1:fffe"}
+    assert t.allocate_classids([200000], existing={200000: "1:ffff"}) == {200000: "1:fffe"}
+    assert "1:ffff" not in t.allocate_classids(range(100000, 100000 + 65532)).values()
 
 
 def test_large_uids_get_free_class_ids_from_the_top():
     ids = t.allocate_classids([200000, 1000, 1500000, 2])
-    assert ids == {1000: "1:3e8", 2: "1:ffff", 200000: "1:fffe", 1500000: "1:fffd"}
+    assert ids == {1000: "1:3e8", 2: "1:fffe", 200000: "1:fffd", 1500000: "1:fffc"}
     assert len(set(ids.values())) == 4
     # the same users get the same classes with no live table (a reboot without persistence)
     assert t.allocate_classids([1500000, 2, 1000, 200000]) == ids
@@ -107,22 +115,22 @@ def test_large_uids_get_free_class_ids_from_the_top():
 
 def test_class_ids_are_stable_from_run_to_run():
     first = t.allocate_classids([200000, 300000])
-    assert first == {200000: "1:ffff", 300000: "1:fffe"}
+    assert first == {200000: "1:fffe", 300000: "1:fffd"}
     # 200000 leaves, 100000 comes: nobody else moves, the newcomer takes a free id
     second = t.allocate_classids([100000, 300000], existing=first)
-    assert second[300000] == "1:fffe" and second[100000] == "1:ffff"
+    assert second[300000] == "1:fffd" and second[100000] == "1:fffe"
     # a small uid whose own id another user holds gets a free one, the holder keeps theirs
-    third = t.allocate_classids([65535, 300000, 100000], existing=second)
-    assert third[100000] == "1:ffff" and third[300000] == "1:fffe" and third[65535] == "1:fffd"
+    third = t.allocate_classids([65534, 300000, 100000], existing=second)
+    assert third[100000] == "1:fffe" and third[300000] == "1:fffd" and third[65534] == "1:fffc"
     # an existing id that is not ours (another major, root or default class) is not kept
     assert t.allocate_classids([1000], existing={1000: "2:5"}) == {1000: "1:3e8"}
-    assert t.allocate_classids([200000], existing={200000: "1:2"}) == {200000: "1:ffff"}
+    assert t.allocate_classids([200000], existing={200000: "1:2"}) == {200000: "1:fffe"}
 
 
 def test_more_users_than_class_ids_is_refused():
     with pytest.raises(InputError) as err:
-        t.allocate_classids(range(100000, 100000 + 65534))
-    assert "65534 users, but there are only 65533 class ids" in str(err.value)
+        t.allocate_classids(range(100000, 100000 + 65533))
+    assert "65533 users, but there are only 65532 class ids" in str(err.value)
 
 
 def test_stale_parts_of_an_earlier_run():
