@@ -21,14 +21,14 @@ import pwd
 from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
     CPU_PERIOD_US, DROPIN_NAME, INHERIT, IO_WEIGHT_FILES, MANAGED_HEADER, PER_DEVICE, cgroup_relpath, check_protected,
-    controllers_needed, device_reset, display_limits, expected_files, normalize_limits, parse_systemctl_show,
-    parse_target, render_dropin, reset_files, reset_value, same_value,
+    LIMIT_FIELDS, controllers_needed, device_reset, display_limits, expected_files, normalize_limits,
+    parse_systemctl_show, parse_target, render_dropin, reset_files, reset_value, same_value,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
     SCRIPT_DIR, SESSION_LEAF, parse_targets, render_targets, script_is_current, script_path,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
-from ansible_collections.fairshare.resources.plugins.module_utils.platform import controller_home
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import controller_home, read_sys_uid_max
 from ansible_collections.fairshare.resources.plugins.module_utils.errors import HostError, InputError, VerificationError
 
 
@@ -855,3 +855,96 @@ def _v1_quota(text):
 
 def _render(values):
     return "".join("%s: %s\n" % (k, v) for k, v in sorted(values.items()))
+
+
+# --------------------------------------------------------------------------- one call of cgroup_limit
+
+def template_limits_of(host, defaults, backend_name, force):
+    """cgroup_limit's user_defaults -> (the template's limits, or None: no template; warnings). Raises InputError."""
+    if defaults is None:
+        return None, []
+    if backend_name != "systemd":
+        raise InputError("user_defaults: the user-.slice template needs the systemd backend; on hosts without systemd "
+                         "the profiles role's login resolver gives users it did not list their profile")
+    unknown = sorted(k for k in defaults if k not in LIMIT_FIELDS)
+    if unknown:
+        raise InputError("user_defaults: %s is not a limit; allowed: %s" % (", ".join(unknown), ", ".join(LIMIT_FIELDS)))
+    limits = normalize_limits(defaults, "user_defaults", force)
+    version = systemd_version(host.run(["systemctl", "--version"], check=False)[1])
+    if version is not None and version < TEMPLATE_MIN_SYSTEMD:
+        return None, ["user_defaults: systemd %d has no prefix drop-ins (user-.slice.d needs %d); users without a "
+                      "target of their own get no defaults on this host" % (version, TEMPLATE_MIN_SYSTEMD)]
+    return limits, []
+
+
+def template_result(out, plans, extra, limits, version, host):
+    """Split the template and its masks out of the targets into user_defaults, with the site drop-ins
+    that override ours."""
+    shown = out["targets"][len(plans):]
+    out["targets"] = out["targets"][:len(plans)]
+    template = shown[0]
+    masks = [r for p, r in zip(extra[1:], shown[1:]) if p.state == "present"]
+
+    def props(lims):
+        return set(line.split("=", 1)[0] for line in render_dropin(lims, version)[0].splitlines()[2:])
+    own = dict((p.unit, p.limits) for p in plans + extra[1:] if p.state == "present")
+
+    def props_of(unit):  # rendered only for the few units that have someone else's drop-in
+        return props(own[unit]) if unit in own else props(limits)
+    overrides = dropin_overrides(host.read, props_of) if limits else []
+    out["user_defaults"] = {
+        "path": template["path"], "state": template["state"], "changed": template["changed"],
+        "limits": template.get("after", {}), "masked": len(masks),
+        "masked_changed": sum(1 for r in masks if r["changed"]), "overridden": overrides,
+    }
+    for item in overrides:
+        out.setdefault("warnings_extra", []).append(
+            "user_defaults: %s sets %s for %s after ours: it overrides the fairshare limits there"
+            % (item["path"], ", ".join(item["properties"]), item["unit"]))
+
+
+def apply_call(host, layout, backend_name, targets, params, template_limits):
+    """A call's targets on its backend: systemd units (with the user-.slice template and its masks) and, for
+    path targets, exclusive or persist, the cgroupfs backend beside it; cgroupfs alone, with the adoption of
+    running processes. -> targets (in the call's order), removed, left, diff, changed, persist_script,
+    user_defaults, warnings_extra. params: the module's (parent, exclusive, persist, adopt_processes,
+    user_defaults_exempt)."""
+    cgfs = CgroupfsBackend(host, layout, params["parent"])
+    if backend_name == "systemd":
+        unit_targets = [t for t in targets if t.kind != "path"]
+        path_targets = [t for t in targets if t.kind == "path"]
+        systemd = SystemdBackend(host, layout)
+        extra = []
+        if template_limits is not None:
+            def has_own(unit):
+                return (host.read(systemd.dropin_path(unit)) or MASK_TEXT) != MASK_TEXT
+            unit_targets, extra = template_targets(unit_targets, template_limits, params["user_defaults_exempt"],
+                                                   read_sys_uid_max(), params["parent"], has_own=has_own)
+            if not template_limits:  # no defaults: our masks go with the template
+                listed = set(t.unit for t in unit_targets)
+                extra += [Target(-2, "slice", unit, None, "absent", {}, params["parent"])
+                          for unit in systemd.mask_units() if unit not in listed]
+        out = systemd.apply(unit_targets + extra, params["exclusive"])
+        if extra:
+            template_result(out, unit_targets, extra, template_limits, systemd.version, host)
+        if path_targets or params["exclusive"] or params["persist"]:
+            more = cgfs.apply(path_targets, params["exclusive"] and bool(path_targets))
+            by_index = dict((t.index, r) for t, r in zip(unit_targets, out["targets"]))
+            by_index.update((t.index, r) for t, r in zip(path_targets, more["targets"]))
+            out["targets"] = [by_index[i] for i in sorted(by_index)]
+            out["removed"] += more["removed"]
+            out["left"] = more["left"]
+            out["diff"] += more["diff"]
+            out["changed"] = out["changed"] or more["changed"]
+    else:
+        out = cgfs.apply(targets, params["exclusive"])
+        if params["adopt_processes"] and cgfs.adopt(out["targets"]):
+            out["changed"] = True
+    if backend_name == "cgroupfs" or cgfs.planned or cgfs.dropped or params["persist"] is not None:
+        kept = cgfs.persist(params["persist"])
+        out["persist_script"] = kept["path"]
+        if kept.get("warning"):
+            out.setdefault("warnings_extra", []).append("persist: " + kept["warning"])
+        out["diff"] += kept["diff"]
+        out["changed"] = out["changed"] or kept["changed"]
+    return out

@@ -422,12 +422,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.fairshare.resources.plugins.module_utils.bounded import REPORT_CHOICES, bound_result
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
-    MASK_TEXT, TEMPLATE_MIN_SYSTEMD, CgroupfsBackend, Target, SystemdBackend, build_targets,
-    dropin_overrides, systemd_version, template_targets,
+    apply_call, build_targets, template_limits_of,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
-    LIMIT_FIELDS, check_parent, grouped_warnings, normalize_limits, render_dropin,
-)
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import check_parent, grouped_warnings
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
     init_system, read_cgroup_layout, read_sys_uid_max,
@@ -444,32 +441,6 @@ LIMIT_SPEC = dict(
     memory_min=dict(type="str"), memory_low=dict(type="str"), pids_max=dict(type="str"),
     io_weight=dict(type="int"), io_max=dict(type="list", elements="dict", options=IO_SPEC),
 )
-
-
-def template_result(out, plans, extra, limits, version, host):
-    """Split the template and its masks out of the targets into user_defaults, with the site drop-ins
-    that override ours."""
-    shown = out["targets"][len(plans):]
-    out["targets"] = out["targets"][:len(plans)]
-    template = shown[0]
-    masks = [r for p, r in zip(extra[1:], shown[1:]) if p.state == "present"]
-
-    def props(lims):
-        return set(line.split("=", 1)[0] for line in render_dropin(lims, version)[0].splitlines()[2:])
-    own = dict((p.unit, p.limits) for p in plans + extra[1:] if p.state == "present")
-
-    def props_of(unit):  # rendered only for the few units that have someone else's drop-in
-        return props(own[unit]) if unit in own else props(limits)
-    overrides = dropin_overrides(host.read, props_of) if limits else []
-    out["user_defaults"] = {
-        "path": template["path"], "state": template["state"], "changed": template["changed"],
-        "limits": template.get("after", {}), "masked": len(masks),
-        "masked_changed": sum(1 for r in masks if r["changed"]), "overridden": overrides,
-    }
-    for item in overrides:
-        out.setdefault("warnings_extra", []).append(
-            "user_defaults: %s sets %s for %s after ours: it overrides the fairshare limits there"
-            % (item["path"], ", ".join(item["properties"]), item["unit"]))
 
 
 def decode_limits(text):
@@ -555,8 +526,8 @@ def main():
         p = module.params
         from_json = decode_limits(p["limits_json"])
         p["parent"] = check_parent(p["parent"])
-        plans = build_targets(from_json + p["limits"], p["state"], p["force"], p["parent"], host.devnum,
-                              read_sys_uid_max(), first=len(from_json))
+        targets = build_targets(from_json + p["limits"], p["state"], p["force"], p["parent"], host.devnum,
+                                read_sys_uid_max(), first=len(from_json))
     except (InputError, OSError) as exc:
         module.fail_json(msg=str(exc))
     layout = read_cgroup_layout()
@@ -568,64 +539,15 @@ def main():
         module.fail_json(msg="backend: 'systemd' was asked for, but PID 1 is %r; use backend: cgroupfs or auto" % init)
     result = dict(changed=False, backend=backend_name, cgroup_version=layout["version"], init_system=init,
                   daemon_reload=False, targets=[], removed=[])
-    defaults = module.params["user_defaults"]
-    template_limits = None
-    if defaults is not None:
-        if backend_name != "systemd":
-            module.fail_json(msg="user_defaults: the user-.slice template needs the systemd backend; on hosts without "
-                                 "systemd the profiles role's login resolver gives users it did not list their profile")
-        unknown = sorted(k for k in defaults if k not in LIMIT_FIELDS)
-        if unknown:
-            module.fail_json(msg="user_defaults: %s is not a limit; allowed: %s"
-                             % (", ".join(unknown), ", ".join(LIMIT_FIELDS)))
-        try:
-            template_limits = normalize_limits(defaults, "user_defaults", module.params["force"])
-        except InputError as exc:
-            module.fail_json(msg=str(exc))
-        version = systemd_version(host.run(["systemctl", "--version"], check=False)[1])
-        if version is not None and version < TEMPLATE_MIN_SYSTEMD:
-            module.warn("user_defaults: systemd %d has no prefix drop-ins (user-.slice.d needs %d); users without a "
-                        "target of their own get no defaults on this host" % (version, TEMPLATE_MIN_SYSTEMD))
-            template_limits = None
     try:
-        cgfs = CgroupfsBackend(host, layout, module.params["parent"])
-        if backend_name == "systemd":
-            unit_plans = [p for p in plans if p.kind != "path"]
-            path_plans = [p for p in plans if p.kind == "path"]
-            systemd = SystemdBackend(host, layout)
-            extra = []
-            if template_limits is not None:
-                def has_own(unit):
-                    return (host.read(systemd.dropin_path(unit)) or MASK_TEXT) != MASK_TEXT
-                unit_plans, extra = template_targets(unit_plans, template_limits, module.params["user_defaults_exempt"],
-                                                     read_sys_uid_max(), module.params["parent"], has_own=has_own)
-                if not template_limits:  # no defaults: our masks go with the template
-                    listed = set(p.unit for p in unit_plans)
-                    extra += [Target(-2, "slice", unit, None, "absent", {}, module.params["parent"])
-                              for unit in systemd.mask_units() if unit not in listed]
-            out = systemd.apply(unit_plans + extra, module.params["exclusive"])
-            if extra:
-                template_result(out, unit_plans, extra, template_limits, systemd.version, host)
-            if path_plans or module.params["exclusive"] or module.params["persist"]:
-                extra = cgfs.apply(path_plans, module.params["exclusive"] and bool(path_plans))
-                by_index = dict((p.index, r) for p, r in zip(unit_plans, out["targets"]))
-                by_index.update((p.index, r) for p, r in zip(path_plans, extra["targets"]))
-                out["targets"] = [by_index[i] for i in sorted(by_index)]
-                out["removed"] += extra["removed"]
-                out["left"] = extra["left"]
-                out["diff"] += extra["diff"]
-                out["changed"] = out["changed"] or extra["changed"]
-        else:
-            out = cgfs.apply(plans, module.params["exclusive"])
-            if module.params["adopt_processes"] and cgfs.adopt(out["targets"]):
-                out["changed"] = True
-        if backend_name == "cgroupfs" or cgfs.planned or cgfs.dropped or module.params["persist"] is not None:
-            kept = cgfs.persist(module.params["persist"])
-            out["persist_script"] = kept["path"]
-            if kept.get("warning"):
-                module.warn("persist: " + kept["warning"])
-            out["diff"] += kept["diff"]
-            out["changed"] = out["changed"] or kept["changed"]
+        template_limits, warnings = template_limits_of(host, module.params["user_defaults"], backend_name,
+                                                       module.params["force"])
+    except InputError as exc:
+        module.fail_json(msg=str(exc))
+    for warning in warnings:
+        module.warn(warning)
+    try:
+        out = apply_call(host, layout, backend_name, targets, module.params, template_limits)
     except (FairshareError, OSError) as exc:
         module.fail_json(msg=str(exc), **host.partial(result))
     diff = out.pop("diff")
