@@ -5,7 +5,6 @@ and what must come out - the result's keys, and the commands that change the hos
 go to a scratch directory (its path constants are pointed there)."""
 import json
 import os
-import sys
 from contextlib import contextmanager
 
 import pytest
@@ -19,6 +18,8 @@ READS = ("show", "list", "--version")  # words of commands that only read (and n
 
 def reads(argv):
     return any(arg in READS or arg.startswith("--query") for arg in argv)
+
+
 # per module: what points at the host, pointed at the scratch dir (module attribute -> file name), and fixed values
 SETUP = {
     # the leaf qdisc is fixed (the real one depends on the running kernel's modules)
