@@ -21,7 +21,7 @@ import pwd
 from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
     CPU_PERIOD_US, DROPIN_NAME, INHERIT, IO_WEIGHT_FILES, MANAGED_HEADER, PER_DEVICE, cgroup_relpath, check_protected,
-    LIMIT_FIELDS, controllers_needed, device_reset, display_limits, expected_files, normalize_limits,
+    LIMIT_FIELDS, controllers_needed, devnum_of, device_reset, display_limits, expected_files, normalize_limits,
     parse_systemctl_show, parse_target, render_dropin, reset_files, reset_value, same_value,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
@@ -100,6 +100,10 @@ class _Layout(object):
 
     def version_of(self, controller):
         return self._home(controller)[0]
+
+    def devnum(self, device):
+        """A block device as MAJ:MIN, stat'ed through the host (cgroup_model.devnum_of)."""
+        return devnum_of(device, self.host.stat)
 
     def root_of(self, controller):
         return self._home(controller)[1]
@@ -347,7 +351,7 @@ class SystemdBackend(_Layout):
             res["verified"] = {}
             if not res["active"] or not cgroup or plan.state != "present":
                 continue
-            files, _w = expected_files(plan.limits, self.version_of, devnum=self.host.devnum)
+            files, _w = expected_files(plan.limits, self.version_of, devnum=self.devnum)
             for ctrl, fname, want in files:
                 live = self.host.read(os.path.join(self.root_of(ctrl), cgroup.lstrip("/"), fname))
                 res["verified"][fname] = (live or "").strip()
@@ -435,7 +439,7 @@ class CgroupfsBackend(_Layout):
             res = plan.result()
             res.update(path=plan.relpath, cgroup_parent="/" + plan.relpath)
             weight = self.io_weight_file(plan.relpath) if plan.state == "present" else None
-            files, warnings = expected_files(plan.limits, self.version_of, devnum=self.host.devnum,
+            files, warnings = expected_files(plan.limits, self.version_of, devnum=self.devnum,
                                              io_weight_file=weight) \
                 if plan.state == "present" else ([], [])
             res["warnings"].extend(warnings)

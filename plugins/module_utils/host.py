@@ -18,7 +18,6 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import devnum_of
 from ansible_collections.fairshare.resources.plugins.module_utils.errors import HostError
 
 
@@ -162,8 +161,9 @@ class Host(object):
         self.done.append("rmdir %s" % path)
 
     @staticmethod
-    def devnum(device):
-        return devnum_of(device, os.stat)
+    def stat(path):
+        """os.stat of a path (a block device for cgroup_model.devnum_of)."""
+        return os.stat(path)
 
 
 class Changes(object):

@@ -55,7 +55,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend
     LOGIN_RUNTIME_DROPIN, CgroupfsBackend, build_targets,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
-    DROPIN_NAME, check_parent, normalize_limits, render_dropin, reset_properties, runtime_properties,
+    DROPIN_NAME, check_parent, devnum_of, normalize_limits, render_dropin, reset_properties, runtime_properties,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
 from ansible_collections.fairshare.resources.plugins.module_utils.host import CommandError, Host
@@ -335,7 +335,8 @@ def session(name, pid, paths=(LOGIN_JSON, DEFAULTS_JSON), run=None):
             log("%s (uid %d): no profile could be read; session left where it is" % (user["name"], user["uid"]))
         return
     backend = CgroupfsBackend(host, read_cgroup_layout(), doc["parent"])
-    plans = build_targets(limits, "present", False, doc["parent"], Host.devnum, read_sys_uid_max())
+    plans = build_targets(limits, "present", False, doc["parent"], lambda device: devnum_of(device, os.stat),
+                          read_sys_uid_max())
     backend.apply(plans, False)
     dirs = backend.enter(pid)
     what = "defaults only (fallback)" if fallback else "tier %s" % (prof["tier"] or "none, defaults")

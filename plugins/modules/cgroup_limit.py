@@ -424,7 +424,9 @@ from ansible_collections.fairshare.resources.plugins.module_utils.bounded import
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_backend import (
     apply_call, build_targets, template_limits_of,
 )
-from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import check_parent, grouped_warnings
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
+    check_parent, devnum_of, grouped_warnings,
+)
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
     init_system, read_cgroup_layout, read_sys_uid_max,
@@ -526,7 +528,8 @@ def main():
         p = module.params
         from_json = decode_limits(p["limits_json"])
         p["parent"] = check_parent(p["parent"])
-        targets = build_targets(from_json + p["limits"], p["state"], p["force"], p["parent"], host.devnum,
+        targets = build_targets(from_json + p["limits"], p["state"], p["force"], p["parent"],
+                                lambda device: devnum_of(device, host.stat),
                                 read_sys_uid_max(), first=len(from_json))
     except (InputError, OSError) as exc:
         module.fail_json(msg=str(exc))
