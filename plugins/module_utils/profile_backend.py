@@ -87,11 +87,11 @@ def pam_session(params, host, changes, hook, result, warn):
                 changes.diff.append({"before_header": path, "after_header": path, "before": before, "after": after})
             if hook and not host.check_mode and not has_session_line(after, hook):
                 warn("pam_config: pam-auth-update left %s without the session line (edited by hand? "
-                            "see pam-auth-update --force); logins there are not put into the users' cgroups" % path)
+                     "see pam-auth-update --force); logins there are not put into the users' cgroups" % path)
     if hook and not texts:
         warn("pam_files: none of %s exists here; logins are not put into the users' cgroups"
-                    % ", ".join(params["pam_files"]) if params["pam_files"] else
-                    "session_hook: no pam_files given; logins are not put into the users' cgroups")
+             % ", ".join(params["pam_files"]) if params["pam_files"] else
+             "session_hook: no pam_files given; logins are not put into the users' cgroups")
 
 
 def source_of(name):
@@ -115,7 +115,7 @@ def per_user_files(host, changes, data, warn):
             counts["written" if text is not None else "removed"] += 1
     if foreign:
         warn("%s: files not written by profile_host are left as they are: %s"
-                    % (USERS_DIR, ", ".join(foreign[:10])))
+             % (USERS_DIR, ", ".join(foreign[:10])))
     return counts
 
 
@@ -149,7 +149,7 @@ class HostSide(object):
         plans = params["plans"]
         if plans is not None:
             if plans and not all(isinstance(plans.get(k), t) for k, t in (("base", dict), ("plans", dict),
-                                                                        ("timers", list))):
+                                                                          ("timers", list))):
                 raise InputError("plans: expected the output of the profile_plans filter (base, plans, timers); got "
                                  "keys %s" % ", ".join(sorted(plans)))
             if plans.get("timers") and not params["plan_tool"]:
