@@ -110,9 +110,8 @@ class _Layout(object):
 
 
 class Target(object):
-    """One validated target: what the user asked, resolved on this host."""
-
-    mask = False  # a user_defaults mask: a drop-in without limits that keeps the template off a user
+    """One validated target: what the user asked, resolved on this host. A user_defaults mask is a user
+    target without limits (a drop-in that keeps the template off the user)."""
 
     def __init__(self, index, kind, name, uid, state, limits, parent):
         self.index, self.kind, self.name, self.uid = index, kind, name, uid
@@ -204,7 +203,6 @@ def template_targets(plans, limits, exempt, sys_uid_max, parent, passwd=None, ha
     for plan in plans:
         if plan.kind == "user" and plan.state == "absent":
             plan = Target(plan.index, "user", plan.name, plan.uid, "present", {}, parent)
-            plan.mask = True
         out.append(plan)
     masks = {0: "root"}
     for entry in passwd:
@@ -215,9 +213,7 @@ def template_targets(plans, limits, exempt, sys_uid_max, parent, passwd=None, ha
         masks[uid] = name
     for uid, name in sorted(masks.items()):
         if uid not in listed and not has_own("user-%d.slice" % uid):
-            plan = Target(-2, "user", name, uid, "present", {}, parent)
-            plan.mask = True
-            extra.append(plan)
+            extra.append(Target(-2, "user", name, uid, "present", {}, parent))
     return out, extra
 
 

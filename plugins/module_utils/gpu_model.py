@@ -15,7 +15,6 @@ import re
 from ansible_collections.fairshare.resources.plugins.module_utils.managed import MANAGED_HEADER
 from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
 
-NVIDIA_MAJOR = 195
 TOOLKIT_KEY = "accept-nvidia-visible-devices-envvar-when-unprivileged"
 # What every restricted user keeps (systemd's DevicePolicy=auto set, plus terminals and misc):
 # null zero full random urandom, tty ptmx, /dev/pts/*, misc (fuse, tun, ...).

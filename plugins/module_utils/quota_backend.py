@@ -298,7 +298,7 @@ def sync_project_files(host, entries, state_path=STATE_FILE, projid="/etc/projid
         else:
             wanted.pop(entry["name"], None)
     paths = dict((e["name"], e["paths"]) for e in entries)
-    old_names, old_paths = parse_project_files(host.read(projid), host.read(projects))
+    _old_names, old_paths = parse_project_files(host.read(projid), host.read(projects))
     full = dict((name, (ident, paths.get(name, old_paths.get(ident, [])))) for name, ident in wanted.items())
     new_projid, new_projects = render_project_files(host.read(projid), host.read(projects), ours, full)
     diffs = []

@@ -187,8 +187,8 @@ def main():
         "profiled": profiled_users(host.read("/etc/fairshare/profiles.json")),
     }
     if module.params["users"]:
-        rc, passwd, err = host.run(["getent", "passwd"], check=False)
-        rc2, group, err2 = host.run(["getent", "group"], check=False)
+        rc, passwd, _err = host.run(["getent", "passwd"], check=False)
+        rc2, group, _err = host.run(["getent", "group"], check=False)
         if rc or rc2:  # no getent: the local files
             passwd, group = host.read("/etc/passwd") or "", host.read("/etc/group") or ""
         facts["users"] = parse_passwd_group(passwd, group)

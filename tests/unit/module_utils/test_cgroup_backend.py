@@ -403,9 +403,10 @@ def test_template_plans_mask_root_system_exempt_and_unlimited_users():
                                                                             state="absent")]
     out, extra = b.template_targets(plans, {"memory_max": 2 << 30}, ["0"], 999, "fairshare", passwd=passwd)
     assert extra[0].unit == b.TEMPLATE_UNIT and extra[0].state == "present"
-    assert sorted((p.unit, p.mask) for p in extra[1:]) == [("user-0.slice", True), ("user-1.slice", True),
-                                                           ("user-115.slice", True)]
-    assert out[0] is plans[0] and out[1].mask and out[1].state == "present" and out[1].limits == {}
+    # a mask: the user's own drop-in, present and without limits
+    assert sorted((p.unit, p.state, p.limits) for p in extra[1:]) == [
+        ("user-0.slice", "present", {}), ("user-1.slice", "present", {}), ("user-115.slice", "present", {})]
+    assert out[0] is plans[0] and out[1].state == "present" and out[1].limits == {}
     assert all(p.limits == {} and p.index < 0 for p in extra[1:])
     _out, extra = b.template_targets(plans, {"memory_max": 1}, [], 999, "fairshare", passwd=passwd,
                                      has_own=lambda unit: unit == "user-115.slice")  # limits of its own stay
