@@ -360,9 +360,9 @@ class SystemdBackend(_Layout):
 class CgroupfsBackend(_Layout):
     name = "cgroupfs"
 
-    def __init__(self, host, layout, parent="fairshare", script_dir=SCRIPT_DIR):
+    def __init__(self, host, layout, parent="fairshare", script_dir=None):
         self.host, self.layout, self.parent = host, layout, parent.strip("/")
-        self.script_dir = script_dir
+        self.script_dir = script_dir or SCRIPT_DIR  # looked up here: module tests point it at a scratch dir
         self.planned = []
         self.dropped = []  # relpaths this call removed (state absent, exclusive)
         self.left = []  # cgroups under the parent we did not make, left as they are

@@ -29,6 +29,9 @@ SETUP = {
     "gpu_access": {"files": {"STATE": "gpu.json", "UDEV_RULES": "70-fairshare-gpu.rules", "MODPROBE": "fairshare-nvidia.conf"},
                    "in": "plugins.module_utils.gpu_backend"},
     "disk_quota": {"files": {}},
+    # cgroupfs (cgroup v1) in the scratch dir: cg/<controller>, the registry and scripts beside it
+    "cgroup_limit": {"files": {"SCRIPT_DIR": "."}, "in": "plugins.module_utils.cgroup_backend",
+                     "values": {"init_system": lambda: "none"}, "cgroup_v1": ["cpu", "memory", "pids"]},
 }
 
 
@@ -70,7 +73,14 @@ def test_module_case(name, case, tmp_path, monkeypatch, capsys):
     for dotted, value in setup.get("classes", {}).items():
         cls, attr = dotted.split(".")
         monkeypatch.setattr(getattr(home, cls), attr, value)
+    if "cgroup_v1" in setup:
+        layout = {"version": "v1", "v2_root": None, "v2_controllers": [], "v1": {}}
+        for ctrl in setup["cgroup_v1"]:
+            layout["v1"][ctrl] = str(tmp_path / "cg" / ctrl)
+            os.makedirs(layout["v1"][ctrl])
+        monkeypatch.setattr(module, "read_cgroup_layout", lambda: layout)
     for fname, text in (case.get("files") or {}).items():
+        os.makedirs(os.path.dirname(str(tmp_path / fname)), exist_ok=True)
         (tmp_path / fname).write_text(text if isinstance(text, str) else json.dumps(text))
     answers = dict((tuple(c["command"]), (c.get("rc", 0), c.get("out", ""), c.get("err", "")))
                    for c in case.get("commands", []))
@@ -100,6 +110,9 @@ def test_module_case(name, case, tmp_path, monkeypatch, capsys):
         assert changing == want["changes"], json.dumps(changing)
     for fname, text in (want.get("files") or {}).items():
         path = tmp_path / fname
-        assert (path.read_text() if path.exists() else None) == text, fname
+        assert (path.read_text() if path.exists() else None) == text, (fname, sorted(
+            os.path.relpath(os.path.join(d, f), str(tmp_path)) for d, _s, fs in os.walk(str(tmp_path)) for f in fs))
+    for fname, doc in (want.get("json_files") or {}).items():
+        assert json.loads((tmp_path / fname).read_text()) == doc, fname
     for fname in want.get("no_files", []):
         assert not (tmp_path / fname).exists(), fname
