@@ -14,10 +14,11 @@ from ansible.module_utils import basic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 READS = ("show", "list", "--version")  # words of commands that only read (and nvidia-smi's --query-*)
+READERS = ("repquota", "getent", "lsattr")  # programs that only read
 
 
 def reads(argv):
-    return any(arg in READS or arg.startswith("--query") for arg in argv)
+    return argv[0] in READERS or any(arg in READS or arg.startswith("--query") for arg in argv)
 
 
 # per module: what points at the host, pointed at the scratch dir (module attribute -> file name), and fixed values
@@ -32,6 +33,7 @@ SETUP = {
     # cgroupfs (cgroup v1) in the scratch dir: cg/<controller>, the registry and scripts beside it
     "cgroup_limit": {"files": {"SCRIPT_DIR": "."}, "in": "plugins.module_utils.cgroup_backend",
                      "values": {"init_system": lambda: "none"}, "cgroup_v1": ["cpu", "memory", "pids"]},
+    "resource_usage": {"values": {"init_system": lambda: "none"}, "cgroup_v1": ["cpu", "cpuacct", "memory", "pids"]},
 }
 
 
