@@ -106,6 +106,11 @@ def test_user():
         subprocess.run(["userdel", name], check=False)
 
 
+def pytest_collection_modifyitems(items):
+    """test_fsguest.py first: on a machine without the guest image it builds the one every later guest uses."""
+    items.sort(key=lambda item: 0 if item.nodeid.split("::")[0].endswith("test_fsguest.py") else 1)
+
+
 @pytest.fixture(scope="session")
 def guest():
     """A throw-away systemd guest (testbed/fsguest.py), stopped by PID if need be at the end."""
