@@ -105,7 +105,8 @@ compat-one: compat-venv
 	$(COMPAT)/$(CORE)/bin/pytest -q -p no:cacheprovider tests/unit
 	$(MAKE) --no-print-directory sanity SANITY_BIN=$(COMPAT)/$(CORE)/bin SANITY_PYTHON=$(CORE_PYTHON) \
 	  SANITY_TREE=$(COMPAT)/sanity-$(CORE)/ansible_collections/fairshare/resources
-	$(COMPAT)/$(CORE)/bin/pytest -v -s -p no:cacheprovider tests/integration/test_profiles_role.py
+	$(COMPAT)/$(CORE)/bin/pytest -v -s -p no:cacheprovider \
+	  tests/integration/test_profiles_role.py::test_site_applies_the_resolved_profiles
 
 # The documentation site: antsibull-docs writes the collection's pages (modules, filters,
 # roles), the guides of docs/ join them as they are (myst-parser), Sphinx builds the HTML in

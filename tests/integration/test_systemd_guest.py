@@ -90,6 +90,11 @@ def test_cron_jobs_run_in_the_users_slice(guest):
         ssh("rm -f %s.* %s-at.*; printf %%s %s > %s.py" % (base, base, shlex.quote(CRON_JOB), base))
         ssh("echo '* * * * * python3 %s.py %s 160 > %s.out 2>&1; echo $? > %s.rc' | crontab -u fscron -"
             % (base, base, base, base))
+        # an at job of the same user (atd's own PAM session, /etc/pam.d/atd), queued now: it runs while cron
+        # waits for its next minute
+        queued = ssh("cd /tmp && echo 'python3 %s.py %s-at 160 > %s-at.out 2>&1; echo $? > %s-at.rc' | "
+                     "runuser -u fscron -- at now" % (base, base, base, base))  # at runs the job where it was queued
+        print("at: " + queued.stderr.strip().replace("\n", "; "))
         rc = ssh("for i in $(seq 150); do [ -s %s.rc ] && break; sleep 1; done; cat %s.rc" % (base, base),
                  check=False).stdout.strip()
         cgroup = ssh("cat %s.cgroup" % base, check=False).stdout.strip()
@@ -97,10 +102,6 @@ def test_cron_jobs_run_in_the_users_slice(guest):
         print("cron job of fscron: %s; 160 MiB under 64M -> exit %s" % (cgroup, rc))
         assert cgroup.startswith("0::/user.slice/user-%d.slice/" % uid), cgroup
         assert rc == "137"
-        # an at job of the same user (atd's own PAM session, /etc/pam.d/atd)
-        queued = ssh("cd /tmp && echo 'python3 %s.py %s-at 160 > %s-at.out 2>&1; echo $? > %s-at.rc' | "
-                     "runuser -u fscron -- at now" % (base, base, base, base))  # at runs the job where it was queued
-        print("at: " + queued.stderr.strip().replace("\n", "; "))
         at_rc = ssh("for i in $(seq 120); do [ -s %s-at.rc ] && break; sleep 1; done; cat %s-at.rc" % (base, base),
                     check=False).stdout.strip()
         at_cgroup = ssh("cat %s-at.cgroup" % base, check=False).stdout.strip()
