@@ -814,7 +814,8 @@ class CgroupfsBackend(_Layout):
 
     def _controller_roots(self):
         roots = []
-        for ctrl in ("cpu", "cpuset", "memory", "pids", "io", "blkio") + ((self.accounting(),) if self.accounting() else ()):
+        acct = self.accounting()
+        for ctrl in ("cpu", "cpuset", "memory", "pids", "io", "blkio") + ((acct,) if acct else ()):
             if self.version_of(ctrl):
                 root = self.root_of(ctrl)
                 if root not in roots:

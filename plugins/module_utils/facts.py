@@ -79,6 +79,18 @@ def container_group_members(users, groups, exempt=()):
     return dict((g, sorted(names)) for g, names in found.items())
 
 
+def profile_parts(prof):
+    """What a resolved profile gives a user besides cgroup limits, as profiled_users names it: 'disk:<path>' per
+    filesystem with a quota, 'gpu' for a GPU grant (an unlimited user's too), 'net' for a network class."""
+    values = prof.get("values") or {}
+    parts = sorted("disk:" + k[len("disk."):] for k in values if k.startswith("disk."))
+    if prof.get("unlimited") or any(k.startswith("gpu.") for k in values):
+        parts.append("gpu")
+    if "net.egress" in values:
+        parts.append("net")
+    return parts
+
+
 def profiled_users(text):
     """/etc/fairshare/profiles.json of the last run -> [[name, uid, [workload, ...], [part, ...]], ...]:
     whom the role gave limits last time (compact: the next run takes back what the policy no longer
@@ -96,11 +108,7 @@ def profiled_users(text):
             continue
         values = prof.get("values") or {}
         row = [name, prof["uid"], sorted(k[len("workloads."):] for k in values if k.startswith("workloads."))]
-        parts = sorted("disk:" + k[len("disk."):] for k in values if k.startswith("disk."))
-        if prof.get("unlimited") or any(k.startswith("gpu.") for k in values):
-            parts.append("gpu")
-        if "net.egress" in values:
-            parts.append("net")
+        parts = profile_parts(prof)
         found.append(row + [parts] if parts else row)
     for entry in data.get("aggregate") or []:
         target = entry.get("slice") or entry.get("path") if isinstance(entry, dict) else None

@@ -80,8 +80,8 @@ COMMAND_TIMEOUT = 10  # seconds a login waits at most for systemctl
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGE = "ansible_collections.fairshare.resources.plugins.module_utils"
 # This module and everything it imports from the collection (a unit test checks the list).
-LIBRARY = ("accounts", "cgroup_backend", "cgroup_model", "cgroupfs_persist", "errors", "host", "login", "managed",
-           "plan_model", "platform", "policy", "tc_model", "units")
+LIBRARY = ("accounts", "cgroup_backend", "cgroup_model", "cgroupfs_persist", "errors", "facts", "host", "login",
+           "managed", "plan_model", "platform", "policy", "tc_model", "units")
 # The keys of a policy that the fallback keeps: who is covered, and the defaults.
 _DEFAULT_KEYS = ("defaults", "exempt_users", "min_uid", "max_uid", "reserved_uids")
 

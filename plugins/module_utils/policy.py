@@ -18,6 +18,7 @@ import re
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
     DEFAULT_PARENT, cgroup_relpath, systemd_unit,
 )
+from ansible_collections.fairshare.resources.plugins.module_utils.facts import profile_parts
 from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import validate_plans
 from ansible_collections.fairshare.resources.plugins.module_utils.tc_model import parse_rate
 from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError
@@ -551,13 +552,8 @@ def left_behind(profiled, profiles, part):
         if name is None or len(row) < 4 or part not in row[3] or uids.get(uid, name) != name:
             continue
         prof = profiles.get(name)
-        if prof is None:
-            found.append((name, uid))
-        elif part == "gpu" and not prof.get("unlimited") and not any(k.startswith("gpu.") for k in prof["values"]):
-            found.append((name, uid))
-        elif part == "net" and "net.egress" not in prof["values"]:
-            found.append((name, uid))
-        elif part.startswith("disk:") and not prof.get("unlimited") and "disk." + part[5:] not in prof["values"]:
+        # an unlimited user's quotas are lifted by to_disk_quotas already, by name
+        if prof is None or (part not in profile_parts(prof) and not (part.startswith("disk:") and prof.get("unlimited"))):
             found.append((name, uid))
     return found
 

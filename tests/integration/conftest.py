@@ -93,6 +93,22 @@ def pam_session(service, pw, alloc_mb, open_paths=()):
     return seen
 
 
+def remove_gpu_traces(nodes, parent, users):
+    """What a test's fake GPUs and gpu_access leave on this host: the mknod nodes, the udev, modprobe and gpu.json
+    files, the users' membership of video, and the v1 device cgroups under parent (deepest first)."""
+    for path in nodes:
+        os.unlink(path)
+    for path in ("/etc/udev/rules.d/70-fairshare-gpu.rules", "/etc/modprobe.d/fairshare-nvidia.conf",
+                 "/etc/fairshare/gpu.json", "/etc/fairshare/gpu-devices-%s.sh" % parent):
+        if os.path.exists(path):
+            os.unlink(path)
+    for name in users:
+        subprocess.run(["gpasswd", "-d", name, "video"], capture_output=True, check=False)
+    devices = os.path.join("/sys/fs/cgroup/devices", parent)
+    for path in sorted((d for d, _s, _f in os.walk(devices)), key=len, reverse=True):
+        os.rmdir(path)
+
+
 @pytest.fixture
 def test_user():
     """A throw-away user, removed afterwards."""

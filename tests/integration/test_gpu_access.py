@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, pam_session, run_module
+from conftest import PYTHON, pam_session, remove_gpu_traces, run_module
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 NODES = [("/dev/nvidia0", 0), ("/dev/nvidia1", 1), ("/dev/nvidiactl", 255)]
@@ -37,17 +37,8 @@ def host_gpus(test_user):
     finally:
         run_module("gpu_access", dict(parent=PARENT, policy="open", users=[
             {"name": test_user.pw_name, "gpus": "all"}, {"name": other, "gpus": "all"}]))
-        for path, _m in NODES:
-            os.unlink(path)
-        for path in ("/etc/udev/rules.d/70-fairshare-gpu.rules", "/etc/modprobe.d/fairshare-nvidia.conf",
-                     "/etc/fairshare/gpu.json", "/etc/fairshare/gpu-devices-%s.sh" % PARENT):
-            if os.path.exists(path):
-                os.unlink(path)
-        subprocess.run(["gpasswd", "-d", test_user.pw_name, "video"], capture_output=True, check=False)
+        remove_gpu_traces([path for path, _m in NODES], PARENT, [test_user.pw_name, other])
         subprocess.run(["userdel", other], check=False)
-        parent = os.path.join("/sys/fs/cgroup/devices", PARENT)
-        if os.path.isdir(parent):
-            os.rmdir(parent)
 
 
 def host_open(uid, paths):

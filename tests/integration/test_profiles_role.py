@@ -15,7 +15,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import PYTHON, ROOT, USER_PYTHON, pam_session
+from conftest import PYTHON, ROOT, USER_PYTHON, pam_session, remove_gpu_traces
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import LOGIN_TOOL
 from ansible_collections.fairshare.resources.plugins.module_utils.login import (
     DEFAULTS_JSON, LIB_DIR, LOGIN_JSON, USERS_TSV,
@@ -234,17 +234,7 @@ def fake_gpu(people):
     try:
         yield people
     finally:
-        for path, _m in nodes:
-            os.unlink(path)
-        for path in ("/etc/udev/rules.d/70-fairshare-gpu.rules", "/etc/modprobe.d/fairshare-nvidia.conf",
-                     "/etc/fairshare/gpu.json", "/etc/fairshare/gpu-devices-%s.sh" % PARENT):
-            if os.path.exists(path):
-                os.unlink(path)
-        for name, _u, _g in USERS:
-            subprocess.run(["gpasswd", "-d", name, "video"], capture_output=True, check=False)
-        devices = os.path.join("/sys/fs/cgroup/devices", PARENT)
-        for path in sorted((d for d, _s, _f in os.walk(devices)), key=len, reverse=True):
-            os.rmdir(path)
+        remove_gpu_traces([path for path, _m in nodes], PARENT, [name for name, _u, _g in USERS])
 
 
 def test_a_gpu_grant_the_policy_no_longer_gives_is_taken_back(fake_gpu):
