@@ -207,9 +207,18 @@ def guest_dir(name):
 
 
 def ssh_base(facts):
+    """ssh to the guest's root. The first call opens a master connection that later calls share
+    (ControlPersist): a new ssh handshake costs a TCG guest about 1.7 s, a shared one 0.1 s."""
     return ["ssh", "-i", facts["key"], "-p", str(facts["port"]), "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
-            "-o", "BatchMode=yes", "root@127.0.0.1"]
+            "-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", "ControlPersist=120",
+            "-o", "ControlPath=" + os.path.join(facts["dir"], "ssh.ctl"), "root@127.0.0.1"]
+
+
+def close_master(facts):
+    """End the shared connection (before a reboot or poweroff: the next ssh must reach the new boot)."""
+    subprocess.run(ssh_base(facts)[:-1] + ["-O", "exit", "root@127.0.0.1"], stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, check=False)
 
 
 def load(name):
@@ -326,6 +335,7 @@ def stop(args):
     if alive(facts):
         subprocess.run(ssh_base(facts) + ["systemctl", "poweroff"], stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, check=False)
+        close_master(facts)
         deadline = time.time() + 20
         while alive(facts) and time.time() < deadline:
             time.sleep(1)
@@ -352,6 +362,7 @@ def reboot(args):
     facts = load(args.name)
     subprocess.run(ssh_base(facts) + ["systemctl", "reboot"], stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    close_master(facts)
     time.sleep(5)
     wait_ssh(facts, args.timeout)
     log("%s rebooted" % args.name)

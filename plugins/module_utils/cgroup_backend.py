@@ -22,13 +22,15 @@ from ansible_collections.fairshare.resources.plugins.module_utils.accounts impor
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
     CPU_PERIOD_US, DROPIN_NAME, INHERIT, IO_WEIGHT_FILES, MANAGED_HEADER, PER_DEVICE, cgroup_relpath, check_protected,
     LIMIT_FIELDS, controllers_needed, devnum_of, device_reset, display_limits, expected_files, normalize_limits,
-    parse_systemctl_show, parse_target, render_dropin, reset_files, reset_value, same_value,
+    parse_systemctl_show, parse_target, render_dropin, reset_files, reset_value, same_value, systemd_supported,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
     SCRIPT_DIR, SESSION_LEAF, parse_targets, render_targets, script_is_current, script_path,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
-from ansible_collections.fairshare.resources.plugins.module_utils.platform import controller_home, read_sys_uid_max
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
+    controller_home, read_sys_uid_max, systemd_version,
+)
 from ansible_collections.fairshare.resources.plugins.module_utils.errors import HostError, InputError, VerificationError
 
 
@@ -177,16 +179,6 @@ DROPIN_ROOTS = ("/etc/systemd/system.control", "/run/systemd/system.control", "/
                 "/usr/lib/systemd/system", "/lib/systemd/system")
 
 
-def systemd_version(text):
-    """`systemctl --version` -> 252 (None when it cannot be read)."""
-    first = (text or "").split("\n", 1)[0].split()
-    if len(first) >= 2 and first[0] == "systemd":
-        digits = first[1].split(".")[0].split("~")[0]
-        if digits.isdigit():
-            return int(digits)
-    return None
-
-
 def template_targets(plans, limits, exempt, sys_uid_max, parent, passwd=None, has_own=lambda unit: False):
     """The plans of user_defaults: the template user-.slice (present with limits, else absent) and
     a mask - a drop-in of the same name without limits, which replaces the template's for that user
@@ -258,9 +250,11 @@ def _lines(props):
 class SystemdBackend(_Layout):
     name = "systemd"
 
-    def __init__(self, host, layout, unit_dir="/etc/systemd/system", runtime_dir="/run/systemd/system"):
+    def __init__(self, host, layout, unit_dir="/etc/systemd/system", runtime_dir="/run/systemd/system", systemd=None):
         self.host, self.layout, self.unit_dir, self.runtime_dir = host, layout, unit_dir, runtime_dir
         self.version = "v1" if "memory" in layout["v1"] else "v2"
+        self.systemd = systemd  # the release (252); None: not known, every property is written
+        self.applied = {}  # id(target) -> the limits this systemd applies (what is verified)
 
     def dropin_path(self, unit):
         return os.path.join(self.unit_dir, unit + ".d", DROPIN_NAME)
@@ -292,9 +286,11 @@ class SystemdBackend(_Layout):
             res.update(unit=plan.unit, path=self.dropin_path(plan.unit), cgroup_parent=plan.unit)
             current = self.host.read(res["path"])
             if plan.state == "present":
-                wanted, warnings = render_dropin(plan.limits, self.version)
-                res["warnings"].extend(warnings)
-                res["after"] = display_limits(plan.limits)
+                limits, unknown = systemd_supported(plan.limits, self.version, self.systemd)
+                self.applied[id(plan)] = limits
+                wanted, warnings = render_dropin(limits, self.version)
+                res["warnings"].extend(unknown + warnings)
+                res["after"] = display_limits(limits)
             else:
                 wanted = None
                 res["after"] = {}
@@ -347,7 +343,7 @@ class SystemdBackend(_Layout):
             res["verified"] = {}
             if not res["active"] or not cgroup or plan.state != "present":
                 continue
-            files, _w = expected_files(plan.limits, self.version_of, devnum=self.devnum)
+            files, _w = expected_files(self.applied.get(id(plan), plan.limits), self.version_of, devnum=self.devnum)
             for ctrl, fname, want in files:
                 live = self.host.read(os.path.join(self.root_of(ctrl), cgroup.lstrip("/"), fname))
                 res["verified"][fname] = (live or "").strip()
@@ -914,7 +910,7 @@ def apply_call(host, layout, backend_name, targets, params, template_limits):
     if backend_name == "systemd":
         unit_targets = [t for t in targets if t.kind != "path"]
         path_targets = [t for t in targets if t.kind == "path"]
-        systemd = SystemdBackend(host, layout)
+        systemd = SystemdBackend(host, layout, systemd=systemd_version(host.run(["systemctl", "--version"], check=False)[1]))
         extra = []
         if template_limits is not None:
             def has_own(unit):

@@ -274,6 +274,56 @@ def display_limits(limits):
 
 # --------------------------------------------------------------------------- systemd
 
+# The systemd release that first knew each property (systemd.resource-control(5), "Added in version N";
+# MemoryLow= came with MemoryHigh= and MemoryMax= in 231), and the first that no longer has it: the
+# cgroup v1 properties went with cgroup v1 in 258. systemd ignores a property it does not know (a
+# warning in its journal), so a limit it cannot take is not written and the call says so.
+SYSTEMD_SINCE = {"CPUQuota": 213, "TasksMax": 227, "IOWeight": 230, "IOReadBandwidthMax": 230,
+                 "IOWriteBandwidthMax": 230, "IOReadIOPSMax": 230, "IOWriteIOPSMax": 230, "MemoryMax": 231,
+                 "MemoryHigh": 231, "MemoryLow": 231, "CPUWeight": 232, "MemorySwapMax": 232, "MemoryMin": 240,
+                 "AllowedCPUs": 244, "AllowedMemoryNodes": 244}
+SYSTEMD_UNTIL = {"CPUShares": 258, "MemoryLimit": 258, "BlockIOWeight": 258, "BlockIOReadBandwidth": 258,
+                 "BlockIOWriteBandwidth": 258}
+
+
+def _systemd_lacks(prop, systemd):
+    """Why this systemd release cannot take prop, or None when it can (or the release is not known)."""
+    if systemd is None or prop is None:
+        return None
+    if systemd < SYSTEMD_SINCE.get(prop, 0):
+        return "systemd %d does not know %s= (added in %d)" % (systemd, prop, SYSTEMD_SINCE[prop])
+    if systemd >= SYSTEMD_UNTIL.get(prop, systemd + 1):
+        return "systemd %d no longer has %s= (gone in %d with cgroup v1)" % (systemd, prop, SYSTEMD_UNTIL[prop])
+    return None
+
+
+def systemd_supported(limits, version, systemd):
+    """Canonical limits -> (the limits systemd release `systemd` applies on cgroup `version`, a warning for
+    each one it would ignore). Those are neither written nor reported as applied."""
+    props = SYSTEMD_PROPERTIES[version]
+    kept, warnings = {}, []
+    for field, value in limits.items():
+        if field == "io_max":
+            rules = []
+            for rule in value:
+                keep = dict((k, v) for k, v in rule.items() if k not in IO_KEYS or not _systemd_lacks(props[k], systemd))
+                for key in IO_KEYS:
+                    why = key in rule and _systemd_lacks(props[key], systemd)
+                    if why:
+                        warnings.append("io_max %s on %s: %s; not applied" % (key, rule["device"], why))
+                if any(k in keep for k in IO_KEYS):
+                    rules.append(keep)
+            if rules:
+                kept[field] = rules
+            continue
+        why = _systemd_lacks(props.get(field), systemd)
+        if why:
+            warnings.append("%s: %s; not applied" % (field, why))
+        else:
+            kept[field] = value
+    return kept, warnings
+
+
 def _systemd_value(field, value):
     if value == UNLIMITED:
         return "" if field == "cpu_max" else "infinity"

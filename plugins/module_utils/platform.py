@@ -88,6 +88,16 @@ def read_sys_uid_max(root="/"):
         return 999
 
 
+def systemd_version(text):
+    """`systemctl --version` -> 252 (None when it cannot be read)."""
+    first = (text or "").split("\n", 1)[0].split()
+    if len(first) >= 2 and first[0] == "systemd":
+        digits = first[1].split(".")[0].split("~")[0]
+        if digits.isdigit():
+            return int(digits)
+    return None
+
+
 def init_system(root="/"):
     """'systemd' when systemd runs as PID 1 (its runtime directory exists), else the PID 1 name."""
     if os.path.isdir(os.path.join(root, "run/systemd/system")):

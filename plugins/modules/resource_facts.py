@@ -77,8 +77,10 @@ ansible_facts:
   contains:
     fairshare:
       description:
-        - cpus, memory_bytes, mounts, nics, gpus, cgroup, init_system, family, containers, users, and
-          container_group_members ({group - [users]}, with O(users)).
+        - cpus, memory_bytes, mounts, nics, gpus, cgroup, init_system, systemd_version, family, containers, users,
+          and container_group_members ({group - [users]}, with O(users)).
+        - systemd_version - the release of systemd as PID 1 (C(252)), null without systemd; cgroup_limit
+          leaves out the properties that release does not know and says so.
         - profiled - C([[user, uid, [workload, ...]], ...]) that C(/etc/fairshare/profiles.json) says got limits from the role.
         - With O(lists_as_json) C(users) and C(profiled) are JSON strings of those lists (C(users) as rows
           C([name, uid, [group, ...]])).
@@ -91,6 +93,7 @@ ansible_facts:
         gpus: [/dev/nvidia0]
         cgroup: {version: v2, controllers: [cpu, memory, pids]}
         init_system: systemd
+        systemd_version: 252
         family: Debian
         containers: {docker: {cgroup_driver: systemd, error: null}}
         users: [{name: alice, uid: 1000, groups: [students]}]
@@ -107,7 +110,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.facts import (
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
-    distro_family, init_system, read_cgroup_layout, read_os_release,
+    distro_family, init_system, read_cgroup_layout, read_os_release, systemd_version,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import SUPPORTED_FS
 
@@ -182,10 +185,13 @@ def main():
         "cgroup": {"version": layout["version"], "v1": layout["v1"], "v2_root": layout["v2_root"],
                    "v2_controllers": layout["v2_controllers"]},
         "init_system": init_system(),
+        "systemd_version": None,
         "family": distro_family(read_os_release()),
         "containers": container_engines(host),
         "profiled": profiled_users(host.read("/etc/fairshare/profiles.json")),
     }
+    if facts["init_system"] == "systemd":  # which properties cgroup_limit can give (docs/cgroup_limit.md)
+        facts["systemd_version"] = systemd_version(host.run(["systemctl", "--version"], check=False)[1])
     if module.params["users"]:
         rc, passwd, _err = host.run(["getent", "passwd"], check=False)
         rc2, group, _err = host.run(["getent", "group"], check=False)

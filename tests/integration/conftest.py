@@ -29,6 +29,7 @@ def run_module(name, args, check=False, diff=False, guest=None, netns=None):
                ANSIBLE_DEPRECATION_WARNINGS="False")
     if guest:
         env["ANSIBLE_PYTHON_INTERPRETER"] = guest.get("python", "/usr/bin/python3")
+        env["ANSIBLE_PIPELINING"] = "True"  # one ssh exec per module, not four: about 1.8 s less a call in TCG
         target = ["all", "-i", "127.0.0.1:%d," % guest["port"], "-u", "root", "--private-key", guest["key"]]
     else:
         target = ["localhost", "-c", "local"]

@@ -368,3 +368,12 @@ def test_a_total_for_all_users_holds_over_their_own_limits(guest):
                                     + [{"slice": "user.slice", "state": "absent"}]}, guest=guest)
         ssh("rm -f /tmp/fsagg-a /tmp/fsagg-b; userdel fsagga; userdel fsaggb", check=False)
     assert ssh("systemctl show -p MemoryMax --value user.slice").stdout.strip() == "infinity"
+
+
+def test_resource_facts_reports_the_systemd_release(guest):
+    """What cgroup_limit's mapping keys on: the release of the guest's PID 1, as `systemctl --version` says it."""
+    facts = run_module("resource_facts", {"users": False}, guest=guest)["ansible_facts"]["fairshare"]
+    release = guest["ssh"]("systemctl --version").stdout.split()[1]
+    print("guest: init %s, systemd_version %s (systemctl --version: %s)"
+          % (facts["init_system"], facts["systemd_version"], release))
+    assert facts["init_system"] == "systemd" and facts["systemd_version"] == int(release.split(".")[0])

@@ -1,15 +1,11 @@
 """tc_shape in the systemd guest: fq_codel leaves where the kernel has them, rates by
-iperf3 between two network namespaces made inside the guest, and the shaping back
-after a reboot with persist: true (the same reboot brings back the plan in force, see
-fairshare-plan-boot.service); state: absent leaves nothing of ours.
+iperf3 between two network namespaces made inside the guest, for a uid above 65535.
+The shaping back after a reboot with persist: true is proven in test_reboot_guest.py
+(one reboot for everything that must come back).
 """
 import json
-import os
-import subprocess
-import sys
 
 from conftest import run_module
-from test_disk_quota_guest import GUEST_TOOL
 
 NS_ARGS = dict(interface="gA", egress={"rate": "100mbit", "default": {"rate": "10mbit", "ceil": "10mbit"},
                                        "classes": [{"user": "fsnet", "rate": "5mbit", "ceil": "5mbit"}]})
@@ -55,63 +51,3 @@ def test_fq_codel_leaves_and_rates_in_the_guest(guest):
         run_module("tc_shape", {"state": "absent"}, guest=in_ns(guest))
         guest["ssh"]("kill $(cat /run/fs-iperf1.pid /run/fs-iperf2.pid); ip netns del gcli; ip netns del gsrv",
                      check=False)
-
-
-def plan_in_the_window(guest, uid):
-    """A plan whose window began an hour ago and ends in two, for one user at cpu_max 50%: profile_host
-    installs it with its timers and fairshare-plan-boot.service. -> the module args (for the cleanup)."""
-    from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import plan_units
-    from ansible_collections.fairshare.resources.plugins.module_utils.policy import resolve
-    hour = int(guest["ssh"]("date +%H").stdout.strip())
-    policy = {"defaults": {"cpu": {"max": "50%"}},
-              "plans": {"night": {"schedule": "*-*-* %02d:00" % ((hour - 1) % 24), "until": "%02d:59" % ((hour + 2) % 24),
-                                  "scale": {"cpu.max": 2}}}}
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with open(os.path.join(root, "roles", "profiles", "files", "fairshare-plan")) as fh:
-        args = {"plans": plan_units(resolve(policy, [{"name": "fsplan", "uid": uid, "groups": []}]), policy["plans"]),
-                "plan_tool": fh.read()}
-    guest["ssh"]("id fsplan >/dev/null 2>&1 || useradd -m -u %d -s /bin/sh fsplan" % uid)
-    run_module("cgroup_limit", {"limits": [{"user": "fsplan", "cpu_max": "50%"}]}, guest=guest)
-    first = run_module("profile_host", args, guest=guest)
-    assert first["changed"] and "fairshare-plan-boot.service" in " ".join(first["actions"]), first
-    assert run_module("profile_host", args, guest=guest)["changed"] is False
-    return args
-
-
-def test_persisted_shaping_and_the_plan_in_force_are_back_after_reboot(guest):
-    """One reboot for two things that must come back: tc_shape's persisted shaping, and the plan whose
-    window holds the moment (a plan is runtime drop-ins, gone at a reboot; fairshare-plan-boot.service,
-    enabled by profile_host with the timers, puts it back: CPUQuotaPerSec 1s, the plan's 100%, where
-    the user's own is 500ms)."""
-    guest["ssh"]("id fsnet || useradd -u %d fsnet" % BIG_UID)
-    args = dict(interface="auto", persist=True, egress={"rate": "1gbit", "default": {"rate": "500mbit", "ceil": "1gbit"},
-                                                        "classes": [{"user": "fsnet", "rate": "10mbit", "ceil": "20mbit"}]})
-    first = run_module("tc_shape", args, guest=guest)
-    assert first["changed"] and first["leaf"] == "fq_codel", first
-    nic = first["interface"]
-    plan_uid = 3950
-    quota = "systemctl show -p CPUQuotaPerSecUSec --value user-%d.slice" % plan_uid
-    try:
-        plan_in_the_window(guest, plan_uid)
-        at_run = guest["ssh"](quota).stdout.strip()
-        subprocess.run([sys.executable, GUEST_TOOL, "reboot", guest["name"]], check=True, timeout=400)
-        state = guest["ssh"]("systemctl is-active fairshare-tc.service; tc class show dev %s; "
-                             "nft list table inet fairshare" % nic).stdout
-        after = guest["ssh"](quota).stdout.strip()
-        status = guest["ssh"]("fairshare-plan --status; systemctl is-active fairshare-plan-boot.service").stdout
-        print("after reboot on %s:\n%s" % (nic, state))
-        print("plan in its window: CPUQuotaPerSec after the run %s, after the reboot %s\n%s" % (at_run, after, status))
-        assert at_run == "1s" and after == "1s" and "in force: night" in status
-    finally:
-        run_module("profile_host", {"plans": {}}, guest=guest)
-        run_module("cgroup_limit", {"limits": [{"user": "fsplan", "state": "absent"}]}, guest=guest)
-        guest["ssh"]("fairshare-plan base >/dev/null 2>&1; userdel -r fsplan", check=False)
-    assert guest["ssh"]("systemctl is-enabled fairshare-plan-boot.service", check=False).stdout.strip() != "enabled"
-    assert state.startswith("active") and "class htb %s " % first["classes"][0]["classid"] in state
-    assert "rate 10Mbit ceil 20Mbit" in state and "meta skuid %d" % first["classes"][0]["uid"] in state
-    assert run_module("tc_shape", args, guest=guest)["changed"] is False
-    gone = run_module("tc_shape", {"state": "absent"}, guest=guest)
-    assert gone["changed"]
-    left = guest["ssh"]("tc qdisc show dev %s; nft list tables; test -e /etc/systemd/system/fairshare-tc.service "
-                        "&& echo unit-left; test -e /etc/fairshare/tc-restore.sh && echo script-left; true" % nic).stdout
-    assert "htb" not in left and "inet fairshare" not in left and "-left" not in left, left

@@ -604,3 +604,45 @@ def test_cgroupfs_v1_a_separate_cpuacct_gets_the_users_cgroup_for_cpu_time(tmp_p
     assert gone["changed"] and not os.path.exists(os.path.join(str(tmp_path), "cpuacct", "fairshare", "user-2000"))
     layout["v1"]["cpuacct"] = layout["v1"]["cpu"]  # cpu,cpuacct mounted together
     assert b.CgroupfsBackend(FakeKernel(FakeModule()), layout, script_dir=str(tmp_path)).accounting() is None
+
+
+def test_systemd_239_gets_no_property_it_would_ignore_and_the_call_says_so(tmp_path):
+    """RHEL 8's systemd 239 on cgroup v2 knows neither MemoryMin= (240) nor AllowedCPUs= (244): not written,
+    not reported as applied, not verified, one warning each naming the release and the property."""
+    units = tmp_path / "units"
+    layout = {"version": "v2", "v2_root": str(tmp_path), "v2_controllers": ["cpu", "cpuset", "memory"], "v1": {}}
+    limits = normalize_limits({"memory_max": "1G", "memory_min": "64M", "cpuset_cpus": "0",
+                               "io_max": [{"device": "8:0", "wbps": "1M"}]}, "limits[0]")
+    out = b.SystemdBackend(Host(FakeModule()), layout, unit_dir=str(units), systemd=239).apply(
+        [plan(0, "user", "a", limits, uid=1000)], False)
+    text = (units / "user-1000.slice.d" / "50-fairshare.conf").read_text()
+    res = out["targets"][0]
+    assert "MemoryMax=1073741824" in text and "IOWriteBandwidthMax=8:0 1048576" in text
+    assert "MemoryMin" not in text and "AllowedCPUs" not in text
+    assert sorted(res["after"]) == ["io_max", "memory_max"]
+    assert sorted(res["warnings"]) == ["cpuset_cpus: systemd 239 does not know AllowedCPUs= (added in 244); not applied",
+                                       "memory_min: systemd 239 does not know MemoryMin= (added in 240); not applied"]
+    same = b.SystemdBackend(Host(FakeModule()), layout, unit_dir=str(units), systemd=252).apply(
+        [plan(0, "user", "a", limits, uid=1000)], False)
+    assert same["changed"] and not same["targets"][0]["warnings"]  # 252 takes them all: written now
+    assert "MemoryMin=67108864" in (units / "user-1000.slice.d" / "50-fairshare.conf").read_text()
+
+
+def test_systemd_supported_by_release():
+    from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import systemd_supported
+    limits = normalize_limits({"cpu_weight": 200, "memory_max": "1G", "memory_swap_max": "0",
+                               "io_max": [{"device": "8:0", "riops": 100, "rbps": "1M"}]}, "limits[0]")
+    assert systemd_supported(limits, "v2", None) == (limits, [])  # release not known: all of them
+    assert systemd_supported(limits, "v2", 252) == (limits, [])
+    kept, warnings = systemd_supported(limits, "v2", 231)  # Debian 9's: no CPUWeight=, MemorySwapMax= yet
+    assert sorted(kept) == ["io_max", "memory_max"]
+    assert sorted(warnings) == ["cpu_weight: systemd 231 does not know CPUWeight= (added in 232); not applied",
+                                "memory_swap_max: systemd 231 does not know MemorySwapMax= (added in 232); not applied"]
+    # the cgroup v1 properties went with cgroup v1; what v1 cannot enforce at all (riops, swap) is
+    # render_dropin's to say, as on every release
+    kept, warnings = systemd_supported(limits, "v1", 258)
+    assert sorted(kept) == ["io_max", "memory_swap_max"] and kept["io_max"] == [{"device": "8:0", "riops": 100}]
+    assert sorted(warnings) == [
+        "cpu_weight: systemd 258 no longer has CPUShares= (gone in 258 with cgroup v1); not applied",
+        "io_max rbps on 8:0: systemd 258 no longer has BlockIOReadBandwidth= (gone in 258 with cgroup v1); not applied",
+        "memory_max: systemd 258 no longer has MemoryLimit= (gone in 258 with cgroup v1); not applied"]
