@@ -45,15 +45,16 @@ def plan_in_the_window(guest, uid):
 
 def ext4_quota_at_its_limit(guest):
     """An ext4 filesystem in fstab, user quota turned on by disk_quota, the user at the 4M hard limit."""
-    guest["ssh"]("id %(u)s >/dev/null 2>&1 || useradd -M %(u)s; umount /mnt/rq 2>/dev/null; sed -i '/ \\/mnt\\/rq /d' "
-                 "/etc/fstab; rm -f /rq.img; truncate -s 64M /rq.img && mkfs.ext4 -q /rq.img && mkdir -p /mnt/rq && "
+    guest["ssh"]("id %(u)s >/dev/null 2>&1 || useradd -M %(u)s; umount /mnt/rq 2>/dev/null; "
+                 "sed -i '\\|[[:space:]]/mnt/rq[[:space:]]|d' /etc/fstab; rm -f /rq.img; "
+                 "truncate -s 64M /rq.img && mkfs.ext4 -q /rq.img && mkdir -p /mnt/rq && "
                  "echo '/rq.img /mnt/rq ext4 loop 0 2' >> /etc/fstab && mount /mnt/rq && install -d -o %(u)s /mnt/rq/w"
                  % {"u": QUOTA_USER})
     first = quota(guest, **QUOTA_ARGS)
     assert first["changed"] and first["enforced"], first
     size, err = dd(guest, "/mnt/rq/w/f", 6, user=QUOTA_USER)
     assert "Disk quota exceeded" in err and (4 << 20) - (64 << 10) <= size <= 4 << 20, (size, err)
-    return guest["ssh"]("grep ' /mnt/rq ' /etc/fstab").stdout.split(), size
+    return guest["ssh"]("awk '$2 == \"/mnt/rq\"' /etc/fstab").stdout.split(), size
 
 
 def reserve_caps(guest):
@@ -61,7 +62,8 @@ def reserve_caps(guest):
     values the kernel must show in user.slice (memory.max, cpu.max)."""
     from ansible_collections.fairshare.resources.plugins.module_utils.policy import aggregate_limits
     facts = run_module("resource_facts", {"users": False}, guest=guest)["ansible_facts"]["fairshare"]
-    total = aggregate_limits({"reserve": {"memory": "256M", "cpu": 1}}, "systemd", facts)
+    capacity = {"cpus": facts["cpus"]["threads"], "memory_bytes": facts["memory_bytes"]}  # as the role passes it
+    total = aggregate_limits({"reserve": {"memory": "256M", "cpu": 1}}, "systemd", capacity)
     assert run_module("cgroup_limit", {"limits": total}, guest=guest)["changed"]
     left = (facts["memory_bytes"] - (256 << 20)) // 4096 * 4096  # the kernel keeps whole pages
     return "%d" % left, "%d 100000" % ((facts["cpus"]["threads"] - 1) * 100000)
@@ -113,7 +115,7 @@ def test_shaping_the_plan_in_force_a_quota_and_the_reserve_are_back_after_reboot
         run_module("cgroup_limit", {"limits": [{"user": "fsplan", "state": "absent"},
                                                {"slice": "user.slice", "state": "absent"}]}, guest=guest)
         guest["ssh"]("fairshare-plan base >/dev/null 2>&1; userdel -r fsplan; umount /mnt/rq; "
-                     "sed -i '/ \\/mnt\\/rq /d' /etc/fstab; rm -f /rq.img; userdel %s" % QUOTA_USER, check=False)
+                     "sed -i '\\|[[:space:]]/mnt/rq[[:space:]]|d' /etc/fstab; rm -f /rq.img; userdel %s" % QUOTA_USER, check=False)
     assert guest["ssh"]("systemctl is-enabled fairshare-plan-boot.service", check=False).stdout.strip() != "enabled"
     assert state.startswith("active") and "class htb %s " % first["classes"][0]["classid"] in state
     assert "rate 10Mbit ceil 20Mbit" in state and "meta skuid %d" % first["classes"][0]["uid"] in state
