@@ -217,7 +217,8 @@ def ssh_base(facts):
 
 def close_master(facts):
     """End the shared connection (before a reboot or poweroff: the next ssh must reach the new boot)."""
-    subprocess.run(ssh_base(facts)[:-1] + ["-O", "exit", "root@127.0.0.1"], stdin=subprocess.DEVNULL,
+    base = ssh_base(facts)
+    subprocess.run(base[:-1] + ["-O", "exit", base[-1]], stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, check=False)
 
 

@@ -28,9 +28,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persi
     SCRIPT_DIR, SESSION_LEAF, parse_targets, render_targets, script_is_current, script_path,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
-from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
-    controller_home, read_sys_uid_max, systemd_version,
-)
+from ansible_collections.fairshare.resources.plugins.module_utils.platform import controller_home, read_sys_uid_max
 from ansible_collections.fairshare.resources.plugins.module_utils.errors import HostError, InputError, VerificationError
 
 
@@ -254,7 +252,6 @@ class SystemdBackend(_Layout):
         self.host, self.layout, self.unit_dir, self.runtime_dir = host, layout, unit_dir, runtime_dir
         self.version = "v1" if "memory" in layout["v1"] else "v2"
         self.systemd = systemd  # the release (252); None: not known, every property is written
-        self.applied = {}  # id(target) -> the limits this systemd applies (what is verified)
 
     def dropin_path(self, unit):
         return os.path.join(self.unit_dir, unit + ".d", DROPIN_NAME)
@@ -280,19 +277,18 @@ class SystemdBackend(_Layout):
         return found
 
     def apply(self, plans, exclusive):
-        results, diffs, changes = [], [], []
+        results, diffs, changes, applied = [], [], [], []
         for plan in plans:
             res = plan.result()
             res.update(unit=plan.unit, path=self.dropin_path(plan.unit), cgroup_parent=plan.unit)
             current = self.host.read(res["path"])
             if plan.state == "present":
                 limits, unknown = systemd_supported(plan.limits, self.version, self.systemd)
-                self.applied[id(plan)] = limits
                 wanted, warnings = render_dropin(limits, self.version)
                 res["warnings"].extend(unknown + warnings)
                 res["after"] = display_limits(limits)
             else:
-                wanted = None
+                wanted, limits = None, {}
                 res["after"] = {}
             res["before"] = _lines((current or "").splitlines()[1:]) if current else {}
             if current != wanted:
@@ -307,6 +303,7 @@ class SystemdBackend(_Layout):
                 diffs.append({"before_header": runtime, "after_header": runtime,
                               "before": self.host.read(runtime) or "", "after": ""})
             results.append(res)
+            applied.append(limits)
         removed = []
         if exclusive:
             listed = set(p.unit for p in plans)
@@ -325,25 +322,26 @@ class SystemdBackend(_Layout):
                     self.host.write_atomic(path, text)
             self.host.change(["systemctl", "daemon-reload"])
             reloaded = True
-        self.verify(plans, results)
+        self.verify(plans, results, applied)
         return {"targets": results, "removed": removed, "diff": diffs, "daemon_reload": reloaded,
                 "changed": bool(changes)}
 
-    def verify(self, plans, results):
-        """Read what the kernel enforces now for every active unit (one systemctl call)."""
-        pairs = [(p, r) for p, r in zip(plans, results) if p.unit != TEMPLATE_UNIT]
+    def verify(self, plans, results, applied):
+        """Read what the kernel enforces now for every active unit (one systemctl call). applied: per plan,
+        the limits its drop-in holds (those this systemd release knows)."""
+        pairs = [(p, r, a) for p, r, a in zip(plans, results, applied) if p.unit != TEMPLATE_UNIT]
         if not pairs:
             return
-        argv = ["systemctl", "show", "-p", "Id", "-p", "ActiveState", "-p", "ControlGroup"] + [p.unit for p, _r in pairs]
+        argv = ["systemctl", "show", "-p", "Id", "-p", "ActiveState", "-p", "ControlGroup"] + [p.unit for p, _r, _a in pairs]
         shown = dict((u.get("Id"), u) for u in parse_systemctl_show(self.host.run(argv)))
-        for plan, res in pairs:
+        for plan, res, limits in pairs:
             unit = shown.get(plan.unit, {})
             res["active"] = unit.get("ActiveState") == "active"
             cgroup = unit.get("ControlGroup") or ""
             res["verified"] = {}
             if not res["active"] or not cgroup or plan.state != "present":
                 continue
-            files, _w = expected_files(self.applied.get(id(plan), plan.limits), self.version_of, devnum=self.devnum)
+            files, _w = expected_files(limits, self.version_of, devnum=self.devnum)
             for ctrl, fname, want in files:
                 live = self.host.read(os.path.join(self.root_of(ctrl), cgroup.lstrip("/"), fname))
                 res["verified"][fname] = (live or "").strip()
@@ -856,8 +854,9 @@ def _render(values):
 
 # --------------------------------------------------------------------------- one call of cgroup_limit
 
-def template_limits_of(host, defaults, backend_name, force):
-    """cgroup_limit's user_defaults -> (the template's limits, or None: no template; warnings). Raises InputError."""
+def template_limits_of(defaults, backend_name, force, version):
+    """cgroup_limit's user_defaults -> (the template's limits, or None: no template; warnings). version: the
+    host's systemd release (None: not known). Raises InputError."""
     if defaults is None:
         return None, []
     if backend_name != "systemd":
@@ -867,7 +866,6 @@ def template_limits_of(host, defaults, backend_name, force):
     if unknown:
         raise InputError("user_defaults: %s is not a limit; allowed: %s" % (", ".join(unknown), ", ".join(LIMIT_FIELDS)))
     limits = normalize_limits(defaults, "user_defaults", force)
-    version = systemd_version(host.run(["systemctl", "--version"], check=False)[1])
     if version is not None and version < TEMPLATE_MIN_SYSTEMD:
         return None, ["user_defaults: systemd %d has no prefix drop-ins (user-.slice.d needs %d); users without a "
                       "target of their own get no defaults on this host" % (version, TEMPLATE_MIN_SYSTEMD)]
@@ -900,17 +898,17 @@ def template_result(out, plans, extra, limits, version, host):
             % (item["path"], ", ".join(item["properties"]), item["unit"]))
 
 
-def apply_call(host, layout, backend_name, targets, params, template_limits):
+def apply_call(host, layout, backend_name, targets, params, template_limits, release=None):
     """A call's targets on its backend: systemd units (with the user-.slice template and its masks) and, for
     path targets, exclusive or persist, the cgroupfs backend beside it; cgroupfs alone, with the adoption of
     running processes. -> targets (in the call's order), removed, left, diff, changed, persist_script,
     user_defaults, warnings_extra. params: the module's (parent, exclusive, persist, adopt_processes,
-    user_defaults_exempt)."""
+    user_defaults_exempt). release: the host's systemd release (None: not known)."""
     cgfs = CgroupfsBackend(host, layout, params["parent"])
     if backend_name == "systemd":
         unit_targets = [t for t in targets if t.kind != "path"]
         path_targets = [t for t in targets if t.kind == "path"]
-        systemd = SystemdBackend(host, layout, systemd=systemd_version(host.run(["systemctl", "--version"], check=False)[1]))
+        systemd = SystemdBackend(host, layout, systemd=release)
         extra = []
         if template_limits is not None:
             def has_own(unit):

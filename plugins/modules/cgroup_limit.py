@@ -429,7 +429,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
-    init_system, read_cgroup_layout, read_sys_uid_max,
+    init_system, read_cgroup_layout, read_sys_uid_max, systemd_version,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.errors import FairshareError, InputError
 
@@ -540,17 +540,19 @@ def main():
         backend_name = "systemd" if init == "systemd" else "cgroupfs"
     if backend_name == "systemd" and init != "systemd":
         module.fail_json(msg="backend: 'systemd' was asked for, but PID 1 is %r; use backend: cgroupfs or auto" % init)
+    # the systemd release, read once: which properties it knows, and whether it has the user-.slice template
+    release = systemd_version(host.run(["systemctl", "--version"], check=False)[1]) if backend_name == "systemd" else None
     result = dict(changed=False, backend=backend_name, cgroup_version=layout["version"], init_system=init,
                   daemon_reload=False, targets=[], removed=[])
     try:
-        template_limits, warnings = template_limits_of(host, module.params["user_defaults"], backend_name,
-                                                       module.params["force"])
+        template_limits, warnings = template_limits_of(module.params["user_defaults"], backend_name,
+                                                       module.params["force"], release)
     except InputError as exc:
         module.fail_json(msg=str(exc))
     for warning in warnings:
         module.warn(warning)
     try:
-        out = apply_call(host, layout, backend_name, targets, module.params, template_limits)
+        out = apply_call(host, layout, backend_name, targets, module.params, template_limits, release)
     except (FairshareError, OSError) as exc:
         module.fail_json(msg=str(exc), **host.partial(result))
     diff = out.pop("diff")

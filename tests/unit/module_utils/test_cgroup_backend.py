@@ -387,9 +387,10 @@ def test_exclusive_and_absent_remove_only_what_our_calls_made(tmp_path):
 
 
 def test_systemd_version():
-    assert b.systemd_version("systemd 252 (252.30-1~deb12u2)\n+PAM +AUDIT") == 252
-    assert b.systemd_version("systemd 239 (239-78.el8)\n") == 239
-    assert b.systemd_version("") is None and b.systemd_version("bash: systemctl: not found") is None
+    from ansible_collections.fairshare.resources.plugins.module_utils.platform import systemd_version
+    assert systemd_version("systemd 252 (252.30-1~deb12u2)\n+PAM +AUDIT") == 252
+    assert systemd_version("systemd 239 (239-78.el8)\n") == 239
+    assert systemd_version("") is None and systemd_version("bash: systemctl: not found") is None
 
 
 class _Pw(object):
