@@ -21,7 +21,7 @@ import pwd
 from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
     CPU_PERIOD_US, DROPIN_NAME, INHERIT, IO_WEIGHT_FILES, MANAGED_HEADER, PER_DEVICE, cgroup_relpath, check_protected,
-    LIMIT_FIELDS, controllers_needed, devnum_of, device_reset, display_limits, expected_files, normalize_limits,
+    LIMIT_FIELDS, LimitsMemo, controllers_needed, devnum_of, device_reset, display_limits, expected_files, normalize_limits,
     parse_systemctl_show, parse_target, render_dropin, reset_files, reset_value, same_value, systemd_supported,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
@@ -145,6 +145,7 @@ def build_targets(entries, state, force, parent, devnum, sys_uid_max=999, first=
     """
     plans, seen = [], {}
     accounts = Accounts(expected=len(entries))
+    normalize = LimitsMemo(force)
     for index, entry in enumerate(entries):
         where = "limits_json[%d]" % index if index < first else "limits[%d]" % (index - first)
         kind, name = parse_target(entry, where)
@@ -153,7 +154,7 @@ def build_targets(entries, state, force, parent, devnum, sys_uid_max=999, first=
             name, uid = resolve_user(name, where, accounts)
         check_protected(kind, name, uid, force, where, sys_uid_max)
         wanted = entry.get("state") or state
-        limits = normalize_limits(entry, where, force) if wanted == "present" else {}
+        limits = normalize(entry, where) if wanted == "present" else {}
         for rule in limits.get("io_max", []):
             devnum(rule["device"])  # the device must exist now, not at apply time
         plan = Target(index, kind, name, uid, wanted, limits, parent)

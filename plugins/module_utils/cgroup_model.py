@@ -244,6 +244,27 @@ def normalize_limits(entry, where, force=False):
     return out
 
 
+class LimitsMemo(object):
+    """normalize_limits for many entries, of which most carry the same limits (10,000 users of a few
+    tiers): each distinct set of limit values is normalized once. An entry with a list or mapping in it
+    (io_max) or a refused one is normalized every time, so its error still names its own field. The
+    key holds each value's type: True and 1 are not the same limit."""
+
+    def __init__(self, force=False):
+        self.force, self.done = force, {}
+
+    def __call__(self, entry, where):
+        values = tuple(map(entry.get, LIMIT_FIELDS))
+        key = (values, tuple(map(type, values)))
+        try:
+            known = self.done.get(key)
+        except TypeError:  # a list or mapping in it
+            return normalize_limits(entry, where, self.force)
+        if known is None:
+            known = self.done[key] = normalize_limits(entry, where, self.force)
+        return dict(known)
+
+
 def _check_order(limits, where):
     mx = limits.get("memory_max")
     for field in ("memory_high", "memory_low", "memory_min"):

@@ -327,7 +327,9 @@ def resolve(policy, users, checked=False):
 
     A profile: {'uid', 'tier', 'tier_from', 'unlimited', 'values': {key: {'value', 'from'}}}.
     checked: the policy was validated before (the host-side resolver, login.py); the blocks each
-    profile is made of are still checked as they are flattened.
+    profile is made of are still checked as they are flattened. Users of the same tier without a
+    block of their own share one 'values' dict (read it, do not change it; pack_profiles encodes it
+    once for all of them).
     """
     if not checked:
         validate(policy)
@@ -336,22 +338,27 @@ def resolve(policy, users, checked=False):
     named = policy.get("users") or {}
     tiers = policy.get("tiers") or {}
     profiles = {}
+    made = {}  # (tier, the user's own block or None) -> (values, unlimited): the layers are flattened once per tier
     for user in users:
         if user["name"] not in named and (user["name"] in exempt or not covers_uid(bounds, user["uid"])):
             continue
         tier, tier_from = tier_of(policy, user)
-        layers = [("defaults", policy.get("defaults"))]
-        if tier:
-            layers.append(("tiers.%s" % tier, tiers[tier]))
-        if user["name"] in named:
-            layers.append(("users.%s" % user["name"], named[user["name"]]))
-        values = {}
-        for where, block in layers:
-            for key, value in flatten(where, block).items():
-                values[key] = {"value": value, "from": "%s.%s" % (where, key)}
-        unlimited = any((block or {}).get("unlimited") for _w, block in layers[1:])
-        profiles[user["name"]] = {"uid": user["uid"], "tier": tier, "tier_from": tier_from,
-                                  "unlimited": bool(unlimited), "values": {} if unlimited else values}
+        own = user["name"] if user["name"] in named else None
+        if (tier, own) not in made:
+            layers = [("defaults", policy.get("defaults"))]
+            if tier:
+                layers.append(("tiers.%s" % tier, tiers[tier]))
+            if own is not None:
+                layers.append(("users.%s" % own, named[own]))
+            values = {}
+            for where, block in layers:
+                for key, value in flatten(where, block).items():
+                    values[key] = {"value": value, "from": "%s.%s" % (where, key)}
+            unlimited = bool(any((block or {}).get("unlimited") for _w, block in layers[1:]))
+            made[(tier, own)] = ({} if unlimited else values), unlimited
+        values, unlimited = made[(tier, own)]
+        profiles[user["name"]] = {"uid": user["uid"], "tier": tier, "tier_from": tier_from, "unlimited": unlimited,
+                                  "values": values}
     return profiles
 
 
@@ -363,11 +370,18 @@ def pack_profiles(profiles):
     'shapes', each user [uid, its shape] in 'users'. Users of the same tier without overrides share
     one shape, so 10,000 users take some 250 kB instead of 4 MB (the profiles role keeps them so,
     under the 500 kB a task result of an AWX job may take)."""
-    shapes, index, users = [], {}, {}
+    shapes, index, users, seen = [], {}, {}, {}
     for name in sorted(profiles):
         shape = dict(profiles[name])
         uid = shape.pop("uid")
-        key = json.dumps(shape, sort_keys=True)
+        # users of one tier share one values dict as resolve() makes them: one encoding per distinct dict
+        quick = (id(shape["values"]), shape.get("tier"), shape.get("tier_from"), shape.get("unlimited")) \
+            if len(shape) == 4 and "values" in shape else None
+        key = seen.get(quick) if quick else None
+        if key is None:
+            key = json.dumps(shape, sort_keys=True)
+            if quick:
+                seen[quick] = key
         if key not in index:
             index[key] = len(shapes)
             shapes.append(shape)

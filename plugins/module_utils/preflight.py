@@ -17,10 +17,10 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import normalize_limits
+from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import LimitsMemo
 from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import allocate, check_gpu_list, select_gpus
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
-    left_behind, to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes, users_from_rows,
+    cgroup_parents, left_behind, to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes, users_from_rows,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.quota_model import (
     SUPPORTED_FS, find_mount_of, normalize_entry,
@@ -63,8 +63,9 @@ def _decoded(value):
 def preflight(profiles, facts, settings=None, counts=None):
     """profiles (resolve_profiles), facts (resource_facts' fairshare facts), settings {cgroups, quotas,
     network, gpu: which parts the role applies; interface, link_rate, default_class, oversubscription
-    (network); gpu_share, gpu_placement (GPU counts)} -> a list of problems, each naming the user and the policy field; empty when the host
-    can take the policy. counts (a dict): filled with how many targets each part has (cgroup_targets,
+    (network); gpu_share, gpu_placement (GPU counts); cgroup_parent, docker_driver: where containers go,
+    checked as profile_cgroup_parents makes it} -> a list of problems, each naming the user and the policy
+    field; empty when the host can take the policy. counts (a dict): filled with how many targets each part has (cgroup_targets,
     disk_filesystems, tc_classes, gpu_users; 0 for a part that is off; tc_left: users the last run gave a class
     that this run gives none), so the role's tasks test those numbers instead of running the profile_* filters a
     second time. The facts' `profiled` (the last run's users) counts unless settings exclusive is false."""
@@ -78,16 +79,19 @@ def preflight(profiles, facts, settings=None, counts=None):
         threads = (facts.get("cpus") or {}).get("threads")
         targets = to_cgroup_limits(profiles, facts.get("init_system", "systemd"))
         counts["cgroup_targets"] = len(targets)
+        normalize = LimitsMemo()
         for entry in targets:
             who = entry.get("user") or entry.get("slice") or entry.get("path")
             if entry.get("state") == "absent":
                 continue
-            limits = _each(problems, "user %s" % who, normalize_limits,
-                           dict((k, v) for k, v in entry.items() if k not in ("user", "slice", "path")), "limits")
+            limits = _each(problems, "user %s" % who, normalize, entry, "limits")
             cpus = expand_cpulist(limits.get("cpuset_cpus", "")) if limits else []
             if threads and cpus and max(cpus) >= threads:
                 problems.append("user %s: cpu.cpus %s names CPU %d; this host has CPUs 0-%d"
                                 % (who, limits["cpuset_cpus"], max(cpus), threads - 1))
+    if "cgroup_parent" in settings:  # where each user's containers go fits this host
+        _each(problems, "cgroup_parent", cgroup_parents, profiles, facts.get("init_system", "systemd"),
+              settings.get("docker_driver") or "", settings["cgroup_parent"])
     if on["quotas"]:
         filesystems = to_disk_quotas(profiles, profiled)
         counts["disk_filesystems"] = len(filesystems)

@@ -53,6 +53,9 @@ def test_the_hosts_users_without_a_profile_are_listed_once():
     (dict(FACTS, gpus=["/dev/nvidia1"]), SETTINGS, "user ann: gpu.gpus: '0' is not a GPU of this host"),
     (FACTS, dict(SETTINGS, interface="eth7"), "profiles_interface: 'eth7' is not an interface of this host"),
     (FACTS, dict(SETTINGS, link_rate="15mbit"), "network: egress: 120mbit guaranteed"),
+    # the role's check of where containers go (was a task of its own, profile_cgroup_parents)
+    (dict(FACTS, init_system="process_api"), dict(SETTINGS, cgroup_parent="fairshare", docker_driver="systemd"),
+     "cgroup_parent: driver: docker's systemd cgroup driver needs systemd"),
 ])
 def test_what_the_host_cannot_take_is_named(facts, settings, fragment):
     problems = pf.preflight(profiles(), facts, settings)
@@ -80,3 +83,35 @@ def test_gpu_counts_the_host_cannot_hold_are_refused():
 def test_parts_the_role_does_not_apply_are_not_checked():
     off = {"cgroups": False, "quotas": False, "network": False, "gpu": False}
     assert pf.preflight(profiles(), dict(FACTS, cpus={"threads": 1}, gpus=[], mounts=[]), dict(SETTINGS, interface="x", **off)) == []
+
+
+def test_one_normalization_per_distinct_set_of_limits():
+    """LimitsMemo gives what normalize_limits gives, normalizes each distinct set of values once, keeps
+    True and 1 apart, and normalizes an entry with io_max (a list) and a refused one every time."""
+    from ansible_collections.fairshare.resources.plugins.module_utils import cgroup_model as cm
+    calls = []
+    real = cm.normalize_limits
+
+    def counting(entry, where, force=False):
+        calls.append(where)
+        return real(entry, where, force)
+    memo = cm.LimitsMemo()
+    cm.normalize_limits, saved = counting, cm.normalize_limits
+    try:
+        same = [memo({"user": "u%d" % i, "memory_max": "1G", "cpu_weight": 100}, "limits[%d]" % i) for i in range(50)]
+        assert len(calls) == 1 and same[0] == real({"memory_max": "1G", "cpu_weight": 100}, "x")
+        same[0]["memory_max"] = 1  # each caller its own dict
+        assert same[1]["memory_max"] == 1 << 30
+        memo({"cpu_weight": 1}, "a")
+        memo({"cpu_weight": 1}, "b")
+        with pytest.raises(InputError, match=r"limits\[7\]\.cpu_weight"):
+            memo({"cpu_weight": True}, "limits[7]")  # not the cached 1: refused as a bool
+        memo({"io_max": [{"device": "8:0", "rbps": "1M"}]}, "c")
+        memo({"io_max": [{"device": "8:0", "rbps": "1M"}]}, "d")
+        with pytest.raises(InputError, match=r"limits\[9\]\.memory_max"):
+            memo({"memory_max": "lots"}, "limits[9]")
+        with pytest.raises(InputError, match=r"limits\[10\]\.memory_max"):
+            memo({"memory_max": "lots"}, "limits[10]")
+    finally:
+        cm.normalize_limits = saved
+    assert calls == ["limits[0]", "a", "limits[7]", "c", "d", "limits[9]", "limits[10]"]
