@@ -426,20 +426,22 @@ class CgroupfsBackend(_Layout):
         acct = self.accounting()
         made, was_set = self._made()
         self.left = []  # foreign cgroups that kept one of ours from being removed
+        files_of = {}  # the same limits give the same files: worked out once per distinct set (10,000 users, a few tiers)
         for plan in plans:
             res = plan.result()
             res.update(path=plan.relpath, cgroup_parent="/" + plan.relpath)
             weight = self.io_weight_file(plan.relpath) if plan.state == "present" else None
-            files, warnings = expected_files(plan.limits, self.version_of, devnum=self.devnum,
-                                             io_weight_file=weight) \
-                if plan.state == "present" else ([], [])
+            files, warnings = self._expected(plan.limits, weight, files_of) if plan.state == "present" else ([], [])
             res["warnings"].extend(warnings)
             planned.append(files)
             if plan.state == "present":
                 self.planned.append((plan, files))
             before, after, todo = {}, {}, []
+            dirs = {}
             for ctrl, fname, want in files:
-                live = self.read_value(os.path.join(self.dir_of(ctrl, plan.relpath), fname))
+                if ctrl not in dirs:
+                    dirs[ctrl] = self.dir_of(ctrl, plan.relpath) + "/"
+                live = self.read_value(dirs[ctrl] + fname)
                 before[fname] = live
                 after[fname] = want
                 if not same_value(fname, want, live):
@@ -536,15 +538,28 @@ class CgroupfsBackend(_Layout):
                 wrote = written.get(plan.relpath, ())
                 res["verified"] = dict((f, self.read_value(os.path.join(self.dir_of(c, plan.relpath), f))
                                         if f in wrote else res["before"].get(f)) for c, f, _v in files)
-                if not self.host.check_mode:
+                if not self.host.check_mode:  # a file not written was read above and matched (else it was written)
                     for c, f, v in files:
-                        if not same_value(f, v, res["verified"][f]):
+                        if f in wrote and not same_value(f, v, res["verified"][f]):
                             raise VerificationError("%s: wrote %r to %s but the kernel reads back %r"
                                                     % (plan.label, v, f, res["verified"][f]))
             else:
                 res["verified"] = {}
         return {"targets": results, "removed": removed, "diff": diffs, "left": self.left[:50],
                 "changed": bool(writes or removals or accounting), "parent": self.parent}
+
+    def _expected(self, limits, weight, known):
+        """expected_files of one target's limits, from known ({key: answer}) where an earlier target had
+        the same values (an io_max list is not a key: worked out each time)."""
+        values = tuple(map(limits.get, LIMIT_FIELDS))
+        key = (values, tuple(map(type, values)), weight)
+        try:
+            got = known.get(key)
+        except TypeError:
+            return expected_files(limits, self.version_of, devnum=self.devnum, io_weight_file=weight)
+        if got is None:
+            got = known[key] = expected_files(limits, self.version_of, devnum=self.devnum, io_weight_file=weight)
+        return got
 
     def _quota_now(self, relpath, planned_quota):
         """A cgroup's CPU quota in CPUs (inf: no limit) after this run."""
@@ -622,9 +637,13 @@ class CgroupfsBackend(_Layout):
                 for known in list(targets):
                     if known == relpath or known.startswith(relpath + "/"):
                         del targets[known]
+            by_ctrl = {}  # id(files) -> {controller: [[file, value]]}: targets of one tier share their files list
             for plan, files in self.planned:
-                steps = [[self.version_of(ctrl), ctrl, self.root_of(ctrl), plan.relpath,
-                          [[f, v] for c, f, v in files if c == ctrl]] for ctrl in self.controllers_of(plan, files)]
+                if id(files) not in by_ctrl:
+                    by_ctrl[id(files)] = dict((ctrl, [[f, v] for c, f, v in files if c == ctrl]) for ctrl in set(c for c, _f, _v in files))
+                mine = by_ctrl[id(files)]
+                steps = [[self.version_of(ctrl), ctrl, self.root_of(ctrl), plan.relpath, mine.get(ctrl, [])]
+                         for ctrl in self.controllers_of(plan, files)]
                 targets[plan.relpath] = {"uid": plan.uid if plan.kind == "user" else None, "steps": steps}
             if targets or mode:
                 devices = (self.layout.get("v1") or {}).get("devices")  # gpu_access keeps its rules there
@@ -683,13 +702,16 @@ class CgroupfsBackend(_Layout):
     def _session_dirs(self):
         """{uid: [(controller, or '' on v2, cgroup dir)]}: where a user's login lands (on v2 the
         session leaf), for the user targets planned here."""
-        users = {}
+        users, where = {}, {}
         for plan, files in self.planned:
             if plan.kind != "user":
                 continue
             for ctrl in self.controllers_of(plan, files):
-                v2 = self.version_of(ctrl) == "v2"
-                entry = ("" if v2 else ctrl, os.path.join(self.root_of(ctrl), plan.relpath, SESSION_LEAF if v2 else ""))
+                if ctrl not in where:
+                    v2 = self.version_of(ctrl) == "v2"
+                    where[ctrl] = ("" if v2 else ctrl, self.root_of(ctrl).rstrip("/") + "/", "/" + SESSION_LEAF if v2 else "/")
+                name, root, leaf = where[ctrl]
+                entry = (name, root + plan.relpath + leaf)
                 if entry not in users.setdefault(plan.uid, []):
                     users[plan.uid].append(entry)
         return users

@@ -390,15 +390,16 @@ def pack_profiles(profiles):
 
 
 def unpack_profiles(doc):
-    """pack_profiles' document -> the profiles (anything else is returned as it is). Each user gets
-    a copy of its shape's values, so no two users share a dict a caller might change."""
+    """pack_profiles' document -> the profiles (anything else is returned as it is). The users of one
+    shape share its 'values' dict, as resolve() makes them: the filters and modules read profiles and
+    never change them (copying them took 0.13 s per filter at 10,000 users)."""
     if not (isinstance(doc, dict) and doc.get(PACKED) == 1):
         return doc
     shapes = doc["shapes"]
     out = {}
     for name, (uid, at) in doc["users"].items():
         shape = shapes[at]
-        out[name] = dict(shape, uid=uid, values=dict((k, dict(v)) for k, v in shape.get("values", {}).items()))
+        out[name] = dict(shape, uid=uid, values=shape.get("values", {}))
     return out
 
 

@@ -41,8 +41,7 @@ def test_users_of_one_profile_share_it_when_packed():
     assert len(json.dumps(packed)) * 5 < len(json.dumps(profiles))
     back = unpack_profiles(json.loads(json.dumps(packed)))
     assert back == profiles
-    back["u1"]["values"]["memory.max"]["value"] = "1G"  # a copy per user: changing one changes no other
-    assert back["u2"]["values"]["memory.max"]["value"] == "2G"
+    assert back["u1"]["values"] is back["u2"]["values"]  # one shape, one dict: read, never changed
     assert unpack_profiles(profiles) is profiles  # a plain dict is left as it is
 
 
@@ -90,3 +89,32 @@ def test_cgroup_limit_checks_limits_json_as_it_checks_limits():
     assert mixed[1]["io_max"] == [{"device": "8:0", "rbps": "1M", "wbps": None, "riops": None, "wiops": None}]
     with pytest.raises(InputError, match="state"):
         decode_limits('[{"user": "ann", "state": "gone"}]')
+
+
+def test_no_filter_changes_the_profiles_it_reads():
+    """Users of one shape share its values (unpack_profiles, resolve): a filter that changed them would change
+    every user of the tier. Every profile_* filter's code runs on unpacked profiles, which must stay as packed."""
+    from ansible_collections.fairshare.resources.plugins.module_utils import policy as p
+    from ansible_collections.fairshare.resources.plugins.module_utils.plan_model import plan_units
+    from ansible_collections.fairshare.resources.plugins.module_utils.preflight import preflight
+    pol = {"min_uid": 1000,
+           "defaults": {"memory": {"max": "1G", "high": "90%"}, "cpu": {"max": "100%"}, "disk": {"/home": {"block_hard": "2G"}},
+                        "net": {"egress": {"rate": "10mbit", "ceil": "100mbit"}}, "workloads": {"build": {"memory": {"max": "512M"}}}},
+           "tiers": {"gpu": {"match": {"groups": ["gpu"]}, "gpu": {"gpus": [0, 1]}, "memory": {"low": "256M"}}},
+           "users": {"boss": {"gpu": {"count": 1}}}}
+    users = [{"name": "u%d" % i, "uid": 1000 + i, "groups": ["gpu"] if i % 2 else []} for i in range(20)]
+    users.append({"name": "boss", "uid": 999 + 100, "groups": []})
+    packed = json.dumps(pack_profiles(p.resolve(pol, users)), sort_keys=True)
+    profiles = unpack_profiles(json.loads(packed))
+    p.to_cgroup_limits(profiles, "systemd")
+    p.to_cgroup_limits(profiles, "process_api")
+    p.to_disk_quotas(profiles, [])
+    p.to_tc_classes(profiles)
+    p.to_gpu_users(profiles, [])
+    p.cgroup_parents(profiles, "systemd", "cgroupfs")
+    p.admission(profiles, {"cpus": 64, "memory_bytes": 1 << 40, "gpus": 4})
+    preflight(profiles, {"cpus": {"threads": 64}, "init_system": "systemd", "gpus": ["/dev/nvidia0", "/dev/nvidia1"],
+                         "mounts": [{"mountpoint": "/home", "fstype": "xfs"}], "nics": [{"name": "eth0"}]},
+              {"interface": "eth0", "link_rate": "10gbit", "cgroup_parent": "fairshare"})
+    plan_units(profiles, {"night": {"schedule": "*-*-* 20:00", "until": "06:00", "scale": {"memory.max": 2, "cpu.max": 2}}}, "v2")
+    assert json.dumps(pack_profiles(profiles), sort_keys=True) == packed
