@@ -363,7 +363,7 @@ class CgroupfsBackend(_Layout):
         self.left = []  # cgroups under the parent we did not make, left as they are
 
     def dir_of(self, controller, relpath):
-        return os.path.join(self.root_of(controller), relpath)
+        return self.root_of(controller).rstrip("/") + "/" + relpath  # os.path.join's answer for a relative path, faster
 
     def accounting(self):
         """'cpuacct' where cgroup v1 mounts it apart from cpu (a user's CPU time is only there), else None.
@@ -735,8 +735,7 @@ class CgroupfsBackend(_Layout):
         was_set: the files the registry says our calls wrote for this target - only those are
         read; None (a registry of an older version) reads every file a limit can live in."""
         wanted = set(f for _c, f, _v in files)
-        devices = set((f, v.split(" ", 1)[0]) for _c, f, v in files if reset_value(f, "v2") == PER_DEVICE
-                      or reset_value(f, "v1") == PER_DEVICE)
+        devices = None  # the (file, device) pairs a rule asks for: only needed where a per-device file is read
         todo = []
         candidates = self._reset_candidates(weight)
         if was_set is not None:
@@ -750,6 +749,9 @@ class CgroupfsBackend(_Layout):
                 continue
             reset = reset_value(fname, self.version_of(ctrl))
             if reset == PER_DEVICE:
+                if devices is None:
+                    devices = set((f, v.split(" ", 1)[0]) for _c, f, v in files if reset_value(f, "v2") == PER_DEVICE
+                                  or reset_value(f, "v1") == PER_DEVICE)
                 lines = [device_reset(fname, line) for line in live.splitlines()]
                 lines = [line for line in lines if line and (fname, line.split(" ", 1)[0]) not in devices]
                 if lines:

@@ -166,14 +166,16 @@ STATE_MARK = "# fairshare-targets: "
 
 def parse_targets(text):
     """The targets a script covers, from its last line (what render_targets wrote): {relpath: {uid, steps}}."""
-    for line in reversed((text or "").splitlines()):
-        if line.startswith(STATE_MARK):
-            try:
-                targets = json.loads(line[len(STATE_MARK):])
-            except ValueError:
-                return {}
-            return targets if isinstance(targets, dict) else {}
-    return {}
+    text = "\n" + (text or "")
+    at = text.rfind("\n" + STATE_MARK)  # the last such line, found without splitting a script of 10,000 targets
+    if at < 0:
+        return {}
+    line = text[at + 1 + len(STATE_MARK):].split("\n", 1)[0]
+    try:
+        targets = json.loads(line)
+    except ValueError:
+        return {}
+    return targets if isinstance(targets, dict) else {}
 
 
 RENDER_MARK = "# fairshare-render: "
