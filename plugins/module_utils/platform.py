@@ -15,21 +15,13 @@ import os
 import shlex
 
 # os-release ID / ID_LIKE words -> family, and what each family calls things.
+# The families the modules tell apart: which os-release IDs each takes in. What a family needs on
+# a host (packages, PAM files) is the profiles role's data, in one place: roles/profiles/vars/<family>.yml.
 FAMILIES = {
-    "Debian": {"ids": ["debian", "ubuntu", "linuxmint", "raspbian", "pop"],
-               "quota_packages": ["quota", "xfsprogs"], "quota_service": "quota.service",
-               "pam_session": "/etc/pam.d/common-session", "sudo_group": "sudo"},
-    "RedHat": {"ids": ["rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn"],
-               "quota_packages": ["quota", "xfsprogs"], "quota_service": "quotaon.service",
-               "pam_session": "/etc/pam.d/system-auth",
-               "sudo_group": "wheel"},
-    "Archlinux": {"ids": ["arch", "manjaro", "endeavouros"],
-                  "quota_packages": ["quota-tools", "xfsprogs"], "quota_service": "quotaon.service",
-                  "pam_session": "/etc/pam.d/system-login",
-                  "sudo_group": "wheel"},
-    "Suse": {"ids": ["opensuse", "opensuse-leap", "opensuse-tumbleweed", "sles", "suse", "sled"],
-             "quota_packages": ["quota", "xfsprogs"], "quota_service": "quotaon.service",
-             "pam_session": "/etc/pam.d/common-session", "sudo_group": "wheel"},
+    "Debian": {"ids": ["debian", "ubuntu", "linuxmint", "raspbian", "pop"]},
+    "RedHat": {"ids": ["rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn"]},
+    "Archlinux": {"ids": ["arch", "manjaro", "endeavouros"]},
+    "Suse": {"ids": ["opensuse", "opensuse-leap", "opensuse-tumbleweed", "sles", "suse", "sled"]},
 }
 
 
