@@ -135,7 +135,8 @@ class Guest(Local):
 
 def floor(n):
     """This machine's own floor for N users: make the same cgroups (one per user and controller of
-    the policy: cpu, memory, pids) and write the same values in a bare loop, then read them back.
+    the policy: cpu, memory, pids; and cpuacct where it is mounted apart from cpu, as cgroup_limit
+    makes it for the users' CPU time) and write the same values in a bare loop, then read them back.
     -> (seconds to make and write, seconds to read)."""
     sys.path.insert(0, os.path.join(ROOT, "build"))
     from ansible_collections.fairshare.resources.plugins.module_utils.platform import (
@@ -154,6 +155,9 @@ def floor(n):
             roots.append((version, root, list(values[version][ctrl])))
         else:  # v2: one tree for all controllers
             roots[-1][2].extend(values[version][ctrl])
+    v1 = layout.get("v1") or {}
+    if "cpuacct" in v1 and v1.get("cpu") != v1["cpuacct"]:  # mounted apart: each user gets a cgroup there too (CPU time)
+        roots.append(("v1", controller_home(layout, "cpuacct")[1], []))
     tops = [os.path.join(root, "fairshare-floor") for _v, root, _f in roots]
     start = time.time()
     for top in tops:

@@ -404,8 +404,11 @@ class CgroupfsBackend(_Layout):
                 return set(doc.get("made", [])), doc["set"] if isinstance(doc.get("set"), dict) else None
             except (ValueError, AttributeError):
                 pass
+        script = self.host.read(script_path(self.parent, self.script_dir))
+        if script is None and not self._existing_dirs(self.parent):
+            return set(), {}  # no call of ours has been here: no limit of ours to lift, nothing to read for it
         made = set()
-        for relpath in parse_targets(self.host.read(script_path(self.parent, self.script_dir))):
+        for relpath in parse_targets(script):
             made |= self._with_ancestors(relpath)
         return made, None
 
@@ -804,8 +807,12 @@ class CgroupfsBackend(_Layout):
         subtree_control; v1 cpuset copies mems then cpus from the parent."""
         root = self.root_of(ctrl)
         version = self.version_of(ctrl)
+        known = self.__dict__.setdefault("_made_dirs", set())  # v1 dirs this call saw or made (the parent, once)
         current = root
         for part in relpath.split("/"):
+            if version == "v1" and ctrl != "cpuset" and (current + "/" + part) in known:
+                current = current + "/" + part
+                continue
             if version == "v2":
                 control = os.path.join(current, "cgroup.subtree_control")
                 enabled = (self.host.read(control) or "").split()
@@ -818,6 +825,8 @@ class CgroupfsBackend(_Layout):
                 for fname in ("cpuset.mems", "cpuset.cpus"):
                     if not self.read_value(os.path.join(child, fname)):
                         self.host.write_kernel(os.path.join(child, fname), self.read_value(os.path.join(current, fname)))
+            elif version == "v1":
+                known.add(current + "/" + part)
             current = child
         return current
 

@@ -489,6 +489,26 @@ def test_cgroupfs_registry_says_which_files_to_lift_and_reads_no_others(tmp_path
         "fairshare/user-2000": ["pids.max"]}
 
 
+def test_cgroupfs_first_call_reads_no_file_to_lift_and_a_tree_without_registry_is_still_lifted(tmp_path):
+    """Where no call of ours has been (no registry, no persist script, no managed parent) there is no limit of
+    ours to lift: a first call reads only the files it sets (a first run at 10,000 users read 140,000). A tree
+    of 0.1.0 (the parent there, neither registry nor script) is still read whole and its dropped limits lifted."""
+    layout = v1_layout(str(tmp_path))
+    host = FakeKernel(FakeModule())
+    reads = []
+    host.read_kernel = lambda path, _read=host.read_kernel: reads.append(os.path.basename(path)) or _read(path)
+    b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
+        [plan(0, "user", "a", {"memory_max": "100M"}, uid=2000)], False)
+    assert sorted(set(reads)) == ["memory.limit_in_bytes"]
+    # 0.1.0 left this: a limit it set, no registry and no script; the next call drops the limit
+    os.unlink(str(tmp_path / "cgroupfs-fairshare.json"))
+    del reads[:]
+    b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
+        [plan(0, "user", "a", {"pids_max": 10}, uid=2000)], False)
+    assert (tmp_path / "memory" / "fairshare" / "user-2000" / "memory.limit_in_bytes").read_text() == "-1"
+    assert "cpu.shares" in reads
+
+
 def test_cgroupfs_verified_values_read_back_only_what_was_written(tmp_path):
     layout = v1_layout(str(tmp_path))
     host = FakeKernel(FakeModule())
