@@ -48,7 +48,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: "{user name: {uid, tier, tier_from, unlimited, values: {'memory.max': {value, from}}}}"
+  description:
+    - "{user name: {uid, tier, tier_from, unlimited, values: {'memory.max': {value, from, canonical}}}}"
+    - canonical (bytes, CPUs, a count or max) is given for memory.max, memory.swap_max, cpu.max and pids.max.
   type: dict
 """
 

@@ -106,8 +106,7 @@ def _check_value(path, section, key, value):
     checker = SCHEMA[section].get(key, False)
     if checker is False:
         raise PolicyError("%s: unknown key; allowed in %s: %s" % (path, section, ", ".join(sorted(SCHEMA[section]))))
-    if checker:
-        checker(path, value)
+    return checker(path, value) if checker else None
 
 
 # keys of a block that are not limits, and the blocks that may hold them
@@ -149,10 +148,16 @@ def _check_meta(where, block, kind):
             raise PolicyError("%s: %r is not a tier name" % (path, block[key]))
 
 
-def flatten(where, block, kind=None):
+# Keys whose value the host tools show as a number: resolve() passes on the parser's answer (bytes, CPUs, a
+# count, or "max") beside the policy's text as 'canonical', so no tool parses "2G" again with a parser of its own.
+CANONICAL = ("memory.max", "memory.swap_max", "cpu.max", "pids.max")
+
+
+def flatten(where, block, kind=None, canonical=None):
     """A defaults/tier/user block -> {'memory.max': value, 'disk./home': {...}, 'net.egress': {...}}.
     kind: which META keys the block may hold (defaults, tiers, users, aggregate); None: all of them,
-    unchecked (a block that validate() has checked already)."""
+    unchecked (a block that validate() has checked already). canonical (a dict): filled with the parsed
+    value of each CANONICAL key."""
     flat = {}
     meta = ("match", "unlimited", "tier") if kind is None else META[kind]
     block = _mapping(where, block, "a mapping of sections (%s)" % ", ".join(SECTIONS))
@@ -167,8 +172,10 @@ def flatten(where, block, kind=None):
         if not isinstance(body, dict):
             raise PolicyError("%s: expected a mapping" % path)
         for key, value in body.items():
-            _check_value("%s.%s" % (path, key), section, key, value)
+            parsed = _check_value("%s.%s" % (path, key), section, key, value)
             flat["%s.%s" % (section, key)] = value
+            if canonical is not None and "%s.%s" % (section, key) in CANONICAL:
+                canonical["%s.%s" % (section, key)] = parsed
     return flat
 
 
@@ -325,7 +332,8 @@ def tier_of(policy, user):
 def resolve(policy, users, checked=False):
     """users: [{'name', 'uid', 'groups': [...]}] -> {name: profile}.
 
-    A profile: {'uid', 'tier', 'tier_from', 'unlimited', 'values': {key: {'value', 'from'}}}.
+    A profile: {'uid', 'tier', 'tier_from', 'unlimited', 'values': {key: {'value', 'from'}}}; a CANONICAL
+    key's value also has 'canonical', the parser's answer (bytes, CPUs, a count or "max").
     checked: the policy was validated before (the host-side resolver, login.py); the blocks each
     profile is made of are still checked as they are flattened. Users of the same tier without a
     block of their own share one 'values' dict (read it, do not change it; pack_profiles encodes it
@@ -352,8 +360,11 @@ def resolve(policy, users, checked=False):
                 layers.append(("users.%s" % own, named[own]))
             values = {}
             for where, block in layers:
-                for key, value in flatten(where, block).items():
+                parsed = {}
+                for key, value in flatten(where, block, canonical=parsed).items():
                     values[key] = {"value": value, "from": "%s.%s" % (where, key)}
+                    if key in parsed:
+                        values[key]["canonical"] = parsed[key]
             unlimited = bool(any((block or {}).get("unlimited") for _w, block in layers[1:]))
             made[(tier, own)] = ({} if unlimited else values), unlimited
         values, unlimited = made[(tier, own)]

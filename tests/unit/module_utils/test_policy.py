@@ -37,9 +37,11 @@ def test_resolution_precedence_and_sources():
     # root exempt, daemon below min_uid, nobody in reserved_uids
     assert set(prof) == {"alice", "sam", "stan", "temp", "ada", "nobodyelse"}
     assert prof["alice"]["tier"] == "researcher" and prof["alice"]["tier_from"] == "users.alice.tier"
-    assert prof["alice"]["values"]["memory.max"] == {"value": "128G", "from": "users.alice.memory.max"}
+    # the policy's text, where it came from, and the number the one parser makes of it (the host tools show that)
+    assert prof["alice"]["values"]["memory.max"] == {"value": "128G", "from": "users.alice.memory.max",
+                                                     "canonical": 128 << 30}
     assert prof["alice"]["values"]["gpu.mig"]["from"] == "tiers.researcher.gpu.mig"
-    assert prof["alice"]["values"]["cpu.max"] == {"value": "200%", "from": "defaults.cpu.max"}
+    assert prof["alice"]["values"]["cpu.max"] == {"value": "200%", "from": "defaults.cpu.max", "canonical": 2.0}
     assert prof["sam"]["tier"] == "student" and prof["sam"]["values"]["cpu.max"]["value"] == "3200%"
     assert prof["stan"]["tier"] == "researcher" and prof["stan"]["tier_from"] == "rules[0]"
     assert prof["temp"]["tier"] == "student"  # uid in the excluded range: the rule does not match

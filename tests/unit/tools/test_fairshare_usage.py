@@ -172,3 +172,20 @@ def test_a_user_reads_their_own_part_only(tool, tmp_path, monkeypatch, capsys):
     assert sorted(tool.load()["profiles"]) == ["alice"]  # not profiles.json, which root alone reads
     assert tool.main(["--explain", "bob"]) == 1
     assert "bob: no profile" in capsys.readouterr().out
+
+
+def test_limits_are_the_collections_numbers_not_parsed_again(tool, tmp_path):
+    """The tool shows a value's 'canonical' (resolve() made it with the collection's parser); it parses no
+    policy text itself: a profile without it shows no limit, and one whose canonical differs shows that."""
+    data = tool.load()
+    alice = data["profiles"]["alice"]
+    assert alice["values"]["memory.max"]["canonical"] == 2 << 30
+    alice["values"]["memory.max"] = {"value": "2G", "from": "users.alice.memory.max", "canonical": 123456789}
+    assert tool.report("alice", alice, "fairshare")["memory"]["max"] == 123456789
+    del alice["values"]["memory.max"]["canonical"]
+    del alice["values"]["pids.max"]["canonical"]
+    rep = tool.report("alice", alice, "fairshare")
+    assert rep["memory"]["max"] is None and rep["pids"]["max"] is None
+    unlimited = resolve({"defaults": {"memory": {"max": "max"}}}, [{"name": "eve", "uid": 1005, "groups": []}])["eve"]
+    assert unlimited["values"]["memory.max"]["canonical"] == "max"
+    assert tool.report("eve", unlimited, "fairshare")["memory"]["max"] is None
