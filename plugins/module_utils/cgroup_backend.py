@@ -539,7 +539,7 @@ class CgroupfsBackend(_Layout):
             if plan.state == "present":
                 # read back what was written; the rest was read a moment ago and matched
                 wrote = written.get(plan.relpath, ())
-                res["verified"] = dict((f, self.read_value(os.path.join(self.dir_of(c, plan.relpath), f))
+                res["verified"] = dict((f, self.read_value(self.dir_of(c, plan.relpath) + "/" + f)
                                         if f in wrote else res["before"].get(f)) for c, f, _v in files)
                 if not self.host.check_mode:  # a file not written was read above and matched (else it was written)
                     for c, f, v in files:
@@ -808,7 +808,7 @@ class CgroupfsBackend(_Layout):
         root = self.root_of(ctrl)
         version = self.version_of(ctrl)
         known = self.__dict__.setdefault("_made_dirs", set())  # v1 dirs this call saw or made (the parent, once)
-        current = root
+        current = root.rstrip("/")
         for part in relpath.split("/"):
             if version == "v1" and ctrl != "cpuset" and (current + "/" + part) in known:
                 current = current + "/" + part
@@ -818,7 +818,7 @@ class CgroupfsBackend(_Layout):
                 enabled = (self.host.read(control) or "").split()
                 if ctrl not in enabled:
                     self.host.write_kernel(control, "+" + ctrl)
-            child = os.path.join(current, part)
+            child = current + "/" + part
             if not os.path.isdir(child):
                 self.host.mkdir(child)
             if version == "v1" and ctrl == "cpuset":
@@ -831,12 +831,11 @@ class CgroupfsBackend(_Layout):
         return current
 
     def _write(self, plan, todo):
-        for ctrl in controllers_needed(todo):
-            self._ensure_dir(ctrl, plan.relpath)
+        dirs = dict((ctrl, self._ensure_dir(ctrl, plan.relpath)) for ctrl in controllers_needed(todo))
         for ctrl, fname, value in todo:
             try:
                 # an empty cpuset (v2: the parent's) is written as a newline: an empty write() never reaches the kernel
-                self.host.write_kernel(os.path.join(self.dir_of(ctrl, plan.relpath), fname), value or "\n")
+                self.host.write_kernel(dirs[ctrl] + "/" + fname, value or "\n")
             except (IOError, OSError) as exc:
                 raise HostError("%s: writing %r to %s failed: %s" % (plan.label, value, fname, exc))
 
