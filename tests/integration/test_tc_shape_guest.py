@@ -1,11 +1,14 @@
 """tc_shape in the systemd guest: fq_codel leaves where the kernel has them, rates by
-iperf3 between two network namespaces made inside the guest, for a uid above 65535.
+iperf3 between two network namespaces made inside the guest, for a uid above 65535, and data
+a user's sockets still send after close() held in the user's class (issue 14 item 1; the same
+proof as test_tc_shape_netns.py's on this host, here with the guest's kernel and fq_codel).
 The shaping back after a reboot with persist: true is proven in test_reboot_guest.py
 (one reboot for everything that must come back).
 """
+import base64
 import json
 
-from conftest import run_module
+from conftest import FILL_AND_CLOSE, SINK, run_module
 
 NS_ARGS = dict(interface="gA", egress={"rate": "100mbit", "default": {"rate": "10mbit", "ceil": "10mbit"},
                                        "classes": [{"user": "fsnet", "rate": "5mbit", "ceil": "5mbit"}]})
@@ -47,6 +50,20 @@ def test_fq_codel_leaves_and_rates_in_the_guest(guest):
               % (BIG_UID, first["classes"][0]["classid"], user_bps / 1e6, root_bps / 1e6))
         assert first["classes"][0]["uid"] == BIG_UID
         assert abs(user_bps - 5e6) <= 0.5e6 and abs(root_bps - 10e6) <= 1e6
+        # fill a socket, close it, again for 6 s: what is queued at close() has no owner; the receiver counts
+        # every byte of every connection over a 14 s window
+        put = "".join("echo %s | base64 -d > /tmp/%s; " % (base64.b64encode(text.encode()).decode(), name)
+                      for name, text in (("fs-sink.py", SINK), ("fs-fill.py", FILL_AND_CLOSE)))
+        out = guest["ssh"](
+            put + "ip netns exec gsrv python3 /tmp/fs-sink.py 10.77.0.2 5409 14 > /tmp/fs-sink.out & "
+            "until grep -q ready /tmp/fs-sink.out 2>/dev/null; do sleep 0.1; done; "
+            "nsenter --net=/run/netns/gcli setpriv --reuid=fsnet --regid=fsnet --clear-groups "
+            "python3 /tmp/fs-fill.py 10.77.0.2 5409 6; wait; tail -n 1 /tmp/fs-sink.out").stdout.split("\n", 1)
+        queued, seen = int(out[0]), json.loads(out[1])
+        rate = seen["bytes"] * 8 / max(seen["last"] - seen["first"], 1e-3)
+        print("guest: fill-and-close for 6 s by a 5mbit user: %d bytes queued, %d received in %.1f s = %.2f Mbit/s"
+              % (queued, seen["bytes"], seen["last"] - seen["first"], rate / 1e6))
+        assert rate <= 5.5e6
     finally:
         run_module("tc_shape", {"state": "absent"}, guest=in_ns(guest))
         guest["ssh"]("kill $(cat /run/fs-iperf1.pid /run/fs-iperf2.pid); ip netns del gcli; ip netns del gsrv",

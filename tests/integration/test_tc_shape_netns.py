@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import PYTHON, run_module
+from conftest import FILL_AND_CLOSE, PYTHON, SINK, run_module
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 CLIENT, SERVER = "fsA%d" % os.getpid(), "fsB%d" % os.getpid()
@@ -121,53 +121,6 @@ def test_user_and_root_each_get_their_class(link, test_user):
     down = iperf(0, 4, 5301, reverse=True)
     print("ingress through the ifb at 20mbit measured %.2f Mbit/s" % (down / 1e6))
     assert abs(down - 20e6) <= 2e6
-
-
-# the receiver: counts every byte of every connection for `seconds`, then prints the total and the
-# times of the first and last byte
-SINK = """
-import json, socket, sys, threading, time
-srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], int(sys.argv[2]))); srv.listen(64); srv.settimeout(0.5)
-seen = {"bytes": 0, "first": None, "last": None}; lock = threading.Lock(); end = time.time() + float(sys.argv[3])
-def take(conn):
-    conn.settimeout(0.5)
-    while time.time() < end:
-        try:
-            data = conn.recv(65536)
-        except socket.timeout:
-            continue
-        if not data:
-            break
-        with lock:
-            now = time.time(); seen["bytes"] += len(data); seen["last"] = now
-            seen["first"] = seen["first"] or now
-    conn.close()
-print("ready", flush=True)
-while time.time() < end:
-    try:
-        conn, _a = srv.accept()
-    except socket.timeout:
-        continue
-    threading.Thread(target=take, args=(conn,), daemon=True).start()
-print(json.dumps(seen), flush=True)
-"""
-# the attacker: fill a socket's send buffer, close it (the kernel still sends what is queued, with no
-# owner), and again, for `seconds`
-FILL_AND_CLOSE = """
-import socket, sys, time
-end = time.time() + float(sys.argv[3]); sent = 0
-while time.time() < end:
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-    s.connect((sys.argv[1], int(sys.argv[2]))); s.setblocking(False)
-    try:
-        while True:
-            sent += s.send(b"x" * 65536)
-    except BlockingIOError:
-        pass
-    s.close(); time.sleep(0.05)
-print(sent)
-"""
 
 
 def test_data_sent_after_close_stays_in_the_users_class(link, test_user):
