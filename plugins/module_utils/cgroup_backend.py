@@ -21,7 +21,7 @@ import pwd
 from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
     CPU_PERIOD_US, DROPIN_NAME, INHERIT, IO_WEIGHT_FILES, MANAGED_HEADER, PER_DEVICE, cgroup_relpath, check_protected,
-    LIMIT_FIELDS, LimitsMemo, controllers_needed, devnum_of, device_reset, display_limits, expected_files, normalize_limits,
+    LIMIT_FIELDS, LimitsMemo, controllers_needed, limits_key, devnum_of, device_reset, display_limits, expected_files, normalize_limits,
     parse_systemctl_show, parse_target, render_dropin, reset_files, reset_value, same_value, systemd_supported,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import (
@@ -553,16 +553,13 @@ class CgroupfsBackend(_Layout):
 
     def _expected(self, limits, weight, known):
         """expected_files of one target's limits, from known ({key: answer}) where an earlier target had
-        the same values (an io_max list is not a key: worked out each time)."""
-        values = tuple(map(limits.get, LIMIT_FIELDS))
-        key = (values, tuple(map(type, values)), weight)
-        try:
-            got = known.get(key)
-        except TypeError:
+        the same values (limits_key; an io_max list is not a key: worked out each time)."""
+        key = limits_key(limits)
+        if key is None:
             return expected_files(limits, self.version_of, devnum=self.devnum, io_weight_file=weight)
-        if got is None:
-            got = known[key] = expected_files(limits, self.version_of, devnum=self.devnum, io_weight_file=weight)
-        return got
+        if (key, weight) not in known:
+            known[(key, weight)] = expected_files(limits, self.version_of, devnum=self.devnum, io_weight_file=weight)
+        return known[(key, weight)]
 
     def _quota_now(self, relpath, planned_quota):
         """A cgroup's CPU quota in CPUs (inf: no limit) after this run."""

@@ -244,22 +244,31 @@ def normalize_limits(entry, where, force=False):
     return out
 
 
+def limits_key(limits):
+    """A hashable key of the limit values of an entry or a normalized target (LIMIT_FIELDS), None where one
+    is a list or mapping (io_max). The key holds each value's type: True and 1 are not the same limit."""
+    values = tuple(map(limits.get, LIMIT_FIELDS))
+    key = (values, tuple(map(type, values)))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 class LimitsMemo(object):
     """normalize_limits for many entries, of which most carry the same limits (10,000 users of a few
-    tiers): each distinct set of limit values is normalized once. An entry with a list or mapping in it
-    (io_max) or a refused one is normalized every time, so its error still names its own field. The
-    key holds each value's type: True and 1 are not the same limit."""
+    tiers): each distinct set of limit values (limits_key) is normalized once. An entry with a list or
+    mapping in it (io_max) or a refused one is normalized every time, so its error still names its own field."""
 
     def __init__(self, force=False):
         self.force, self.done = force, {}
 
     def __call__(self, entry, where):
-        values = tuple(map(entry.get, LIMIT_FIELDS))
-        key = (values, tuple(map(type, values)))
-        try:
-            known = self.done.get(key)
-        except TypeError:  # a list or mapping in it
+        key = limits_key(entry)
+        if key is None:
             return normalize_limits(entry, where, self.force)
+        known = self.done.get(key)
         if known is None:
             known = self.done[key] = normalize_limits(entry, where, self.force)
         return dict(known)

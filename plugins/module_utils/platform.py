@@ -14,7 +14,6 @@ __metaclass__ = type
 import os
 import shlex
 
-# os-release ID / ID_LIKE words -> family, and what each family calls things.
 # The families the modules tell apart: which os-release IDs each takes in. What a family needs on
 # a host (packages, PAM files) is the profiles role's data, in one place: roles/profiles/vars/<family>.yml.
 FAMILIES = {

@@ -65,10 +65,10 @@ def preflight(profiles, facts, settings=None, counts=None):
     network, gpu: which parts the role applies; interface, link_rate, default_class, oversubscription
     (network); gpu_share, gpu_placement (GPU counts); cgroup_parent, docker_driver: where containers go,
     checked as profile_cgroup_parents makes it} -> a list of problems, each naming the user and the policy
-    field; empty when the host can take the policy. counts (a dict): filled with how many targets each part has (cgroup_targets,
-    disk_filesystems, tc_classes, gpu_users; 0 for a part that is off; tc_left: users the last run gave a class
-    that this run gives none), so the role's tasks test those numbers instead of running the profile_* filters a
-    second time. The facts' `profiled` (the last run's users) counts unless settings exclusive is false."""
+    field; empty when the host can take the policy. counts (a dict): filled with how many targets each part
+    has (cgroup_targets, disk_filesystems, tc_classes, gpu_users; 0 for a part that is off; tc_left: users the
+    last run gave a class that this run gives none), so the role's tasks test those numbers instead of running
+    the profile_* filters a second time. The facts' `profiled` (the last run's users) counts unless settings exclusive is false."""
     settings = settings or {}
     problems = []
     counts = {} if counts is None else counts
