@@ -126,12 +126,12 @@ def login_files(login):
         # root only (the resolver runs as root from PAM): the policy names users and what each one gets
         files = {LOGIN_JSON: (marked_json(doc), 0o600), DEFAULTS_JSON: (marked_json(fallback), 0o600),
                  USERS_TSV: (MANAGED + "\n" + users, 0o600),
-                 LOGIN_TOOL: (tool_text(sys.executable), 0o755)}
-        for path, text in library_files(source_of).items():
+                 LOGIN_TOOL: (tool_text(sys.executable, LIB_DIR), 0o755)}
+        for path, text in library_files(source_of, LIB_DIR).items():
             files[path] = (text, 0o644)
         return files
     files = dict.fromkeys([LOGIN_JSON, DEFAULTS_JSON, USERS_TSV, LOGIN_TOOL], (None, 0o644))
-    files.update((path, (None, 0o644)) for path in library_files(lambda name: ""))
+    files.update((path, (None, 0o644)) for path in library_files(lambda name: "", LIB_DIR))
     return files
 
 

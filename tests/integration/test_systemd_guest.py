@@ -4,14 +4,21 @@ cgroup_limit user_defaults writes the user-.slice template: a user created after
 the defaults at their first ssh login (sshd, pam_systemd, user-UID.slice), a listed user's own
 drop-in (the same name) wins whole, root is masked, and a site drop-in that overrides ours is
 reported. profile_host pam_systemd_files puts cron's jobs into the user's slice: a real crontab
-entry lands in user-UID.slice and is killed at the user's memory.max. Everything by effect.
+entry lands in user-UID.slice and is killed at the user's memory.max. A directory user SSSD does
+not enumerate gets their tier from profile_host's login resolver. Everything by effect. The same
+outcomes through the role (site.yml, examples/policy.yml), and rootless podman, are proven in the
+molecule default scenario (molecule/shared/tests/test_profiles.py).
 """
 import os
 import shlex
+import sys
 
 import pytest
 
-from conftest import run_module
+from conftest import ROOT, run_module
+
+sys.path.insert(0, os.path.join(ROOT, "testbed"))
+import directory  # noqa: E402  (testbed/directory.py: slapd and SSSD in the guest)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 ALLOC = "python3 -c 'import sys; b = bytearray(int(sys.argv[1]) << 20); print(\"survived\")' %d"
@@ -118,88 +125,6 @@ def test_cron_jobs_run_in_the_users_slice(guest):
             check=False)
 
 
-# A directory of the test's own: Debian's slapd on 127.0.0.1:3890, its config and data in LDAP_DIR
-LDAP_DIR = "/var/lib/fs-ldap"
-LDAP_CONFIG = """dn: cn=config
-objectClass: olcGlobal
-cn: config
-olcPidFile: %(dir)s/slapd.pid
-
-dn: cn=module{0},cn=config
-objectClass: olcModuleList
-cn: module{0}
-olcModulePath: /usr/lib/ldap
-olcModuleLoad: back_mdb
-
-dn: cn=schema,cn=config
-objectClass: olcSchemaConfig
-cn: schema
-
-include: file:///etc/ldap/schema/core.ldif
-include: file:///etc/ldap/schema/cosine.ldif
-include: file:///etc/ldap/schema/nis.ldif
-include: file:///etc/ldap/schema/inetorgperson.ldif
-
-dn: olcDatabase={1}mdb,cn=config
-objectClass: olcDatabaseConfig
-objectClass: olcMdbConfig
-olcDatabase: {1}mdb
-olcDbDirectory: %(dir)s/db
-olcSuffix: dc=fairshare,dc=test
-olcRootDN: cn=admin,dc=fairshare,dc=test
-olcAccess: to * by * read
-""" % {"dir": LDAP_DIR}
-LDAP_DATA = """dn: dc=fairshare,dc=test
-objectClass: dcObject
-objectClass: organization
-dc: fairshare
-o: fairshare test directory
-
-dn: ou=people,dc=fairshare,dc=test
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=groups,dc=fairshare,dc=test
-objectClass: organizationalUnit
-ou: groups
-
-dn: uid=ldstu,ou=people,dc=fairshare,dc=test
-objectClass: inetOrgPerson
-objectClass: posixAccount
-uid: ldstu
-cn: ldstu
-sn: Student
-uidNumber: 200001
-gidNumber: 200001
-homeDirectory: /home/ldstu
-loginShell: /bin/sh
-
-dn: cn=ldstu,ou=groups,dc=fairshare,dc=test
-objectClass: posixGroup
-cn: ldstu
-gidNumber: 200001
-
-dn: cn=students,ou=groups,dc=fairshare,dc=test
-objectClass: posixGroup
-cn: students
-gidNumber: 200100
-memberUid: ldstu
-"""
-SSSD_CONF = """[sssd]
-services = nss, pam
-domains = lab
-
-[domain/lab]
-id_provider = ldap
-auth_provider = none
-access_provider = permit
-ldap_uri = ldap://127.0.0.1:3890
-ldap_search_base = dc=fairshare,dc=test
-ldap_schema = rfc2307
-ldap_id_use_start_tls = false
-enumerate = false
-cache_credentials = false
-"""
 DIRECTORY_POLICY = {
     "defaults": {"memory": {"max": "512M"}, "pids": {"max": 300}},
     "tiers": {"student": {"match": {"groups": ["students"]}, "memory": {"max": "96M"}, "cpu": {"max": "20%"}}},
@@ -226,14 +151,7 @@ def test_directory_users_get_their_tier_at_first_login(guest):
                  "pam_config": "fairshare-session", "usage_tool": usage_tool,
                  "data": {"profiles": {}, "parent": "fairshare"}}
     try:
-        ssh("set -e; pkill -F %(d)s/slapd.pid 2>/dev/null || true; rm -rf %(d)s; mkdir -p %(d)s/config %(d)s/db; "
-            "printf %%s %(config)s > %(d)s/config.ldif; printf %%s %(data)s > %(d)s/data.ldif; "
-            "slapadd -q -n0 -F %(d)s/config -l %(d)s/config.ldif; slapadd -q -n1 -F %(d)s/config -l %(d)s/data.ldif; "
-            "slapd -h ldap://127.0.0.1:3890/ -F %(d)s/config; "
-            "install -m 600 /dev/null /etc/sssd/sssd.conf; printf %%s %(sssd)s > /etc/sssd/sssd.conf; "
-            "systemctl restart sssd; for i in $(seq 60); do getent passwd ldstu && break; sleep 1; done"
-            % {"d": LDAP_DIR, "config": shlex.quote(LDAP_CONFIG), "data": shlex.quote(LDAP_DATA),
-               "sssd": shlex.quote(SSSD_CONF)})
+        ssh(directory.START)
         listed = ssh("getent passwd | cut -d: -f1").stdout.split()
         groups = ssh("id -Gn ldstu").stdout.split()
         print("directory user ldstu: %s; groups %s; in the enumeration: %s"
@@ -283,60 +201,7 @@ def test_directory_users_get_their_tier_at_first_login(guest):
         run_module("profile_host", dict(host_args, login={}, session_hook="", usage_tool=""), guest=guest)
         run_module("cgroup_limit", {"user_defaults": {}, "limits": [{"user": "ldstu", "state": "absent"}]},
                    guest=guest)
-        ssh("loginctl terminate-user ldstu; sleep 1; pkill -F %s/slapd.pid; systemctl stop sssd; "
-            "rm -rf /etc/sssd/sssd.conf /var/lib/sss/db/* /home/ldstu %s /run/fairshare/login /root/fs-key*"
-            % (LDAP_DIR, LDAP_DIR),
-            check=False)
-
-
-def test_containers_run_in_the_users_limits_or_are_reported(guest):
-    """Issue 13 item 5: a user's rootless podman container (a busybox image built and imported on the
-    guest: no registry) runs inside the user's slice and is killed at the user's memory.max; a container
-    of root's podman runs outside every user's slice and resource_usage and fairshare-usage --all list it
-    (and not the user's)."""
-    ssh = guest["ssh"]
-    with open(USAGE_TOOL) as fh:
-        usage_tool = fh.read()
-    run = "podman run --rm --network none localhost/fs-busybox /bin/busybox"
-    try:
-        ssh("id fspod >/dev/null 2>&1 || useradd -m -s /bin/sh fspod; grep -q '^fspod:' /etc/subuid || "
-            "usermod --add-subuids 300000-365535 --add-subgids 300000-365535 fspod; "
-            "rm -rf /tmp/fs-bb /root/fs-key*; mkdir -p /tmp/fs-bb/bin && cp /bin/busybox /tmp/fs-bb/bin/ && "
-            "tar -C /tmp/fs-bb -cf /tmp/fs-bb.tar . && chmod 644 /tmp/fs-bb.tar; "
-            "ssh-keygen -q -t ed25519 -N '' -f /root/fs-key; install -d -o fspod -m 700 /home/fspod/.ssh; "
-            "install -o fspod -m 600 /root/fs-key.pub /home/fspod/.ssh/authorized_keys")
-        uid = int(ssh("id -u fspod").stdout)
-        limits = run_module("cgroup_limit", {"limits": [{"user": "fspod", "memory_max": "96M"}]}, guest=guest)
-        assert limits["changed"], limits
-        run_module("profile_host", {"usage_tool": usage_tool, "data": {"profiles": {}, "parent": "fairshare"}},
-                   guest=guest)
-        imported = ssh(SSH % ("fspod", "podman import -q /tmp/fs-bb.tar localhost/fs-busybox"), check=False)
-        assert rc_of(imported) == 0, imported.stdout + imported.stderr
-        small = ssh(SSH % ("fspod", shlex.quote("%s dd if=/dev/zero of=/dev/null bs=48M count=1" % run)), check=False)
-        big = ssh(SSH % ("fspod", shlex.quote("%s dd if=/dev/zero of=/dev/null bs=160M count=1" % run)), check=False)
-        ssh(SSH % ("fspod", "podman run -d --name fs-user --network none localhost/fs-busybox /bin/busybox sleep 300"))
-        pid = ssh(SSH % ("fspod", "podman inspect -f '{{.State.Pid}}' fs-user")).stdout.split()[0]
-        where = ssh("cat /proc/%s/cgroup" % pid).stdout.strip()
-        print("fspod's rootless container in %s; dd 48M rc=%d, dd 160M under 96M rc=%d"
-              % (where, rc_of(small), rc_of(big)))
-        assert where.startswith("0::/user.slice/user-%d.slice/" % uid), where
-        assert rc_of(small) == 0 and rc_of(big) == 137, small.stdout + big.stdout
-
-        ssh("podman import -q /tmp/fs-bb.tar localhost/fs-busybox >/dev/null && podman run -d --name fs-root "
-            "--network none localhost/fs-busybox /bin/busybox sleep 300 >/dev/null")
-        root_id = ssh("podman inspect -f '{{.Id}}' fs-root").stdout.strip()
-        usage = run_module("resource_usage", {"users": ["fspod"]}, guest=guest)
-        listed = ssh("fairshare-usage --all").stdout
-        print("root's container %s; resource_usage containers_outside %s\nfairshare-usage --all:\n%s"
-              % (root_id[:12], usage["containers_outside"], listed))
-        assert [c["id"] for c in usage["containers_outside"]] == [root_id[:12]], usage
-        assert usage["containers_outside"][0]["engine"] == "podman"
-        assert "container /machine.slice/libpod-%s.scope" % root_id in listed and listed.count("container ") == 1
-    finally:
-        ssh("podman rm -f -t 0 fs-root; " + SSH % ("fspod", "podman rm -f -t 0 fs-user"), check=False)
-        run_module("cgroup_limit", {"limits": [{"user": "fspod", "state": "absent"}]}, guest=guest)
-        ssh("loginctl terminate-user fspod; sleep 1; userdel -r fspod; rm -rf /tmp/fs-bb /tmp/fs-bb.tar /root/fs-key*",
-            check=False)
+        ssh(directory.STOP + "; rm -rf /run/fairshare/login /root/fs-key*", check=False)
 
 
 def test_a_total_for_all_users_holds_over_their_own_limits(guest):

@@ -8,11 +8,16 @@ iperf3 at its class rate through fsv0, and EPERM from the device cgroup for a GP
 not given. None of these users has logged in; the limits are there before they do.
 """
 import json
+import os
 import re
+import sys
 
 import pytest
 
 from guestlib import CPU_SHARE, quote, size, with_rc
+
+sys.path.insert(0, os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", "."), "testbed"))
+import directory  # noqa: E402  (testbed/directory.py: slapd and SSSD in the guest)
 
 RATE_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}
 OPEN = ("import errno, os, sys\nfor path in sys.argv[1:]:\n    try:\n        os.close(os.open(path, os.O_RDWR))\n"
@@ -289,8 +294,17 @@ def test_the_boot_service_puts_back_the_plan_whose_window_holds_the_moment(lab):
     assert systemd_time(shown["inside"]) == round(want * 200)
 
 
-SSH_AS = ("ssh -q -i /root/fs-late-key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+SSH_AS = ("ssh -q -i /root/fs-login-key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
           "%s@127.0.0.1 ")
+ALLOC = "python3 -c %s" % quote("b = bytearray(%d); print('survived')")
+
+
+def ssh_login(host, name, uid):
+    """A key of the test's own in the user's authorized_keys: `SSH_AS % name + command` is a real ssh login."""
+    host.run_test("test -f /root/fs-login-key || ssh-keygen -q -t ed25519 -N '' -f /root/fs-login-key; "
+                  "install -d -o %d -m 700 /home/%s /home/%s/.ssh && install -o %d -m 600 /root/fs-login-key.pub "
+                  "/home/%s/.ssh/authorized_keys" % (uid, name, name, uid, name))
+    return SSH_AS % name
 
 
 def test_a_user_made_after_the_run_gets_the_defaults_at_first_login(lab):
@@ -301,19 +315,14 @@ def test_a_user_made_after_the_run_gets_the_defaults_at_first_login(lab):
     limit = size(host.ansible.get_variables()["fairshare_test_tiers"]["defaults"]["memory_max"])
     name, uid = "fslate", 3900
     host.run_test("id %s >/dev/null 2>&1 || useradd -m -u %d -s /bin/sh %s" % (name, uid, name))
-    host.run_test("rm -f /root/fs-late-key /root/fs-late-key.pub && ssh-keygen -q -t ed25519 -N '' -f /root/fs-late-key "
-                  "&& install -d -o %s -m 700 /home/%s/.ssh && install -o %s -m 600 /root/fs-late-key.pub "
-                  "/home/%s/.ssh/authorized_keys" % (name, name, name, name))
-    ssh = SSH_AS % name
-    alloc = "python3 -c %s" % quote("b = bytearray(%d); print('survived')")
     try:
+        ssh = ssh_login(host, name, uid)
         where = host.check_output(ssh + quote("cat /proc/self/cgroup"))
-        small = with_rc(host, ssh + quote(alloc % (limit // 2)))
-        big = with_rc(host, ssh + quote(alloc % (limit * 2)))
+        small = with_rc(host, ssh + quote(ALLOC % (limit // 2)))
+        big = with_rc(host, ssh + quote(ALLOC % (limit * 2)))
         shown = host.check_output("systemctl show -p MemoryMax -p DropInPaths user-%d.slice" % uid)
     finally:
-        host.run("loginctl terminate-user %s; sleep 1; userdel -r %s; rm -f /root/fs-late-key /root/fs-late-key.pub"
-                 % (name, name))
+        host.run("loginctl terminate-user %s; sleep 1; userdel -r %s" % (name, name))
     print("user made after the run, first ssh login: %s; %d MiB survived (rc=%d), %d MiB under the defaults' %d MiB "
           "(rc=%d); %s" % (where.strip(), limit // 2 >> 20, small.rc, limit * 2 >> 20, limit >> 20, big.rc,
                            " ".join(shown.split())))
@@ -322,28 +331,115 @@ def test_a_user_made_after_the_run_gets_the_defaults_at_first_login(lab):
     assert big.rc != 0 and "survived" not in big.stdout
 
 
+def test_a_directory_user_gets_their_tier_at_first_login(lab):
+    """Issue 13: an OpenLDAP user (slapd) that SSSD does not enumerate, so the role could not list
+    them, with an id-mapped uid (200001) and the directory group students. Their first ssh login
+    after the role ran gets the student tier of examples/policy.yml from the login resolver the
+    role installed: an allocation past the tier's memory.max (not the defaults') is killed, a busy
+    loop is held at its cpu.max, and fairshare-usage, run by the user, names the tier."""
+    host = lab["host"]
+    tier = host.ansible.get_variables()["fairshare_test_tiers"]["student"]
+    limit, quota = size(tier["memory_max"]), tier["cpu_max"] / 100.0
+    name, uid = directory.USER, directory.UID
+    host.run_test(directory.START)
+    try:
+        listed = host.check_output("getent passwd | cut -d: -f1").split()
+        groups = host.check_output("id -Gn %s" % name).split()
+        ssh = ssh_login(host, name, uid)
+        where = host.check_output(ssh + quote("cat /proc/self/cgroup"))
+        small = with_rc(host, ssh + quote(ALLOC % (limit // 2)))
+        big = with_rc(host, ssh + quote(ALLOC % (limit * 2)))
+        spin = with_rc(host, ssh + quote("python3 -c %s" % quote(CPU_SHARE % 4)))
+        usage = host.check_output(ssh + "fairshare-usage")
+        logged = host.run("journalctl -q -o cat -t fairshare-login | grep %s | tail -1" % name).stdout
+    finally:
+        host.run(directory.STOP)
+    share = float(spin.stdout.strip().splitlines()[-1])
+    print("directory user %s (uid %d, groups %s, in getent passwd's list: %s); first ssh login in %s\n"
+          "%d MiB survived (rc=%d), %d MiB under the tier's %d MiB (rc=%d); busy loop %.1f%% of a CPU under cpu_max "
+          "%d%%\nfairshare-usage:\n%sjournal: %s" % (name, uid, groups, name in listed, where.strip(), limit // 2 >> 20,
+                                                     small.rc, limit * 2 >> 20, limit >> 20, big.rc, share * 100,
+                                                     quota * 100, usage, logged.strip()))
+    assert name not in listed and "students" in groups  # what resource_facts sees: not this user
+    assert "0::/user.slice/user-%d.slice/session-" % uid in where
+    assert small.rc == 0 and "survived" in small.stdout
+    assert big.rc != 0 and "survived" not in big.stdout
+    assert spin.rc == 0 and abs(share - quota) <= max(quota * 0.12, 0.03)
+    assert usage.splitlines()[0] == "%s (tier student), resolved at login" % name, usage
+
+
+def test_a_users_rootless_container_is_held_at_their_memory_max(lab):
+    """Issue 13 item 5: a student's rootless podman container (a busybox image made and imported in the
+    guest: no registry) runs in the user's slice and is killed at the student's memory.max; a container
+    of root's podman runs outside every user's slice, and fairshare-usage --all lists it, and only it."""
+    host = lab["host"]
+    name = representatives(lab)[0]
+    uid, limit = lab["users"][name]["uid"], size(lab["users"][name]["memory_max"])
+    image, run = "localhost/fs-busybox", "podman run --rm --network none localhost/fs-busybox /bin/busybox"
+    host.run_test("grep -q '^%s:' /etc/subuid || usermod --add-subuids 400000-465535 --add-subgids 400000-465535 %s; "
+                  "rm -rf /tmp/fs-bb; mkdir -p /tmp/fs-bb/bin && cp /bin/busybox /tmp/fs-bb/bin/ && "
+                  "tar -C /tmp/fs-bb -cf /tmp/fs-bb.tar . && chmod 644 /tmp/fs-bb.tar" % (name, name))
+    try:
+        ssh = ssh_login(host, name, uid)
+        imported = with_rc(host, ssh + "podman import -q /tmp/fs-bb.tar " + image)
+        big = with_rc(host, ssh + quote("%s dd if=/dev/zero of=/dev/null bs=%dM count=1" % (run, limit * 2 >> 20)))
+        # the control: half the limit goes through in a container that then stays, to be found in the user's slice
+        host.run_test(ssh + quote("podman run -d --replace --log-driver k8s-file --name fs-user --network none %s /bin/busybox sh -c '/bin/busybox dd "
+                                  "if=/dev/zero of=/dev/null bs=%dM count=1 && echo survived && /bin/busybox sleep 300'" % (image, limit // 2 >> 20)))
+        small = host.run(ssh + quote("for i in $(seq 60); do podman logs fs-user 2>&1 | grep -q survived && break; "
+                                     "sleep 1; done; podman logs fs-user 2>&1")).stdout
+        pid = host.check_output(ssh + quote("podman inspect -f '{{.State.Pid}}' fs-user")).split()[0]
+        where = host.check_output("cat /proc/%s/cgroup" % pid).strip()
+        host.run_test("podman import -q /tmp/fs-bb.tar %s >/dev/null && podman run -d --replace --name fs-root --network none "
+                      "%s /bin/busybox sleep 300 >/dev/null" % (image, image))
+        root_id = host.check_output("podman inspect -f '{{.Id}}' fs-root").strip()
+        listed = host.check_output("fairshare-usage --all")
+        usage = host.ansible("fairshare.resources.resource_usage", "users=%s" % name, check=False)
+    finally:
+        host.run("podman rm -f -t 0 fs-root; " + SSH_AS % name + "podman rm -f -t 0 fs-user")
+        host.run("loginctl terminate-user %s; rm -rf /tmp/fs-bb /tmp/fs-bb.tar /home/%s/.ssh" % (name, name))
+    containers = [line for line in listed.splitlines() if "container " in line]
+    print("%s's rootless container in %s; dd %d MiB: %s; %d MiB under memory.max %d MiB rc=%d; root's container "
+          "%s; fairshare-usage --all lists %s; resource_usage containers_outside %s"
+          % (name, where, limit // 2 >> 20, small.split(), limit * 2 >> 20, limit >> 20, big.rc, root_id[:12],
+             containers, usage.get("containers_outside")))
+    assert imported.rc == 0, imported.stdout
+    assert where.startswith("0::/user.slice/user-%d.slice/" % uid), where
+    assert "survived" in small and big.rc == 137, small + big.stdout
+    assert len(containers) == 1 and "container /machine.slice/libpod-%s.scope" % root_id in containers[0], listed
+    assert [(c["engine"], c["id"]) for c in usage["containers_outside"]] == [("podman", root_id[:12])], usage
+
+
 CRON_JOB = ("import sys\nopen(sys.argv[1] + '.cgroup', 'w').write(open('/proc/self/cgroup').read())\n"
             "b = bytearray(int(sys.argv[2]))\nprint('survived')\n")
 
 
 def test_a_cron_job_runs_in_the_users_slice_and_is_killed_at_its_memory_max(lab):
-    """Real cron: a lab user's crontab entry runs in user-UID.slice (pam_systemd in /etc/pam.d/cron,
-    added by the role), not in cron.service, and its allocation past the user's memory.max is killed."""
+    """Real cron and at: a lab user's crontab entry and at job run in user-UID.slice (pam_systemd in
+    /etc/pam.d/cron and /etc/pam.d/atd, added by the role), not in cron.service or atd.service, and
+    their allocations past the user's memory.max are killed."""
     host = lab["host"]
     name = representatives(lab)[0]
     uid, limit = lab["users"][name]["uid"], size(lab["users"][name]["memory_max"])
     base = "/tmp/fs-cron-%d" % uid
-    host.run_test("rm -f %s.*; systemctl start cron" % base)
+    job = "python3 %s.py %s%%s %d > %s%%s.out 2>&1; echo $? > %s%%s.rc" % (base, base, limit * 2, base, base)
+    host.run_test("rm -f %s*; systemctl start cron atd" % base)
     host.run_test("printf %%s %s > %s.py && chmod 644 %s.py" % (quote(CRON_JOB), base, base))
-    host.run_test("echo '* * * * * python3 %s.py %s %d > %s.out 2>&1; echo $? > %s.rc' | crontab -u %s -"
-                  % (base, base, limit * 2, base, base, name))
+    host.run_test("echo %s | crontab -u %s -" % (quote("* * * * * " + job % ("", "", "")), name))
+    # queued now, the at job (atd's own PAM session) runs while cron waits for its minute
+    host.run_test("cd /tmp && echo %s | runuser -u %s -- at now 2>/dev/null" % (quote(job % (("-at",) * 3)), name))
     try:
-        rc = host.run("for i in $(seq 150); do [ -s %s.rc ] && break; sleep 1; done; cat %s.rc" % (base, base))
-        cgroup = host.run("cat %s.cgroup" % base).stdout.strip()
-        out = host.run("cat %s.out" % base).stdout
+        found = {}
+        for kind in ("", "-at"):
+            rc = host.run("for i in $(seq 150); do [ -s %s%s.rc ] && break; sleep 1; done; cat %s%s.rc"
+                          % (base, kind, base, kind)).stdout.strip()
+            found[kind or "cron"] = (rc, host.run("cat %s%s.cgroup" % (base, kind)).stdout.strip(),
+                                     host.run("cat %s%s.out" % (base, kind)).stdout)
     finally:
-        host.run("crontab -r -u %s; rm -f %s.*" % (name, base))
-    print("cron job of %s: %s; %d MiB under memory.max %d MiB -> exit %s"
-          % (name, cgroup, limit * 2 >> 20, limit >> 20, rc.stdout.strip()))
-    assert "0::/user.slice/user-%d.slice/" % uid in cgroup, cgroup
-    assert rc.stdout.strip() == "137" and "survived" not in out
+        host.run("crontab -r -u %s; rm -f %s*" % (name, base))
+    for kind, (rc, cgroup, out) in sorted(found.items()):
+        print("%s job of %s: %s; %d MiB under memory.max %d MiB -> exit %s"
+              % (kind.strip("-"), name, cgroup, limit * 2 >> 20, limit >> 20, rc))
+    for kind, (rc, cgroup, out) in sorted(found.items()):
+        assert "0::/user.slice/user-%d.slice/" % uid in cgroup, (kind, cgroup)
+        assert rc == "137" and "survived" not in out, (kind, rc, out)
