@@ -115,3 +115,33 @@ def profiled_users(text):
         if target:
             found.append([None, None, [target]])
     return found
+
+
+# systemd#25376: from 252 a scope unit is stopped when the kernel OOM-kills one of its processes, so an OOM kill
+# inside a login session ended the whole session. 253 (and the 252.x stable releases that took the fix) give scopes
+# OOMPolicy= and logind sets it to "continue" on session scopes. Releases before 252 do not stop a scope on an OOM kill.
+SESSION_OOM_AFFECTED = (252,)
+
+
+def session_scope(proc_cgroup):
+    """/proc/self/cgroup text -> the logind session scope this process runs in ("session-5.scope"), or None."""
+    for line in (proc_cgroup or "").splitlines():
+        for part in reversed(line.split(":", 2)[-1].split("/")):
+            if part.startswith("session-") and part.endswith(".scope"):
+                return part
+    return None
+
+
+def session_oom_warning(version, oom_policy):
+    """A warning when an OOM kill at a user's memory.max would also end the user's login session, else None.
+    version: systemd's release; oom_policy: what `systemctl show -p OOMPolicy --value` printed for a session
+    scope ("" where scopes have no OOMPolicy=)."""
+    if version in SESSION_OOM_AFFECTED and not oom_policy:
+        return ("systemd %d gives scope units no OOMPolicy=: when a process of a login session is killed at the "
+                "user's memory.max, systemd stops the whole session (systemd#25376; fixed in 253 and in the later "
+                "252.x stable releases). The limits hold, but the user loses the session; update systemd" % version)
+    if oom_policy and oom_policy != "continue":
+        return ("login session scopes have OOMPolicy=%s here: a process killed at the user's memory.max ends "
+                "the whole session (logind sets continue from systemd 253; a site drop-in may have changed it)"
+                % oom_policy)
+    return None

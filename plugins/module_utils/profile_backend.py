@@ -23,18 +23,22 @@ from ansible_collections.fairshare.resources.plugins.module_utils.login import (
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
-    MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, PATHS, PLAN_BOOT_UNIT, SESSION_HOOK_RE, TIMER_GLOB,
-    UNIT_DIR, USERS_DIR, decode_data, has_session_line, is_ours, marked_json, pam_config_text, pam_session_text,
-    pam_systemd_text, user_files, wanted_files,
+    AUTHSELECT_BASE_FILE, AUTHSELECT_DIR, AUTHSELECT_FILES, MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, PATHS,
+    PLAN_BOOT_UNIT, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, USERS_DIR, authselect_selection, decode_data, has_session_line,
+    is_ours, marked_json, pam_config_text, pam_session_text, pam_systemd_text, user_files, wanted_files,
 )
 
 PAM_DIR = "/etc/pam.d"
 
 
-def is_pam_file(path):
-    """A file directly in /etc/pam.d, also after links are followed (pam_files edits nothing else)."""
+AUTHSELECT_LINKS = ("/etc/authselect",)  # where authselect's /etc/pam.d/system-auth and password-auth lead
+
+
+def is_pam_file(path, also=()):
+    """A file directly in /etc/pam.d, also after links are followed (pam_files edits nothing else); with `also`,
+    a link from there into one of those directories (authselect's, which are only read)."""
     return os.path.isabs(path) and os.path.dirname(os.path.normpath(path)) == PAM_DIR and \
-        os.path.dirname(os.path.realpath(path)) == os.path.realpath(PAM_DIR)
+        os.path.dirname(os.path.realpath(path)) in [os.path.realpath(d) for d in (PAM_DIR,) + tuple(also)]
 
 
 def stale_timers(host, wanted):
@@ -56,15 +60,75 @@ def timers_off(host, names):
     return [name for name, en, ac in states if en.strip() != "enabled" or ac.strip() != "active"]
 
 
+def authselect_in_use(params, host):
+    """[profile, feature, ...] that authselect has selected here, or None: no pam_authselect given, authselect not
+    installed, or no configuration of its own (`authselect current` fails) - the pam_files are edited then."""
+    if not params["pam_authselect"]:
+        return None
+    rc, out, _err = host.run(["authselect", "current", "--raw"], check=False)
+    return (authselect_selection(out) or None) if rc == 0 else None
+
+
+def authselect_session(params, host, changes, hook, selected, result, warn):
+    """Our session line through an authselect custom profile (AUTHSELECT_DIR/NAME), made from the selected one;
+    without a hook the profile it was made from is selected again and ours is removed."""
+    name = params["pam_authselect"]
+    custom, folder = "custom/" + name, os.path.join(AUTHSELECT_DIR, name)
+    base_file = os.path.join(folder, AUTHSELECT_BASE_FILE)
+    ours = selected[0] == custom
+    base = (host.read(base_file) or "").split() if ours or os.path.isdir(folder) else selected
+    features = selected[1:]
+    if not hook:
+        if ours and base:
+            changes.run("authselect select %s" % base[0], ["authselect", "select", base[0]] + features)
+        if host.read(base_file) is not None:  # only a profile we made
+            changes.run("remove %s" % folder, ["rm", "-r", "--", folder])
+            result["files"].append({"path": folder, "changed": True})
+        return
+    if not base:
+        warn("pam_authselect: %s exists without %s (not made by this module); it is left as it is and logins are "
+             "not put into the users' cgroups" % (folder, AUTHSELECT_BASE_FILE))
+        return
+    did = False
+    if not os.path.isdir(folder):
+        changes.run("authselect create-profile %s --base-on %s" % (name, base[0]),
+                    ["authselect", "create-profile", name, "--base-on", base[0],
+                     "--symlink-meta", "--symlink-nsswitch", "--symlink-dconf"])
+        did = True
+    did |= changes.file(base_file, " ".join(base) + "\n", 0o644, prune=False)
+    for stack in AUTHSELECT_FILES:
+        path = os.path.join(folder, stack)
+        old = host.read(path)
+        if old is None:
+            if not host.check_mode:
+                warn("pam_authselect: authselect create-profile made no %s; its logins are not put into the users' "
+                     "cgroups" % path)
+            continue
+        did |= changes.file(path, pam_session_text(old, hook), os.stat(path).st_mode & 0o7777, prune=False)
+    result["files"].append({"path": folder, "changed": did})
+    if did or not ours:
+        changes.run("authselect select %s" % custom, ["authselect", "select", custom] + features)
+
+
 def pam_session(params, host, changes, hook, result, warn):
-    """Our session line: in the pam_files themselves, or through a pam-auth-update profile."""
+    """Our session line: in the pam_files themselves, or through a pam-auth-update profile (Debian) or an
+    authselect custom profile (RedHat)."""
     config = params["pam_config"]
+    selected = None if config else authselect_in_use(params, host)
+    tool = "pam_config" if config else "pam_authselect" if selected else None
     texts = {}  # each PAM file as it stands after our own edit (as it was, in check mode)
     for path in params["pam_files"]:
         old = host.read(path)
         if old is None:
             continue
-        text = pam_session_text(old, None if config else hook)  # with pam_config only a line we wrote earlier goes
+        if selected:  # authselect writes them (links into /etc/authselect): only read
+            texts[path] = old
+            continue
+        if not is_pam_file(path):  # a link into /etc/authselect where authselect manages nothing: not ours to edit
+            warn("pam_files: %s leads to %s and authselect manages nothing here; it is left as it is"
+                 % (path, os.path.realpath(path)))
+            continue
+        text = pam_session_text(old, None if tool else hook)  # with a tool only a line we wrote earlier goes
         did = changes.file(path, text, os.stat(path).st_mode & 0o7777, prune=False)
         result["files"].append({"path": path, "changed": did})
         texts[path] = old if host.check_mode else text
@@ -81,13 +145,18 @@ def pam_session(params, host, changes, hook, result, warn):
                         ["pam-auth-update", "--package", "--remove", config])
             did = changes.file(profile, None, prune=False)
         result["files"].append({"path": profile, "changed": did})
+    elif selected:
+        authselect_session(params, host, changes, hook, selected, result, warn)
+    if tool:
+        made_by = "pam-auth-update" if config else "authselect"
         for path, before in sorted(texts.items()):
-            after = host.read(path)  # what pam-auth-update made of it
+            after = host.read(path)  # what the tool made of it
             if after != before:
                 changes.diff.append({"before_header": path, "after_header": path, "before": before, "after": after})
             if hook and not host.check_mode and not has_session_line(after, hook):
-                warn("pam_config: pam-auth-update left %s without the session line (edited by hand? "
-                     "see pam-auth-update --force); logins there are not put into the users' cgroups" % path)
+                warn("%s: %s left %s without the session line (edited by hand? see %s); logins there are not put "
+                     "into the users' cgroups" % (tool, made_by, path,
+                                                  "pam-auth-update --force" if config else "authselect check"))
     if hook and not texts:
         warn("pam_files: none of %s exists here; logins are not put into the users' cgroups"
              % ", ".join(params["pam_files"]) if params["pam_files"] else
@@ -168,12 +237,12 @@ class HostSide(object):
                              "expected /etc/fairshare/cgroupfs-<parent>.sh or %s" % (hook, LOGIN_TOOL))
         for field in ("pam_files", "pam_systemd_files"):
             for path in params[field]:
-                if not is_pam_file(path):
+                if not is_pam_file(path, AUTHSELECT_LINKS if field == "pam_files" and params["pam_authselect"] else ()):
                     raise InputError("%s: %r is not a PAM configuration file; allowed: files directly in %s "
                                      "(not a link to elsewhere)" % (field, path, PAM_DIR))
-        if params["pam_config"] and not PAM_CONFIG_RE.match(params["pam_config"]):
-            raise InputError("pam_config: %r is not a pam-auth-update profile name; use a-z, 0-9, '.', '_', '-'"
-                             % params["pam_config"])
+        for field, what in (("pam_config", "a pam-auth-update profile"), ("pam_authselect", "an authselect profile")):
+            if params[field] and not PAM_CONFIG_RE.match(params[field]):
+                raise InputError("%s: %r is not %s name; use a-z, 0-9, '.', '_', '-'" % (field, params[field], what))
         try:
             files = wanted_files(params["data"], params["usage_tool"], params["greeting"], plans, params["plan_tool"])
         except ValueError as exc:

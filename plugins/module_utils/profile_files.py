@@ -126,6 +126,21 @@ PAM_CONFIG_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 PAM_CONFIG_HEAD = "Name: fairshare.resources"  # how our pam-auth-update profile starts
 
 
+# RedHat's way (authselect(8), authselect-profiles(5)): /etc/pam.d/system-auth and password-auth are made by
+# authselect from the selected profile and rewritten at each `authselect select`/`apply-changes`; a line of ours
+# lasts only in a custom profile (/etc/authselect/custom/NAME), made from the profile in use by
+# `authselect create-profile NAME --base-on PROFILE`, whose templates carry it, selected as custom/NAME with the
+# features that were enabled. BASE_FILE in it keeps what it was made from, to go back to.
+AUTHSELECT_DIR = "/etc/authselect/custom"
+AUTHSELECT_FILES = ("system-auth", "password-auth")  # the session stacks of local and of remote logins
+AUTHSELECT_BASE_FILE = "fairshare-base"
+
+
+def authselect_selection(out):
+    """`authselect current --raw` -> [profile, feature, ...] ("sssd with-mkhomedir"), [] when it printed nothing."""
+    return out.split()
+
+
 def pam_config_text(hook):
     """Debian's pam-auth-update profile for the hook: one optional session line, added to
     common-session and common-session-noninteractive, after the other profiles (priority 0)."""

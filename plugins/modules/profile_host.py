@@ -91,6 +91,20 @@ options:
         C(pam-auth-update --package --enable NAME), or with no O(session_hook) C(--remove NAME) and deletes it.
       - When pam-auth-update leaves a file without the line (the file was edited by hand), the task warns.
     type: str
+  pam_authselect:
+    description:
+      - RedHat's way instead of editing O(pam_files) where authselect manages them (C(authselect current) names a
+        profile) - the name of an authselect custom profile. The module makes it from the profile in use
+        (C(authselect create-profile NAME --base-on PROFILE), which copies its templates to
+        C(/etc/authselect/custom/NAME)), adds the session line to its C(system-auth) and C(password-auth), notes
+        the profile it was made from in C(fairshare-base) there, and selects it (C(authselect select custom/NAME)
+        with the features that were enabled), so the line survives every later C(authselect select) or
+        C(apply-changes). With no O(session_hook) the profile it was made from is selected again (with the
+        features enabled now) and the custom profile is removed.
+      - Where authselect is missing or manages nothing here, the O(pam_files) are edited as without this option.
+      - The custom profile does not follow later updates of the profile it was made from; remove it (run once
+        without O(session_hook)) and run again to take them.
+    type: str
   pam_systemd_files:
     description:
       - systemd hosts - the PAM files of job schedulers whose session stack has no C(pam_systemd) (the role's
@@ -136,7 +150,7 @@ options:
         default: fairshare
 notes:
   - The PAM line is V(optional) and the script always exits 0, so it cannot refuse a login. On RedHat
-    C(authselect) rewrites C(system-auth) and C(password-auth); put the line in a custom profile there.
+    C(authselect) rewrites C(system-auth) and C(password-auth); O(pam_authselect) puts the line in a custom profile.
   - Timers are matched by name (C(fairshare-plan-NAME.timer), C(fairshare-plan-NAME-end.timer)); only files that
     start with the C(# managed by fairshare.resources) header are ever removed.
 seealso:
@@ -256,6 +270,7 @@ def main():
             session_hook=dict(type="str"),
             pam_files=dict(type="list", elements="str", default=[]),
             pam_config=dict(type="str"),
+            pam_authselect=dict(type="str"),
             pam_systemd_files=dict(type="list", elements="str", default=[]),
             pam_systemd=dict(type="bool", default=True),
             login=dict(type="dict", options=dict(policy=dict(type="dict"),

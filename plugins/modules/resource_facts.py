@@ -81,6 +81,10 @@ ansible_facts:
           and container_group_members ({group - [users]}, with O(users)).
         - systemd_version - the release of systemd as PID 1 (C(252)), null without systemd; cgroup_limit
           leaves out the properties that release does not know and says so.
+        - session_oom - where the module runs in a login session (an ssh connection), that session's scope and the
+          C(OOMPolicy) systemd gives it (V(continue) - a process killed at the user's memory.max ends only itself;
+          an empty string - a systemd 252 without C(OOMPolicy=) for scopes, where the kill ends the whole session,
+          and the module warns); null outside a session or without systemd.
         - profiled - C([[user, uid, [workload, ...]], ...]) that C(/etc/fairshare/profiles.json) says got limits from the role.
         - With O(lists_as_json) C(users) and C(profiled) are JSON strings of those lists (C(users) as rows
           C([name, uid, [group, ...]])).
@@ -94,6 +98,7 @@ ansible_facts:
         cgroup: {version: v2, controllers: [cpu, memory, pids]}
         init_system: systemd
         systemd_version: 252
+        session_oom: {scope: session-5.scope, oom_policy: continue}
         family: Debian
         containers: {docker: {cgroup_driver: systemd, error: null}}
         users: [{name: alice, uid: 1000, groups: [students]}]
@@ -105,7 +110,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fairshare.resources.plugins.module_utils.facts import (
-    profiled_users,
+    profiled_users, session_oom_warning, session_scope,
     CONTAINER_GROUPS, container_group_members, parse_cpuinfo, parse_meminfo, parse_passwd_group,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Host
@@ -190,8 +195,16 @@ def main():
         "containers": container_engines(host),
         "profiled": profiled_users(host.read("/etc/fairshare/profiles.json")),
     }
+    facts["session_oom"] = None
     if facts["init_system"] == "systemd":  # which properties cgroup_limit can give (docs/cgroup_limit.md)
         facts["systemd_version"] = systemd_version(host.run(["systemctl", "--version"], check=False)[1])
+        scope = session_scope(host.read("/proc/self/cgroup"))
+        if scope:  # this run's own login session (ssh): what an OOM kill at memory.max does to a session here
+            rc, policy, _err = host.run(["systemctl", "show", "-p", "OOMPolicy", "--value", scope], check=False)
+            facts["session_oom"] = {"scope": scope, "oom_policy": policy.strip() if rc == 0 else None}
+            warning = session_oom_warning(facts["systemd_version"], policy.strip()) if rc == 0 else None
+            if warning:
+                module.warn(warning)
     if module.params["users"]:
         rc, passwd, _err = host.run(["getent", "passwd"], check=False)
         rc2, group, _err = host.run(["getent", "group"], check=False)

@@ -50,15 +50,20 @@ def test_user_defaults_reach_users_made_after_the_run_and_yield_to_their_own(gue
         uid = int(ssh("id -u fsnew").stdout)
         where = ssh(SSH % ("fsnew", "cat /proc/self/cgroup")).stdout.splitlines()[0]
         small = ssh(SSH % ("fsnew", shlex.quote(ALLOC % 48)), check=False)
-        big = ssh(SSH % ("fsnew", shlex.quote(ALLOC % 192)), check=False)
+        # killed at the defaults' 96M; the session it ran in goes on (systemd#25376: a 252 without the fix would
+        # stop the whole session scope, and its shell with it, before the last two commands)
+        big = ssh(SSH % ("fsnew", shlex.quote(ALLOC % 192 + "; echo killed=$?; sleep 3; echo session-goes-on")),
+                  check=False)
         own = ssh(SSH % ("fsown", shlex.quote(ALLOC % 160)), check=False)  # 160M: over the defaults, in its own 256M
         root = ssh("python3 -c 'b = bytearray(160 << 20); print(\"survived\")'; echo rc=$?", check=False)
         print("user made after the call, first ssh login in %s: 48 MiB rc=%d, 192 MiB under the defaults' 96M rc=%d; "
               "listed user (own 256M), 160 MiB rc=%d; root (masked), 160 MiB rc=%d"
-              % (where, rc_of(small), rc_of(big), rc_of(own), rc_of(root)))
+              % (where, rc_of(small), int(big.stdout.split("killed=")[1].split()[0]) if "killed=" in big.stdout else -1,
+                 rc_of(own), rc_of(root)))
         assert where.startswith("0::/user.slice/user-%d.slice/session-" % uid)
         assert rc_of(small) == 0 and "survived" in small.stdout
-        assert rc_of(big) == 137 and "survived" not in big.stdout
+        assert "killed=137" in big.stdout and "survived" not in big.stdout, big.stdout
+        assert "session-goes-on" in big.stdout and rc_of(big) == 0, big.stdout
         assert rc_of(own) == 0 and rc_of(root) == 0
 
         ssh("printf '[Slice]\\nMemoryMax=1G\\n' > %s" % site)  # a site drop-in parsed after ours
@@ -239,6 +244,8 @@ def test_resource_facts_reports_the_systemd_release(guest):
     """What cgroup_limit's mapping keys on: the release of the guest's PID 1, as `systemctl --version` says it."""
     facts = run_module("resource_facts", {"users": False}, guest=guest)["ansible_facts"]["fairshare"]
     release = guest["ssh"]("systemctl --version").stdout.split()[1]
-    print("guest: init %s, systemd_version %s (systemctl --version: %s)"
-          % (facts["init_system"], facts["systemd_version"], release))
+    print("guest: init %s, systemd_version %s (systemctl --version: %s); the module's own ssh session: %s"
+          % (facts["init_system"], facts["systemd_version"], release, facts["session_oom"]))
     assert facts["init_system"] == "systemd" and facts["systemd_version"] == int(release.split(".")[0])
+    # Debian 12's 252.39 carries the fix of systemd#25376: logind gives session scopes OOMPolicy=continue
+    assert facts["session_oom"]["scope"].startswith("session-") and facts["session_oom"]["oom_policy"] == "continue"

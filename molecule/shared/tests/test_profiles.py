@@ -357,7 +357,7 @@ def test_a_directory_user_gets_their_tier_at_first_login(lab):
     share = float(spin.stdout.strip().splitlines()[-1])
     print("directory user %s (uid %d, groups %s, in getent passwd's list: %s); first ssh login in %s\n"
           "%d MiB survived (rc=%d), %d MiB under the tier's %d MiB (rc=%d); busy loop %.1f%% of a CPU under cpu_max "
-          "%d%%\nfairshare-usage:\n%sjournal: %s" % (name, uid, groups, name in listed, where.strip(), limit // 2 >> 20,
+          "%d%%\nfairshare-usage:\n%s\njournal: %s" % (name, uid, groups, name in listed, where.strip(), limit // 2 >> 20,
                                                      small.rc, limit * 2 >> 20, limit >> 20, big.rc, share * 100,
                                                      quota * 100, usage, logged.strip()))
     assert name not in listed and "students" in groups  # what resource_facts sees: not this user

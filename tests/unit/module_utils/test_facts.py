@@ -28,3 +28,20 @@ def test_container_group_members_but_exempt_ones():
     found = fx.container_group_members(users, fx.CONTAINER_GROUPS, ["root"])
     assert found == {"docker": ["alice", "bob"], "lxd": ["carol"]}
     assert fx.container_group_members(users, ["docker"], ["root", "alice", "bob"]) == {}
+
+
+def test_the_login_session_a_process_runs_in():
+    session_scope = f.session_scope
+    assert session_scope("0::/user.slice/user-1000.slice/session-5.scope\n") == "session-5.scope"
+    assert session_scope("4:memory:/user.slice/user-0.slice/session-c7.scope\n0::/\n") == "session-c7.scope"
+    assert session_scope("0::/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope\n") is None
+    assert session_scope("0::/system.slice/cron.service\n") is None and session_scope(None) is None
+
+
+def test_an_oom_kill_that_would_end_the_session_is_said():
+    session_oom_warning = f.session_oom_warning
+    assert "systemd#25376" in session_oom_warning(252, "")  # 252 before the fix: no OOMPolicy on scopes
+    assert session_oom_warning(252, "continue") is None     # 252.x with the fix (Debian 12's 252.39)
+    assert session_oom_warning(257, "continue") is None
+    assert session_oom_warning(247, "") is None              # before 252 a scope is not stopped on an OOM kill
+    assert "OOMPolicy=stop" in session_oom_warning(257, "stop")  # a site drop-in that brings the kill back

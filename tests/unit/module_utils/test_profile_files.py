@@ -142,3 +142,20 @@ def test_only_files_profile_host_wrote_are_ours():
     assert not is_ours("echo 'welcome to the lab'\n")
     assert not is_ours("#!/bin/sh\n# our own plan tool\n" + MANAGED[2:] + "\n")
     assert not is_ours("{not json\n")
+
+
+def test_a_pam_file_may_lead_into_authselects_directory_only_where_that_is_allowed(tmp_path, monkeypatch):
+    """RHEL's /etc/pam.d/system-auth is a link into /etc/authselect: read (pam_authselect), never edited there."""
+    import os
+    from ansible_collections.fairshare.resources.plugins.module_utils import profile_backend as pb
+    pam, selected = tmp_path / "pam.d", tmp_path / "authselect"
+    pam.mkdir()
+    selected.mkdir()
+    (selected / "system-auth").write_text("session required pam_unix.so\n")
+    os.symlink(str(selected / "system-auth"), str(pam / "system-auth"))
+    (pam / "sshd").write_text("@include common-session\n")
+    monkeypatch.setattr(pb, "PAM_DIR", str(pam))
+    assert pb.is_pam_file(str(pam / "sshd"))
+    assert not pb.is_pam_file(str(pam / "system-auth"))
+    assert pb.is_pam_file(str(pam / "system-auth"), (str(selected),))
+    assert not pb.is_pam_file(str(tmp_path / "system-auth"), (str(selected),))  # not in pam.d at all

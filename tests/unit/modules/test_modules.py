@@ -16,7 +16,7 @@ import yaml
 from ansible.module_utils import basic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-READS = ("show", "list", "info", "--version", "is-enabled", "is-active")  # words of commands that only read (and nvidia-smi's --query-*)
+READS = ("show", "list", "info", "current", "--version", "is-enabled", "is-active")  # words of commands that only read (and nvidia-smi's --query-*)
 READERS = ("repquota", "getent", "lsattr")  # programs that only read
 
 
@@ -42,7 +42,7 @@ SETUP = {
                      "files": {"PAM_DIR": "pam.d", "USERS_DIR": "users", "PAM_CONFIG_DIR": "pam-configs",
                                "UNIT_DIR": "units", "LIB_DIR": "lib", "LOGIN_JSON": "login.json",
                                "DEFAULTS_JSON": "login-defaults.json", "USERS_TSV": "login-users.tsv",
-                               "LOGIN_TOOL": "sbin/fairshare-login"},
+                               "LOGIN_TOOL": "sbin/fairshare-login", "AUTHSELECT_DIR": "authselect/custom"},
                      "also": ["plugins.module_utils.profile_files", "plugins.module_utils.login"],
                      "items": {"plugins.module_utils.profile_files.PATHS": {
                          "profiles": "profiles.json", "usage_tool": "bin/fairshare-usage", "greeting": "profile.d/fs.sh",
@@ -115,10 +115,16 @@ def test_module_case(name, case, tmp_path, monkeypatch, capsys):
         (tmp_path / fname).write_text(text if isinstance(text, str) else json.dumps(text))
     answers = dict((tuple(c["command"]), (c.get("rc", 0), c.get("out", ""), c.get("err", "")))
                    for c in case.get("commands", []))
+    # what a scripted tool leaves behind, as its documentation says it does (authselect create-profile copies the
+    # profile's templates): files written when that command runs
+    effects = dict((tuple(c["command"]), c["writes"]) for c in case.get("commands", []) if "writes" in c)
     ran = []
 
     def run_command(self, argv, data=None, environ_update=None, **kwargs):
         ran.append(list(argv))
+        for fname, text in effects.get(tuple(argv), {}).items():
+            os.makedirs(os.path.dirname(str(tmp_path / fname)), exist_ok=True)
+            (tmp_path / fname).write_text(text)
         if tuple(argv) in answers:
             return answers[tuple(argv)]
         if not reads(argv):
