@@ -24,7 +24,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.login import (
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
     AUTHSELECT_BASE_FILE, AUTHSELECT_DIR, AUTHSELECT_FILES, MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, PATHS,
-    PLAN_BOOT_UNIT, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, USERS_DIR, authselect_selection, decode_data, has_session_line,
+    PLAN_BOOT_UNIT, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, USERS_DIR, decode_data, has_session_line,
     is_ours, marked_json, pam_config_text, pam_session_text, pam_systemd_text, user_files, wanted_files,
 )
 
@@ -65,8 +65,8 @@ def authselect_in_use(params, host):
     installed, or no configuration of its own (`authselect current` fails) - the pam_files are edited then."""
     if not params["pam_authselect"]:
         return None
-    rc, out, _err = host.run(["authselect", "current", "--raw"], check=False)
-    return (authselect_selection(out) or None) if rc == 0 else None
+    rc, out, _err = host.run(["authselect", "current", "--raw"], check=False)  # "sssd with-mkhomedir"
+    return (out.split() or None) if rc == 0 else None
 
 
 def authselect_session(params, host, changes, hook, selected, result, warn):
@@ -76,12 +76,13 @@ def authselect_session(params, host, changes, hook, selected, result, warn):
     custom, folder = "custom/" + name, os.path.join(AUTHSELECT_DIR, name)
     base_file = os.path.join(folder, AUTHSELECT_BASE_FILE)
     ours = selected[0] == custom
-    base = (host.read(base_file) or "").split() if ours or os.path.isdir(folder) else selected
+    made = host.read(base_file)  # None: no profile of ours there
+    base = (made or "").split() if ours or os.path.isdir(folder) else selected
     features = selected[1:]
     if not hook:
         if ours and base:
             changes.run("authselect select %s" % base[0], ["authselect", "select", base[0]] + features)
-        if host.read(base_file) is not None:  # only a profile we made
+        if made is not None:  # only a profile we made
             changes.run("remove %s" % folder, ["rm", "-r", "--", folder])
             result["files"].append({"path": folder, "changed": True})
         return

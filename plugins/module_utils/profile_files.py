@@ -136,11 +136,6 @@ AUTHSELECT_FILES = ("system-auth", "password-auth")  # the session stacks of loc
 AUTHSELECT_BASE_FILE = "fairshare-base"
 
 
-def authselect_selection(out):
-    """`authselect current --raw` -> [profile, feature, ...] ("sssd with-mkhomedir"), [] when it printed nothing."""
-    return out.split()
-
-
 def pam_config_text(hook):
     """Debian's pam-auth-update profile for the hook: one optional session line, added to
     common-session and common-session-noninteractive, after the other profiles (priority 0)."""

@@ -200,9 +200,10 @@ def main():
         facts["systemd_version"] = systemd_version(host.run(["systemctl", "--version"], check=False)[1])
         scope = session_scope(host.read("/proc/self/cgroup"))
         if scope:  # this run's own login session (ssh): what an OOM kill at memory.max does to a session here
-            rc, policy, _err = host.run(["systemctl", "show", "-p", "OOMPolicy", "--value", scope], check=False)
-            facts["session_oom"] = {"scope": scope, "oom_policy": policy.strip() if rc == 0 else None}
-            warning = session_oom_warning(facts["systemd_version"], policy.strip()) if rc == 0 else None
+            rc, out, _err = host.run(["systemctl", "show", "-p", "OOMPolicy", "--value", scope], check=False)
+            policy = out.strip() if rc == 0 else None
+            facts["session_oom"] = {"scope": scope, "oom_policy": policy}
+            warning = session_oom_warning(facts["systemd_version"], policy) if policy is not None else None
             if warning:
                 module.warn(warning)
     if module.params["users"]:

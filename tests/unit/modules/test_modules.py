@@ -96,10 +96,13 @@ def test_module_case(name, case, tmp_path, monkeypatch, capsys):
         owner, attr = dotted.rsplit(".", 1)
         for key, fname in items.items():
             monkeypatch.setitem(getattr(importlib.import_module(package + owner), attr), key, str(tmp_path / fname))
+
+    def holder(attr):  # where the module's code looks a name up: the module itself, else its backend
+        return module if hasattr(module, attr) or not hasattr(home, attr) else home
     for attr, value in setup.get("values", {}).items():
-        monkeypatch.setattr(home if hasattr(home, attr) and not hasattr(module, attr) else module, attr, value)
+        monkeypatch.setattr(holder(attr), attr, value)
     if "init_system" in case:
-        monkeypatch.setattr(home if hasattr(home, "init_system") else module, "init_system", lambda: case["init_system"])
+        monkeypatch.setattr(holder("init_system"), "init_system", lambda: case["init_system"])
     case = in_scratch(case, str(tmp_path))
     for dotted, value in setup.get("classes", {}).items():
         cls, attr = dotted.split(".")
