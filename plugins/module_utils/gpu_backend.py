@@ -22,8 +22,9 @@ from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model i
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroupfs_persist import devices_script_path, render_devices
 from ansible_collections.fairshare.resources.plugins.module_utils.errors import InputError, VerificationError
 from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import (
-    allocate, allowlist, check_gpu_list, file_action, parse_devices_list, parse_driver_params, parse_nvidia_smi,
-    parse_proc_information, render_dropin, render_modprobe, render_udev, select_gpus, set_toolkit_option,
+    CAPS_NODE, CAPS_PROC, allocate, allowlist, check_gpu_list, file_action, mig_instances, mig_pool, parse_caps_minor,
+    parse_devices_list, parse_driver_params, parse_nvidia_smi, parse_proc_information, render_dropin, render_modprobe,
+    render_udev, select_gpus, set_toolkit_option,
 )
 from ansible_collections.fairshare.resources.plugins.module_utils.host import Changes
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system, read_cgroup_layout
@@ -75,8 +76,43 @@ def discover(host):
                              "vendor": "nvidia", "device": path})
     for gpu in gpus:
         gpu["devnum"] = devnum(gpu["device"]) if os.path.exists(gpu["device"]) else None
-    controls = [p for p in CONTROLS + sorted(glob.glob("/dev/nvidia-caps/*")) if os.path.exists(p)]
+    controls = [p for p in CONTROLS if os.path.exists(p)]  # the nvidia-caps nodes are per MIG instance (discover_mig)
     return sorted(gpus, key=lambda g: g["index"]), controls
+
+
+def caps_major(host):
+    """The character major of nvidia-caps from /proc/devices, or None."""
+    for line in (host.read("/proc/devices") or "").splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1] == "nvidia-caps" and fields[0].isdigit():
+            return int(fields[0])
+    return None
+
+
+def discover_mig(host):
+    """The host's MIG instances (gpu_model.mig_instances) with their caps nodes: paths (the node, else systemd's
+    /dev/char/MAJ:MIN where the driver has not made it) and device numbers. Instances whose caps have neither a
+    node nor a known major are left out (nothing could grant them)."""
+    access = {}
+    for pattern in ("gpu*/mig/gi*/access", "gpu*/mig/gi*/ci*/access"):
+        for path in glob.glob(os.path.join(CAPS_PROC, pattern)):
+            access[os.path.relpath(path, CAPS_PROC)] = parse_caps_minor(host.read(path))
+    major = None
+    found = []
+    for inst in mig_instances(access):
+        paths, nums = [], []
+        for minor in inst["caps"]:
+            node = CAPS_NODE % minor
+            num = devnum(node) if os.path.exists(node) else None
+            if num is None:
+                major = major or caps_major(host)
+                num = None if major is None else "%d:%d" % (major, minor)
+                node = None if num is None else "/dev/char/" + num
+            paths.append(node)
+            nums.append(num)
+        if None not in nums:
+            found.append(dict(inst, paths=paths, devnums=nums, device="/dev/nvidia%d" % inst["gpu"]))
+    return found
 
 
 def v1_devices(changes, layout, parent, uid, entries):
@@ -122,6 +158,7 @@ class GpuBackend(object):
         self.warnings = []
         self.before = device_files()  # root's NVML (our nvidia-smi) makes them again with the driver's gid and mode
         self.gpus, self.controls = discover(host)
+        self.mig = discover_mig(host) if self.gpus else []
 
     def check(self, params):
         """Every user entry checked (on hosts without a GPU too: a typo must not wait for the GPU host), and the
@@ -157,19 +194,31 @@ class GpuBackend(object):
                 raise InputError("%s.count: %r is not a number of GPUs (0 to 1024)" % (where, entry["count"]))
             # a fleet's policy may name GPUs that only its GPU hosts have: elsewhere nothing is granted
             granted = select_gpus(where, entry["gpus"], gpus) if gpus else check_gpu_list(where, entry["gpus"])
-            if entry["mig"] is not None and entry["mig"] < 0:
-                raise InputError("%s.mig: %r must be 0 or more" % (where, entry["mig"]))
+            if entry["mig"] is not None and not 0 <= entry["mig"] <= 1024:
+                raise InputError("%s.mig: %r is not a number of MIG instances (0 to 1024)" % (where, entry["mig"]))
             plans.append({"name": name, "uid": uid, "gid": gid, "granted": granted, "mig": entry["mig"],
                           "count": entry["count"], "all": granted == [g["index"] for g in gpus], "absent": False})
         old_state = json.loads(self.host.read(STATE) or "{}")
         counts = dict((p["name"], p["count"]) for p in plans if p["count"])
-        picked, keys = allocate(counts, gpus, old_state.get("allocation"), params["share"], params["placement"]) \
+        whole = [g for g in gpus if g["index"] not in set(i["gpu"] for i in self.mig)]  # a MIG GPU goes by instances
+        picked, keys = allocate(counts, whole, old_state.get("allocation"), params["share"], params["placement"]) \
             if gpus else ({}, {})
+        migs = dict((p["name"], p["mig"]) for p in plans if p["mig"] and not p["absent"])
+        mig_keys = {}
+        if migs and self.mig:
+            mig_keys = allocate(migs, mig_pool(self.mig, params["placement"]), old_state.get("mig_allocation"), 1,
+                                params["placement"], ("gpu.mig", "MIG instance", "MIG instance(s)", False))[1]
+        elif migs and gpus:
+            self.warnings.append("gpu.mig: %s ask for MIG instances; no GPU of this host has any (MIG not enabled, or "
+                                 "no instance made): none granted" % ", ".join(sorted(migs)))
         for plan in plans:
             if plan["count"] is not None:
                 plan["granted"] = picked.get(plan["name"], [])
                 plan["all"] = False  # held to the GPUs picked, even when that is every one
-        return {"group": group, "plans": plans, "keys": keys, "old_state": old_state}
+            plan["mig_keys"] = mig_keys.get(plan["name"], [])
+            if plan["mig_keys"]:
+                plan["all"] = False
+        return {"group": group, "plans": plans, "keys": keys, "mig_keys": mig_keys, "old_state": old_state}
 
     def backend_name(self, params, layout):
         if not params["device_cgroup"]:
@@ -186,7 +235,8 @@ class GpuBackend(object):
         """Device files now, by udev rules, and at the next driver load."""
         host, changes = self.host, self.changes
         want = (group.gr_gid, int(mode, 8))
-        for path in [g["device"] for g in self.gpus if os.path.exists(g["device"])] + self.controls:
+        caps = [p for inst in self.mig for p in inst["paths"] if p.startswith("/dev/nvidia-caps/")]
+        for path in [g["device"] for g in self.gpus if os.path.exists(g["device"])] + self.controls + caps:
             st = os.stat(path)
             action = file_action((st.st_gid, stat.S_IMODE(st.st_mode)), self.before.get(path), want)
             if action == "reset":
@@ -222,28 +272,33 @@ class GpuBackend(object):
         members = set(group.gr_mem)
         reload_needed = False
         restore = {}  # cgroupfs-v1: uid -> allowlist, put back by the session hook after a reboot
-        mig_gpus = [g["index"] for g in self.gpus if g.get("mig")]
+        instances = dict((inst["key"], inst) for inst in self.mig)
         for plan in plans:
             res = {"name": plan["name"], "uid": plan["uid"], "gpus": plan["granted"], "mig": plan["mig"],
-                   "restricted": not plan["all"]}
+                   "mig_instances": plan["mig_keys"], "restricted": not plan["all"]}
+            # the user's MIG instances, and every instance of a MIG GPU granted whole
+            mine = [instances[k] for k in plan["mig_keys"]] + [
+                i for i in self.mig if i["gpu"] in plan["granted"] and i["key"] not in plan["mig_keys"]]
+            opens = sorted(set(plan["granted"]) | set(i["gpu"] for i in mine))  # the GPU nodes the user opens
             if plan["absent"]:
                 res["state"] = "absent"
             in_group = plan["name"] in members or plan["gid"] == group.gr_gid
-            if plan["granted"] and not in_group:
+            if opens and not in_group:
                 changes.run("add %s to group %s" % (plan["name"], group.gr_name),
                             ["gpasswd", "-a", plan["name"], group.gr_name])
-            elif not plan["granted"] and plan["name"] in members:
+            elif not opens and plan["name"] in members:
                 changes.run("remove %s from group %s" % (plan["name"], group.gr_name),
                             ["gpasswd", "-d", plan["name"], group.gr_name])
             if backend == "systemd":
-                paths = [g["device"] for g in self.gpus if g["index"] in plan["granted"]]
-                paths += self.controls if plan["granted"] else []
+                paths = [g["device"] for g in self.gpus if g["index"] in opens]
+                paths += (self.controls if opens else []) + [p for i in mine for p in i["paths"]]
                 text = None if plan["all"] or plan["absent"] else render_dropin(paths)
                 reload_needed |= changes.file(DROPIN % plan["uid"], text)
                 res["allow"] = paths if text else "all"
             elif backend == "cgroupfs-v1":
                 entries = None if plan["all"] or plan["absent"] else allowlist(
-                    plan["granted"], [g for g in self.gpus if g["devnum"]], [devnum(c) for c in self.controls])
+                    opens, [g for g in self.gpus if g["devnum"]], [devnum(c) for c in self.controls],
+                    [n for i in mine for n in i["devnums"]])
                 v1_devices(changes, layout, params["parent"], plan["uid"], entries)
                 res["allow"] = ["%s %s" % e for e in entries] if entries else "all"
                 if entries:
@@ -251,9 +306,6 @@ class GpuBackend(object):
             if plan["absent"]:  # nothing of ours holds the user now, either way
                 res.pop("allow", None)
                 res["restricted"] = False
-            if plan["mig"] and not any(i in mig_gpus for i in plan["granted"]):
-                self.warnings.append("users: %s may hold %d MIG instances, but none of the GPUs granted (%s) has MIG "
-                                     "enabled" % (plan["name"], plan["mig"], plan["granted"] or "none"))
             result["users"].append(res)
         if reload_needed and not host.check_mode:
             host.change(["systemctl", "daemon-reload"])
@@ -266,10 +318,8 @@ class GpuBackend(object):
             else:
                 self.warnings.append("%s is not ours (no managed header): left as it is; device allowlists are not "
                                      "put back after a reboot until the next run" % script)
-        state = {"mig": dict((p["name"], p["mig"]) for p in plans if p["mig"] is not None and not p["absent"])}
-        if request["keys"]:
-            state["allocation"] = request["keys"]
+        state = {"allocation": request["keys"], "mig_allocation": request["mig_keys"]}
         old_state = request["old_state"]
-        if dict((k, v) for k, v in old_state.items() if k in ("mig", "allocation") and v) != \
+        if dict((k, v) for k, v in old_state.items() if k in ("mig", "allocation", "mig_allocation") and v) != \
                 dict((k, v) for k, v in state.items() if v):
-            changes.file(STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
+            changes.file(STATE, json.dumps(dict((k, v) for k, v in state.items() if v), indent=1, sort_keys=True) + "\n")

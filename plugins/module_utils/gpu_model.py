@@ -83,14 +83,16 @@ def select_gpus(where, wanted, gpus):
     return sorted(set(chosen))
 
 
-def allowlist(granted, gpus, controls):
-    """The device-cgroup allowlist of a restricted user: base devices, control devices, granted GPUs.
+def allowlist(granted, gpus, controls, caps=()):
+    """The device-cgroup allowlist of a restricted user: base devices, control devices, granted GPUs,
+    and the nvidia-caps nodes of the user's MIG instances.
 
-    gpus: [{'index', 'devnum': 'MAJ:MIN'}]; controls: ['MAJ:MIN'] -> [('c', 'MAJ:MIN')] sorted.
+    gpus: [{'index', 'devnum': 'MAJ:MIN'}]; controls, caps: ['MAJ:MIN'] -> [('c', 'MAJ:MIN')] sorted.
     """
     entries = set(BASE_ALLOW)
     if granted:
         entries.update(("c", dev) for dev in controls)
+    entries.update(("c", dev) for dev in caps)
     entries.update(("c", g["devnum"]) for g in gpus if g["index"] in granted)
     return sorted(entries)
 
@@ -160,11 +162,12 @@ PLACEMENTS = ("spread", "pack")
 
 
 def gpu_key(gpu):
-    """What an allocation remembers a GPU by: its UUID, else its index (nodes without nvidia-smi)."""
-    return gpu.get("uuid") or "index:%d" % gpu["index"]
+    """What an allocation remembers a GPU by: its UUID, else its index (nodes without nvidia-smi); a MIG
+    instance by its key (gpuN/giG/ciC)."""
+    return gpu.get("key") or gpu.get("uuid") or "index:%d" % gpu["index"]
 
 
-def allocate(counts, gpus, previous=None, share=1, placement="spread"):
+def allocate(counts, gpus, previous=None, share=1, placement="spread", what=("gpu.count", "GPU", "GPU(s)", True)):
     """counts {user: N}, the host's gpus, the previous allocation {user: [gpu_key]} -> {user: [indexes]}.
 
     Each user gets N different GPUs; each GPU goes to at most `share` users (1: exclusive; the
@@ -172,7 +175,10 @@ def allocate(counts, gpus, previous=None, share=1, placement="spread"):
     their count allows, so a rerun gives the same GPUs. New picks go to the least used GPU
     (spread) or the most used one that still has room (pack), ties to the lower index; users with
     the largest counts pick first, then by name. Raises InputError with the numbers when the host
-    cannot hold the counts."""
+    cannot hold the counts. what: (the policy field, a unit, its plural, whether oversubscription.gpu applies)
+    the errors name.
+    MIG instances go through the same allocation (see mig_pool)."""
+    field, unit, units, shared = what
     if placement not in PLACEMENTS:
         raise InputError("placement: %r is not allowed; use spread or pack" % (placement,))
     if isinstance(share, bool) or not isinstance(share, int) or share < 1:
@@ -182,10 +188,11 @@ def allocate(counts, gpus, previous=None, share=1, placement="spread"):
     total = sum(counts.values())
     for name, count in sorted(counts.items()):
         if count > len(order):
-            raise InputError("gpu.count: %s asks for %d GPUs; this host has %d" % (name, count, len(order)))
+            raise InputError("%s: %s asks for %d %ss; this host has %d" % (field, name, count, unit, len(order)))
     if total > len(order) * share:
-        raise InputError("gpu.count: the users' counts add up to %d GPUs; this host has %d GPU(s) x %d user(s) per GPU "
-                         "(oversubscription.gpu) = %d" % (total, len(order), share, len(order) * share))
+        raise InputError("%s: the users' counts add up to %d %ss; this host has %d %s%s" % (
+            field, total, unit, len(order), units, "" if not shared else " x %d user(s) per %s (oversubscription.gpu) = %d"
+            % (share, unit, len(order) * share)))
     used = dict((key, 0) for key in index)
     picked = {}
     for name in sorted(counts):  # first what each user had, as far as their count and the GPUs' room allow
@@ -206,3 +213,48 @@ def allocate(counts, gpus, previous=None, share=1, placement="spread"):
             used[free[0]] += 1
     return dict((name, sorted(index[k] for k in keys)) for name, keys in picked.items()), \
         dict((name, sorted(keys, key=lambda k: index[k])) for name, keys in picked.items())
+
+
+# --------------------------------------------------------------------------- MIG instances
+# The driver shows each MIG GPU instance (GI) and compute instance (CI) under
+# /proc/driver/nvidia/capabilities/gpu<minor>/mig/gi<G>/access and .../gi<G>/ci<C>/access; each file
+# names the minor of the nvidia-caps device (/dev/nvidia-caps/nvidia-cap<minor>) that grants it.
+# A process needs its GPU's /dev/nvidia<minor>, the control devices, and both caps nodes of its GI and CI.
+
+CAPS_PROC = "/proc/driver/nvidia/capabilities"
+CAPS_NODE = "/dev/nvidia-caps/nvidia-cap%d"
+_MIG_ACCESS = re.compile(r"^gpu(\d+)/mig/gi(\d+)/(?:ci(\d+)/)?access$")
+
+
+def parse_caps_minor(text):
+    """The text of a capability's access file -> its DeviceFileMinor, or None."""
+    found = re.search(r"^DeviceFileMinor:\s*(\d+)\s*$", text or "", re.M)
+    return int(found.group(1)) if found else None
+
+
+def mig_instances(access):
+    """{path under CAPS_PROC: caps minor} -> the MIG instances (one per CI whose GI is known):
+    [{key 'gpuN/giG/ciC', gpu, gi, ci, caps: [GI minor, CI minor]}], by GPU, GI, CI."""
+    gis, cis = {}, []
+    for rel, minor in access.items():
+        match = _MIG_ACCESS.match(rel)
+        if not match or minor is None:
+            continue
+        gpu, gi, ci = int(match.group(1)), int(match.group(2)), match.group(3)
+        if ci is None:
+            gis[(gpu, gi)] = minor
+        else:
+            cis.append((gpu, gi, int(ci), minor))
+    return [{"key": "gpu%d/gi%d/ci%d" % (gpu, gi, ci), "gpu": gpu, "gi": gi, "ci": ci, "caps": [gis[(gpu, gi)], minor]}
+            for gpu, gi, ci, minor in sorted(cis) if (gpu, gi) in gis]
+
+
+def mig_pool(instances, placement="spread"):
+    """The instances as allocate() takes them: ordered so that spread goes round the GPUs (the first
+    instance of each GPU, then the second, ...) and pack fills one GPU before the next."""
+    rank, seen = {}, {}
+    for inst in instances:
+        rank[inst["key"]] = seen.get(inst["gpu"], 0)
+        seen[inst["gpu"]] = rank[inst["key"]] + 1
+    order = sorted(instances, key=lambda i: (rank[i["key"]], i["gpu"]) if placement == "spread" else (i["gpu"], rank[i["key"]]))
+    return [dict(inst, index=n) for n, inst in enumerate(order)]

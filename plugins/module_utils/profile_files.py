@@ -210,7 +210,7 @@ USERS_DIR = "/etc/fairshare/users"
 USER_MARK = "fairshare.resources profile_host: this user's part of /etc/fairshare/profiles.json"
 _USER_FILE = re.compile(r"^\d+\.json$")
 # the per-user parts of profiles.json, keyed by user name
-PER_USER = ("profiles", "cgroup_parents", "gpu_allocation")
+PER_USER = ("profiles", "cgroup_parents", "gpu_allocation", "mig_allocation")
 
 
 def decode_data(data):

@@ -24,7 +24,10 @@ description:
   - Device files - group and mode now, through udev rules, and through C(NVreg_DeviceFileGID)/C(NVreg_DeviceFileMode)
     in a modprobe.d file of ours for the next driver load.
   - NVIDIA container toolkit - C(accept-nvidia-visible-devices-envvar-when-unprivileged = false) where it is installed.
-  - MIG - per-user instance counts recorded in C(/etc/fairshare/gpu.json) and checked against the GPUs' MIG mode.
+  - MIG - O(users[].mig) gives a user that many MIG instances of the host (found under
+    C(/proc/driver/nvidia/capabilities/gpu<N>/mig)), each to one user, the same ones on every run (kept in
+    C(/etc/fairshare/gpu.json)). The user's device cgroup then allows the instance's GPU, the control devices and the
+    two C(/dev/nvidia-caps) nodes of its GPU instance and compute instance, and no other caps node.
 author:
   - fairshare.resources contributors (@fairshare)
 attributes:
@@ -56,7 +59,15 @@ options:
           - Counts that add up to more than the GPUs times O(share) are refused with the numbers, before any change.
         type: int
       mig:
-        description: Most MIG instances this user may hold (recorded and checked against MIG mode).
+        description:
+          - This many MIG instances (a compute instance with its GPU instance), picked by the module, each for this
+            user alone, spread over the MIG GPUs (or packed, with O(placement=pack)); sticky like O(users[].count).
+          - MIG counts that add up to more than the host's instances are refused with the numbers, before any change.
+          - On a host with GPUs but no MIG instance a warning says so and nothing is granted or written for it.
+          - GPUs with MIG instances are not given out by O(users[].count); a MIG GPU named in O(users[].gpus) is
+            granted whole, with all its instances.
+          - Needs the driver's caps device nodes (C(nv_cap_enable_devfs=1), the default since R450); where a node is
+            missing the allowlist names it by number (C(/dev/char/MAJ:MIN), the major from C(/proc/devices)).
         type: int
       state:
         description:
@@ -114,7 +125,7 @@ EXAMPLES = r"""
     group: video
     users:
       - {name: alice, gpus: [0]}
-      - {name: bob, gpus: [1, 2], mig: 4}
+      - {name: bob, gpus: [1, 2]}
       - {name: carol, gpus: none}
 
 - name: Any two GPUs for dave and one for erin - different GPUs, the same ones on every run
@@ -122,6 +133,12 @@ EXAMPLES = r"""
     users:
       - {name: dave, count: 2}
       - {name: erin, count: 1}
+
+- name: Two MIG instances for frank, one for grace - each opens only the caps nodes of their own
+  fairshare.resources.gpu_access:
+    users:
+      - {name: frank, mig: 2}
+      - {name: grace, mig: 1}
 """
 
 RETURN = r"""
@@ -131,6 +148,13 @@ gpus:
   type: list
   elements: dict
   sample: [{index: 0, uuid: GPU-5c1e..., pci_bus_id: "00000000:17:00.0", mig: false, device: /dev/nvidia0}]
+mig_instances:
+  description: The MIG instances found - key (C(gpuN/giG/ciC)), GPU minor, GI and CI ids, their caps minors, node paths.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{key: gpu0/gi1/ci0, gpu: 0, gi: 1, ci: 0, caps: [12, 13], paths: [/dev/nvidia-caps/nvidia-cap12, /dev/nvidia-caps/nvidia-cap13],
+            devnums: ["237:12", "237:13"], device: /dev/nvidia0}]
 controls:
   description: The control devices found.
   returned: always
@@ -138,12 +162,13 @@ controls:
   elements: str
 users:
   description:
-    - Per user - uid, granted GPU indexes, the enforcement applied (C(allow), C(restricted)).
+    - Per user - uid, granted GPU indexes, MIG instances (C(mig_instances), keys), the enforcement applied (C(allow),
+      C(restricted)).
     - A user given with O(users[].state=absent) has C(state=absent), no C(allow) and C(restricted=false).
   returned: always
   type: list
   elements: dict
-  sample: [{name: alice, uid: 1001, gpus: [0], restricted: true, allow: [/dev/nvidia0, /dev/nvidiactl]},
+  sample: [{name: alice, uid: 1001, gpus: [0], mig_instances: [], restricted: true, allow: [/dev/nvidia0, /dev/nvidiactl]},
            {name: "3005", uid: 3005, gpus: [], restricted: false, state: absent}]
 backend:
   description: How the device cgroup is enforced (systemd, cgroupfs-v1, none).
@@ -218,7 +243,7 @@ def main():
         module.fail_json(msg=str(exc))
     host = Host(module)
     gpu = GpuBackend(host)
-    result = dict(changed=False, gpus=gpu.gpus, controls=gpu.controls, users=[], actions=[], backend="none",
+    result = dict(changed=False, gpus=gpu.gpus, controls=gpu.controls, mig_instances=gpu.mig, users=[], actions=[], backend="none",
                   driver_reset=[])
     try:
         request = gpu.check(params)
@@ -228,7 +253,7 @@ def main():
         if params["require"]:
             module.fail_json(msg="require: no GPU found on this host (nvidia-smi, /proc/driver/nvidia, /dev/nvidia*)",
                              **result)
-        result["users"] = [{"name": p["name"], "uid": p["uid"], "gpus": [], "note": "no GPU on this host"}
+        result["users"] = [{"name": p["name"], "uid": p["uid"], "gpus": [], "mig_instances": [], "note": "no GPU on this host"}
                            for p in request["plans"]]
         module.exit_json(**result)
     try:

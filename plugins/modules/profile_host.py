@@ -41,10 +41,10 @@ options:
     description:
       - What C(/etc/fairshare/profiles.json) holds (the role passes the resolved profiles and the
         cgroup_parent values). Not written when null.
-      - Its C(profiles), C(cgroup_parents) and C(gpu_allocation) may each be given as a JSON string of the
+      - Its C(profiles), C(cgroup_parents), C(gpu_allocation) and C(mig_allocation) may each be given as a JSON string of the
         same object (the role passes them so, with C(resolve_profiles(..., as_json=true))); they are decoded here.
       - C(profiles.json) is root's (mode 0600). Each user's own part of it (their profile, cgroup_parent values and
-        GPUs) goes to C(/etc/fairshare/users/<uid>.json), mode 0400, owned by that user, which C(fairshare-usage)
+        GPUs, MIG instances) goes to C(/etc/fairshare/users/<uid>.json), mode 0400, owned by that user, which C(fairshare-usage)
         reads for them; no user can read another's. Files there of users no longer in O(data) are removed when
         they are ours; any other file there is left as it is and reported.
     type: dict

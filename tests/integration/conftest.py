@@ -18,11 +18,11 @@ PYTHON = os.path.realpath(sys.executable)
 USER_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else PYTHON
 
 
-def run_module(name, args, check=False, diff=False, guest=None, netns=None):
+def run_module(name, args, check=False, diff=False, guest=None, netns=None, prefix=()):
     """`ansible HOST -m fairshare.resources.NAME` -> (result dict).
 
     HOST is this machine (connection local) or, with guest=facts of testbed/fsguest.py,
-    that guest over ssh.
+    that guest over ssh. prefix: a command line the local ansible runs under (unshare ...).
     """
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_LOCALHOST_WARNING="False",
                ANSIBLE_PYTHON_INTERPRETER=PYTHON, ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="False",
@@ -36,6 +36,7 @@ def run_module(name, args, check=False, diff=False, guest=None, netns=None):
     argv = [ANSIBLE] + target + ["-o", "-m", "fairshare.resources." + name, "-a", json.dumps(args)]
     if netns:  # the module runs inside that network namespace (nsenter keeps /sys and cgroups as they are)
         argv = ["nsenter", "--net=/run/netns/" + netns] + argv
+    argv = list(prefix) + argv
     if check:
         argv.append("--check")
     if diff:
@@ -45,6 +46,16 @@ def run_module(name, args, check=False, diff=False, guest=None, netns=None):
     result = json.loads(line.split("=> ", 1)[1])
     result["_status"] = line.split(" => ")[0].split("| ")[1]
     return result
+
+
+def warnings_of(name, args, prefix=()):
+    """The warnings ansible prints for one call of module NAME on this host (they are not in the -o result line)."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(list(prefix) + [ANSIBLE, "localhost", "-c", "local", "-e", "ansible_python_interpreter=" + PYTHON,
+                                          "-m", "fairshare.resources." + name, "-a", json.dumps(args)],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    text = " ".join((proc.stdout + proc.stderr).split())
+    return [w.split("[")[0] for w in text.split("[WARNING]: ")[1:]]
 
 
 PAM_SESSION = r'''

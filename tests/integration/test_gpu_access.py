@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, pam_session, remove_gpu_traces, run_module
+from conftest import PYTHON, pam_session, remove_gpu_traces, run_module, warnings_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 NODES = [("/dev/nvidia0", 0), ("/dev/nvidia1", 1), ("/dev/nvidiactl", 255)]
@@ -188,3 +188,118 @@ def test_device_cgroup_in_the_systemd_guest(guest):
                             "/dev/null": "OK"}
     assert seen["fsgb"] == {"/dev/nvidia0": "EPERM", "/dev/nvidia1": "EPERM", "/dev/nvidiactl": "EPERM",
                             "/dev/null": "OK"}
+
+
+MIG_CAPS = {"mig/config": 1, "gpu0/mig/gi1/access": 12, "gpu0/mig/gi1/ci0/access": 13,
+            "gpu1/mig/gi1/access": 147, "gpu1/mig/gi1/ci0/access": 148}
+# the GPU, control and caps nodes each instance's user opens, and all of them (config cap included)
+MIG_OPENS = {"gpu0/gi1/ci0": ["/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-caps/nvidia-cap12", "/dev/nvidia-caps/nvidia-cap13"],
+             "gpu1/gi1/ci0": ["/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-caps/nvidia-cap147", "/dev/nvidia-caps/nvidia-cap148"]}
+MIG_NODES = ["/dev/nvidia-caps/nvidia-cap%d" % m for m in sorted(MIG_CAPS.values())]
+
+
+def free_char_major(devices):
+    """A character major no driver has (the text of /proc/devices), from the dynamic range."""
+    text = devices.split("Block devices:")[0]
+    taken = set(int(f.split()[0]) for f in text.splitlines() if f.split() and f.split()[0].isdigit())
+    return [m for m in range(234, 255) if m not in taken][0]
+
+
+def caps_files():
+    """The driver's capability access files of MIG_CAPS: {path under /proc/driver: text}."""
+    return dict(("nvidia/capabilities/" + rel, "DeviceFileMinor: %d\nDeviceFileMode: 292\nDeviceFileModify: 1\n" % minor)
+                for rel, minor in MIG_CAPS.items())
+
+
+@pytest.fixture
+def mig_host(host_gpus, tmp_path):
+    """Two fake GPUs with one MIG instance each: the driver's capability files in a directory that each module
+    call sees as /proc/driver (a bind mount in its own mount namespace; this host's /proc is untouched), and the
+    nvidia-caps nodes made by mknod with a major no driver has (an allowed open gets ENXIO)."""
+    for rel, text in caps_files().items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if os.path.exists("/dev/nvidia-caps"):
+        pytest.skip("this host has /dev/nvidia-caps of its own")
+    os.mkdir("/dev/nvidia-caps")
+    with open("/proc/devices") as fh:
+        major = free_char_major(fh.read())
+    nodes = MIG_NODES
+    for node in nodes:
+        subprocess.run(["mknod", "-m", "0666", node, "c", str(major), node.rsplit("cap", 1)[1]], check=True)
+    prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+              'mount --bind "$0" /proc/driver && exec "$@"', str(tmp_path)]
+    try:
+        yield host_gpus + (prefix, nodes)
+    finally:
+        for node in nodes:
+            os.unlink(node)
+        os.rmdir("/dev/nvidia-caps")
+
+
+def test_mig_counts_give_each_user_the_caps_of_their_own_instance_on_this_host(mig_host):
+    """mig: 1 for two users on two MIG GPUs with one instance each: each gets their own instance and opens its
+    GPU and its two caps nodes (ENXIO: no driver behind them), and gets EPERM on the other user's GPU and caps
+    and on the config cap; a rerun keeps them; mig 2 + 1 on two instances is refused with the numbers, and
+    nothing changes. Without MIG on the host the module says so and grants nothing for it."""
+    alice, bob, prefix, nodes = mig_host
+    args = dict(parent=PARENT, policy="open", users=[{"name": alice.pw_name, "mig": 1}, {"name": bob.pw_name, "mig": 1}])
+    first = run_module("gpu_access", args, prefix=prefix)
+    assert first["changed"] and [i["key"] for i in first["mig_instances"]] == ["gpu0/gi1/ci0", "gpu1/gi1/ci0"], first
+    mine = dict((u["name"], u["mig_instances"]) for u in first["users"])
+    assert sorted(mine.values()) == [["gpu0/gi1/ci0"], ["gpu1/gi1/ci0"]], mine  # one each, different ones
+    again = run_module("gpu_access", args, prefix=prefix)
+    assert again["changed"] is False and dict((u["name"], u["mig_instances"]) for u in again["users"]) == mine
+    paths = ["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl"] + nodes
+    own = dict((name, MIG_OPENS[keys[0]]) for name, keys in mine.items())
+    seen = {}
+    for pw in (alice, bob):
+        seen[pw.pw_name] = host_open(pw.pw_uid, paths)
+        assert seen[pw.pw_name] == dict((p, "ENXIO" if p in own[pw.pw_name] else "EPERM") for p in paths), seen
+    refused = run_module("gpu_access", dict(args, users=[{"name": alice.pw_name, "mig": 2}, {"name": bob.pw_name, "mig": 1}]),
+                         prefix=prefix)
+    print("MIG instances: %s; opens %s; mig 2 + 1: %s" % (mine, seen, refused.get("msg")))
+    assert refused["_status"].startswith("FAILED") and refused["changed"] is False
+    assert "gpu.mig: the users' counts add up to 3 MIG instances; this host has 2 MIG instance(s)" in refused["msg"]
+    assert host_open(alice.pw_uid, paths) == seen[alice.pw_name]
+    plain = run_module("gpu_access", args)  # this host's own /proc/driver: no MIG
+    assert plain["mig_instances"] == [] and all(u["mig_instances"] == [] for u in plain["users"]), plain
+    warned = [w for w in warnings_of("gpu_access", args) if w.startswith("gpu.mig:")]
+    assert warned and "no GPU of this host has any (MIG not enabled, or no instance made): none granted" in warned[0], warned
+    assert host_open(alice.pw_uid, ["/dev/nvidia-caps/nvidia-cap12"]) == {"/dev/nvidia-caps/nvidia-cap12": "EPERM"}
+
+
+def test_mig_counts_in_the_systemd_guest(guest):
+    """The same two instances in the systemd guest (DeviceAllow by caps node path, cgroup v2 BPF): each user
+    opens the GPU and caps nodes of their own instance and gets EPERM on the other's and on the config cap.
+    The capability files are a bind mount over the guest's /proc/driver (the guest is the test's own)."""
+    major = free_char_major(guest["ssh"]("cat /proc/devices").stdout)
+    setup = ["id fsma || useradd fsma", "id fsmb || useradd fsmb", "mkdir -p /dev/nvidia-caps",
+             "test -e /dev/nvidia0 || mknod -m 0666 /dev/nvidia0 c 195 0",
+             "test -e /dev/nvidia1 || mknod -m 0666 /dev/nvidia1 c 195 1",
+             "test -e /dev/nvidiactl || mknod -m 0666 /dev/nvidiactl c 195 255"]
+    setup += ["mknod -m 0666 %s c %d %s" % (node, major, node.rsplit("cap", 1)[1]) for node in MIG_NODES]
+    for rel, text in caps_files().items():
+        setup.append("mkdir -p /root/fsmig/%s && printf '%s' > /root/fsmig/%s" % (
+            os.path.dirname(rel), text.replace("\n", "\\n"), rel))
+    setup.append("mountpoint -q /proc/driver && umount /proc/driver; mount --bind /root/fsmig /proc/driver")
+    guest["ssh"]("; ".join(setup))
+    args = dict(policy="open", users=[{"name": "fsma", "mig": 1}, {"name": "fsmb", "mig": 1}])
+    first = run_module("gpu_access", args, guest=guest)
+    assert first["changed"] and first["backend"] == "systemd", first
+    mine = dict((u["name"], u["mig_instances"]) for u in first["users"])
+    assert sorted(mine.values()) == [["gpu0/gi1/ci0"], ["gpu1/gi1/ci0"]], first
+    assert run_module("gpu_access", args, guest=guest)["changed"] is False
+    paths = ["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl"] + MIG_NODES
+    seen = {}
+    for user in ("fsma", "fsmb"):
+        out = guest["ssh"]("uid=$(id -u %s); systemd-run --quiet --wait --pipe --collect --slice=user-$uid.slice "
+                           "--uid=%s /usr/bin/python3 -c %s %s" % (user, user, "'" + OPEN.replace("'", "'\"'\"'") + "'",
+                                                                   " ".join(paths)))
+        seen[user] = opened(out.stdout)
+    print("guest, MIG instances %s: opens %s" % (mine, seen))
+    guest["ssh"]("umount /proc/driver; rm -r /root/fsmig " + " ".join(MIG_NODES))
+    for user in ("fsma", "fsmb"):
+        own = MIG_OPENS[mine[user][0]]
+        assert seen[user] == dict((p, "ENXIO" if p in own else "EPERM") for p in paths), seen

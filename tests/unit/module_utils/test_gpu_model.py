@@ -81,3 +81,47 @@ def test_a_device_file_our_own_nvidia_smi_reset_is_put_back_without_a_change():
     assert file_action((0, 0o666), want, want) == "reset"  # as wanted before this run's nvidia-smi
     assert file_action((0, 0o666), (0, 0o666), want) == "change"  # not as wanted before: a change of the host
     assert file_action((0, 0o666), None, want) == "change"  # not there before (made by nvidia-smi)
+
+
+# MIG: the access files as the driver shows them for two A100s, GPU 0 with two GIs (one of them with two CIs),
+# GPU 1 with one GI; a GI without a CI yet (gi9) is not an instance, and the config/monitor caps are not either.
+MIG_ACCESS = {
+    "mig/config": 1, "mig/monitor": 2,
+    "gpu0/mig/gi1/access": 12, "gpu0/mig/gi1/ci0/access": 13, "gpu0/mig/gi1/ci1/access": 14,
+    "gpu0/mig/gi2/access": 21, "gpu0/mig/gi2/ci0/access": 22,
+    "gpu0/mig/gi9/access": 93,
+    "gpu1/mig/gi1/access": 147, "gpu1/mig/gi1/ci0/access": 148,
+}
+
+
+def test_caps_minor_is_read_from_an_access_file():
+    assert g.parse_caps_minor("DeviceFileMinor: 12\nDeviceFileMode: 292\nDeviceFileModify: 1\n") == 12
+    assert g.parse_caps_minor("DeviceFileMode: 292\n") is None and g.parse_caps_minor(None) is None
+
+
+def test_mig_instances_pair_each_compute_instance_with_its_gpu_instance():
+    found = g.mig_instances(dict(MIG_ACCESS, **{"gpu1/mig/gi5/ci0/access": 160}))  # a CI whose GI file is gone
+    assert [(i["key"], i["caps"]) for i in found] == [
+        ("gpu0/gi1/ci0", [12, 13]), ("gpu0/gi1/ci1", [12, 14]), ("gpu0/gi2/ci0", [21, 22]), ("gpu1/gi1/ci0", [147, 148])]
+
+
+@pytest.mark.parametrize("placement,first_two", [("spread", ["gpu0/gi1/ci0", "gpu1/gi1/ci0"]),
+                                                 ("pack", ["gpu0/gi1/ci0", "gpu0/gi1/ci1"])])
+def test_mig_counts_are_exclusive_sticky_and_spread_or_packed(placement, first_two):
+    pool = g.mig_pool(g.mig_instances(MIG_ACCESS), placement)
+    _idx, keys = g.allocate({"ann": 2, "ben": 1}, pool, None, 1, placement, ("gpu.mig", "MIG instance", "MIG instance(s)", False))
+    assert keys["ann"] == sorted(first_two, key=[i["key"] for i in pool].index)
+    assert not set(keys["ann"]) & set(keys["ben"]) and len(keys["ben"]) == 1
+    again = g.allocate({"ann": 2, "ben": 1, "cid": 1}, pool, keys, 1, placement,
+                       ("gpu.mig", "MIG instance", "MIG instance(s)", False))[1]
+    assert again["ann"] == keys["ann"] and again["ben"] == keys["ben"]  # a new user does not move the others
+    with pytest.raises(InputError) as err:
+        g.allocate({"ann": 2, "ben": 1, "cid": 2}, pool, keys, 1, placement, ("gpu.mig", "MIG instance", "MIG instance(s)", False))
+    assert str(err.value) == "gpu.mig: the users' counts add up to 5 MIG instances; this host has 4 MIG instance(s)"
+
+
+def test_the_allowlist_holds_a_users_caps_nodes_only():
+    entries = g.allowlist([0], [{"index": 0, "devnum": "195:0"}, {"index": 1, "devnum": "195:1"}], ["195:255"],
+                          ["237:12", "237:13"])
+    assert ("c", "237:12") in entries and ("c", "237:13") in entries and ("c", "237:14") not in entries
+    assert ("c", "195:1") not in entries and ("c", "195:0") in entries

@@ -157,6 +157,10 @@ def test_the_gpus_the_host_gave_a_user_are_shown(tool):
     assert rep["gpus"] == [2, 3] and "  gpus   GPU 2, 3" in tool.text(rep)
     assert "gpus" not in tool.text(tool.report("bob", data["profiles"]["bob"], "fairshare"))
     assert "gpus   none" in tool.text(tool.report("bob", data["profiles"]["bob"], "fairshare", gpus=[]))
+    rep = tool.report("bob", data["profiles"]["bob"], "fairshare", gpus=[], mig=["gpu1/gi2/ci0"])
+    assert "  gpus   MIG gpu1/gi2/ci0" in tool.text(rep) and rep["mig"] == ["gpu1/gi2/ci0"]
+    rep = tool.report("bob", data["profiles"]["bob"], "fairshare", gpus=[0], mig=["gpu1/gi2/ci0", "gpu1/gi3/ci0"])
+    assert "  gpus   GPU 0; MIG gpu1/gi2/ci0, gpu1/gi3/ci0" in tool.text(rep)
 
 
 def test_a_user_reads_their_own_part_only(tool, tmp_path, monkeypatch, capsys):
