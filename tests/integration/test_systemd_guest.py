@@ -249,3 +249,55 @@ def test_resource_facts_reports_the_systemd_release(guest):
     assert facts["init_system"] == "systemd" and facts["systemd_version"] == int(release.split(".")[0])
     # Debian 12's 252.39 carries the fix of systemd#25376: logind gives session scopes OOMPolicy=continue
     assert facts["session_oom"]["scope"].startswith("session-") and facts["session_oom"]["oom_policy"] == "continue"
+
+
+# Every process holds 8 MiB of its own and forks as fast as it can until the deadline: the count grows until
+# pids.max refuses forks (or memory runs out), and each then spins on its refused fork (CPU-bound). All of
+# them end by themselves at the deadline.
+FORK_BOMB = ("import os, time\nend = time.time() + %d\nheld = bytearray(8 << 20)\nwhile time.time() < end:\n"
+             "    try:\n        if os.fork() == 0:\n            held = bytearray(8 << 20)\n    except OSError:\n"
+             "        pass\n")
+
+
+def test_a_fork_bomb_of_a_limited_user_leaves_the_system_responsive(guest):
+    """The reserve as the role applies it (one of the guest's two CPUs and 256M kept for the system: user.slice
+    cpu.max and memory.max) and a pids cap of 64 on the user: the user's fork bomb (8 MiB per process) runs for
+    40 s at its cap, and meanwhile the system's own sshd answers commands as root (each within 20 s; about 1 s
+    under the bomb, 0.5 s idle, in TCG). Checked to fail without the limits: the bomb filled the guest's memory,
+    the first answer took 29 s and the global OOM killer ended the bomb."""
+    import time
+    from ansible_collections.fairshare.resources.plugins.module_utils.policy import aggregate_limits
+    ssh = guest["ssh"]
+    name, uid = "fsbomb", 3971
+    facts = run_module("resource_facts", {"users": False}, guest=guest)["ansible_facts"]["fairshare"]
+    capacity = {"cpus": facts["cpus"]["threads"], "memory_bytes": facts["memory_bytes"]}  # as the role passes it
+    total = aggregate_limits({"reserve": {"memory": "256M", "cpu": 1}}, "systemd", capacity)
+    ssh("id %s >/dev/null 2>&1 || useradd -M -u %d %s" % (name, uid, name))
+    cgroup = "/sys/fs/cgroup/user.slice/user-%d.slice" % uid
+
+    def answer():
+        t0 = time.monotonic()
+        out = ssh("systemctl is-active ssh.service; cat %s/pids.current 2>/dev/null || echo 0" % cgroup).stdout.split()
+        return round(time.monotonic() - t0, 2), out
+
+    try:
+        assert run_module("cgroup_limit", {"limits": [{"user": name, "pids_max": 64}] + total}, guest=guest)["changed"]
+        idle = [answer()[0] for _try in range(3)]
+        ssh("systemd-run --quiet --unit=fsbomb --slice=user-%d.slice --uid=%d python3 -c %s"
+            % (uid, uid, shlex.quote(FORK_BOMB % 40)))
+        time.sleep(8)
+        under = [answer() for _try in range(5)]
+        # the refused forks count where they were made (the bomb's own service cgroup)
+        events = ssh("grep max %s/fsbomb.service/pids.events; cat /sys/fs/cgroup/user.slice/cpu.max" % cgroup).stdout.split()
+        print("fork bomb at pids.max 64, user.slice cpu.max %s: ssh answers idle %s s; under the bomb %s (seconds, "
+              "[ssh state, the user's pids]); pids.events %s" % (events[2:], idle, under, events[:2]))
+        assert all(out[0] == "active" for _s, out in under), under
+        assert max(int(out[1]) for _s, out in under) >= 60, under  # the bomb ran at its cap meanwhile
+        assert int(events[1]) > 0, events
+        assert max(s for s, _out in under) < 20, under
+    finally:
+        ssh("systemctl kill -s KILL fsbomb.service; systemctl stop fsbomb.service; systemctl reset-failed fsbomb.service",
+            check=False)
+        run_module("cgroup_limit", {"limits": [{"user": name, "state": "absent"}, {"slice": "user.slice", "state": "absent"}]},
+                   guest=guest)
+        ssh("userdel %s" % name, check=False)
