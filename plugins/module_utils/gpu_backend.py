@@ -200,7 +200,8 @@ class GpuBackend(object):
                           "count": entry["count"], "all": granted == [g["index"] for g in gpus], "absent": False})
         old_state = json.loads(self.host.read(STATE) or "{}")
         counts = dict((p["name"], p["count"]) for p in plans if p["count"])
-        whole = [g for g in gpus if g["index"] not in set(i["gpu"] for i in self.mig)]  # a MIG GPU goes by instances
+        mig_gpus = set(i["gpu"] for i in self.mig)
+        whole = [g for g in gpus if g["index"] not in mig_gpus]  # a MIG GPU goes by its instances
         picked, keys = allocate(counts, whole, old_state.get("allocation"), params["share"], params["placement"]) \
             if gpus else ({}, {})
         migs = dict((p["name"], p["mig"]) for p in plans if p["mig"] and not p["absent"])
@@ -318,8 +319,7 @@ class GpuBackend(object):
             else:
                 self.warnings.append("%s is not ours (no managed header): left as it is; device allowlists are not "
                                      "put back after a reboot until the next run" % script)
-        state = {"allocation": request["keys"], "mig_allocation": request["mig_keys"]}
+        state = dict((k, v) for k, v in (("allocation", request["keys"]), ("mig_allocation", request["mig_keys"])) if v)
         old_state = request["old_state"]
-        if dict((k, v) for k, v in old_state.items() if k in ("mig", "allocation", "mig_allocation") and v) != \
-                dict((k, v) for k, v in state.items() if v):
-            changes.file(STATE, json.dumps(dict((k, v) for k, v in state.items() if v), indent=1, sort_keys=True) + "\n")
+        if dict((k, v) for k, v in old_state.items() if k in ("mig", "allocation", "mig_allocation") and v) != state:
+            changes.file(STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
