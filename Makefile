@@ -17,13 +17,14 @@ export ANSIBLE_INTERPRETER_PYTHON := auto_silent
 export PATH := $(BIN):$(PATH)
 ARTIFACTS := $(ROOT)/artifacts
 
-.PHONY: help setup apt venv tree galaxy demo demo-host demo-clean unit integration sanity compat compat-venv compat-one docs lint build test molecule image clean \
+.PHONY: help setup apt venv tree galaxy demo demo-host demo-clean unit integration sanity compat compat-venv compat-one docs lint build test molecule image images clean \
 	containers-setup molecule-containers
 
 help:
 	@echo "make demo        set up, then apply examples/policy.yml to a throw-away guest and show fairshare-usage --all"
 	@echo "make demo-host   set up, then apply sample limits to two demo users on this host (demo-clean undoes it)"
-	@echo "make test        set up, then unit + sanity + compat + lint + build + galaxy + docs + host tests + molecule host and default"
+	@echo "make test        set up, then unit + sanity + compat + lint + build + galaxy + docs + images + host tests + molecule host and default"
+	@echo "make images      every Debian generation's guest image (bullseye, bookworm, trixie, forky), built once and cached"
 	@echo "make compat      ansible-core 2.18, 2.20, 2.21: unit, sanity and a converge on this host, each"
 	@echo "make docs        the HTML documentation site in build/docs/html, checked in headless Chromium"
 	@echo "make molecule    every molecule scenario (default, cgroup_v1, host, containers)"
@@ -149,6 +150,11 @@ galaxy: build
 image: setup
 	$(PY) testbed/fsguest.py build
 
+# every Debian generation's guest image (bullseye, bookworm, trixie, forky), built in parallel once
+# and cached; a layer of `make test` of its own, before the guests boot
+images: setup
+	$(PY) testbed/fsguest.py build-all
+
 SCENARIOS := host default cgroup_v1
 # The containers scenario needs podman (with runc), molecule's podman driver and the
 # containers.podman collection (from the `ansible` package, kept apart in build/ext).
@@ -170,7 +176,7 @@ $(addprefix molecule-,$(SCENARIOS)): molecule-%: setup
 
 molecule: molecule-host molecule-default molecule-cgroup_v1 molecule-containers
 
-TEST_LAYERS := unit sanity compat lint build galaxy docs integration molecule-host molecule-default
+TEST_LAYERS := unit sanity compat lint build galaxy docs images integration molecule-host molecule-default
 # Each layer in turn, timed; the times are printed at the end (the README quotes them).
 test: setup
 	@rm -f build/test-times.txt; mkdir -p build; failed=""; \

@@ -2,8 +2,10 @@
 """Throw-away Debian guests for the fairshare.resources test bed.
 
 Subcommands:
-  build                 build (or reuse the cached) Debian bookworm image
-  start NAME [--cgroup v1|v2] [--port N]
+  build [--suite S]     build (or reuse the cached) Debian image of suite S
+                        (bookworm by default; bullseye, trixie, forky: SUITES)
+  build-all             every suite's image, in parallel, progress marked by suite
+  start NAME [--suite S] [--cgroup v1|v2] [--port N]
                         boot a guest from a fresh qcow2 overlay, wait for ssh,
                         print its connection facts as JSON
   stop NAME             power it off; kill it by its PID if it does not stop
@@ -27,8 +29,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
-SUITE = "bookworm"
+SUITE = "bookworm"  # the default guest: every scenario of `make test` and `make demo`
 PACKAGES = [
     "systemd-sysv", "systemd", "dbus", "libpam-systemd", "linux-image-amd64",
     "initramfs-tools", "zstd", "kmod", "openssh-server", "python3", "quota",
@@ -39,6 +43,23 @@ PACKAGES = [
     # a user's rootless containers (podman; busybox-static makes the local image, no registry needed)
     "podman", "uidmap", "busybox-static", "dbus-user-session",
 ]
+# The other Debian generations of a fleet (issue 17). Their guests prove the limits by effect on that
+# systemd and kernel with that Python (tests/integration/test_generations.py); the directory, container
+# and network scenarios stay on bookworm's image, so theirs leave out slapd, SSSD and podman (a third
+# of the download). What each suite is, measured here: ../shared/testbed.md section 5.
+LEAN_PACKAGES = [p for p in PACKAGES if p not in {
+    "slapd", "ldap-utils", "sssd-ldap", "libnss-sss", "libpam-sss", "podman", "uidmap", "busybox-static", "dbus-user-session"}] + [
+    "openssh-client"]  # the tests log in as users from root's shell; forky's openssh-server no longer pulls it in
+SUITES = {
+    # python2.7: a managed host's interpreter too old for the modules (test_generations.py: the clear refusal)
+    "bullseye": {"release": "Debian 11", "systemd": 247, "python": "3.9", "packages": LEAN_PACKAGES + ["python2.7"],
+                 "cgroup_v1": True},
+    "bookworm": {"release": "Debian 12", "systemd": 252, "python": "3.11", "packages": PACKAGES, "cgroup_v1": True},
+    "trixie": {"release": "Debian 13", "systemd": 257, "python": "3.13", "packages": LEAN_PACKAGES, "cgroup_v1": True},
+    # testing: its Release file on the mirror here was past Valid-Until (2026-11-26); apt still checks signatures
+    "forky": {"release": "Debian testing", "systemd": 258, "python": "3.13", "packages": LEAN_PACKAGES, "cgroup_v1": False,
+              "aptopt": ['Acquire::Check-Valid-Until "false"']},
+}
 # A per-run ssh key reaches the guest on the kernel command line: this unit
 # copies it into root's authorized_keys before sshd starts.
 KEY_UNIT = """[Unit]
@@ -106,9 +127,10 @@ def mirror():
     return "http://deb.debian.org/debian"
 
 
-def image_dir():
-    key = hashlib.sha256(json.dumps([SUITE, mirror(), sorted(PACKAGES), KEY_UNIT, KEY_SCRIPT, NETWORK, 2]).encode()).hexdigest()[:16]
-    return os.path.join(CACHE, "images", "%s-%s" % (SUITE, key))
+def image_dir(suite=SUITE):
+    packages = SUITES[suite]["packages"]
+    key = hashlib.sha256(json.dumps([suite, mirror(), sorted(packages), KEY_UNIT, KEY_SCRIPT, NETWORK, 2]).encode()).hexdigest()[:16]
+    return os.path.join(CACHE, "images", "%s-%s" % (suite, key))
 
 
 def run(cmd, **kw):
@@ -116,20 +138,37 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
-def build(_args=None):
-    out = image_dir()
+def fetchable(suite):
+    """None where the mirror serves SUITE's Release file, else why not (one line)."""
+    url = "%s/dists/%s/Release" % (mirror().rstrip("/"), suite)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            response.read(64)
+        return None
+    except (urllib.error.URLError, OSError) as err:
+        return "%s: %s" % (url, getattr(err, "reason", err))
+
+
+def build(args=None):
+    suite = getattr(args, "suite", None) or SUITE
+    out = image_dir(suite)
     if os.path.exists(os.path.join(out, "done")):
         log("image cached at %s" % out)
         return out
+    why = fetchable(suite)
+    if why:
+        log("Debian %s (%s) can no longer be fetched from this mirror: %s" % (suite, SUITES[suite]["release"], why))
+        sys.exit(3)
     tmp = out + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     rootfs = os.path.join(tmp, "rootfs")
     start = time.time()
+    packages = SUITES[suite]["packages"]
     log("no cached image at %s: building it once (about 2-4 minutes here)" % out)
-    log("[1/3] mmdebstrap: Debian %s with %d packages from %s" % (SUITE, len(PACKAGES), mirror()))
-    run(["mmdebstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES),
-         "--components=main", SUITE, rootfs, mirror()],
+    log("[1/3] mmdebstrap: %s (%s) with %d packages from %s" % (SUITES[suite]["release"], suite, len(packages), mirror()))
+    run(["mmdebstrap", "--variant=minbase", "--include=" + ",".join(packages), "--components=main"]
+        + ["--aptopt=" + opt for opt in SUITES[suite].get("aptopt", [])] + [suite, rootfs, mirror()],
         stdout=subprocess.DEVNULL)
 
     def put(rel, text, mode=0o644):
@@ -168,6 +207,39 @@ def build(_args=None):
     os.rename(tmp, out)
     log("image built in %.0f s at %s" % (time.time() - start, out))
     return out
+
+
+def build_all(_args=None):
+    """Every suite's image at once (mmdebstrap waits on the network more than on the CPUs: about 110 s for three
+    here, in parallel), each line of progress marked with its suite. A suite the mirror no longer serves is said
+    in one line and does not fail the step; its guest tests skip with the same line."""
+    import threading
+    procs = {}
+    start_time = time.time()
+
+    def follow(suite, stream):
+        for line in iter(stream.readline, b""):
+            text = line.decode("utf-8", "replace").rstrip()
+            if text and not text.startswith("Creating regular file"):
+                print("[%s] %s" % (suite, text[len("fsguest: "):] if text.startswith("fsguest: ") else text),
+                      file=sys.stderr, flush=True)
+    readers = []
+    for suite in sorted(SUITES):
+        procs[suite] = subprocess.Popen([sys.executable, os.path.abspath(__file__), "build", "--suite", suite],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        readers.append(threading.Thread(target=follow, args=(suite, procs[suite].stderr), daemon=True))
+        readers[-1].start()
+    failed = []
+    for suite, proc in procs.items():
+        rc = proc.wait()
+        if rc not in (0, 3):
+            failed.append(suite)
+    for reader in readers:
+        reader.join(5)
+    log("images: %s in %.0f s" % (", ".join("%s %s" % (s, {0: "ready", 3: "not fetchable"}.get(p.returncode, "FAILED"))
+                                            for s, p in procs.items()), time.time() - start_time))
+    if failed:
+        sys.exit(1)
 
 
 CONTAINER_PACKAGES = ["python3", "util-linux", "passwd", "procps", "sudo"]
@@ -236,6 +308,18 @@ def write_inventory(facts):
     return path
 
 
+def console_tail(facts, lines=25):
+    """The last lines of a guest's serial console, for a boot that failed."""
+    try:
+        with open(facts["console"], "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            text = fh.read().decode("utf-8", "replace").replace("\r", "")
+    except OSError as err:
+        return "(no console log: %s)" % err
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def wait_ssh(facts, timeout):
     started = time.time()
     deadline = started + timeout
@@ -246,13 +330,14 @@ def wait_ssh(facts, timeout):
             log("%s: waiting for ssh, %.0f s of at most %d (console %s)"
                 % (facts["name"], said - started, timeout, facts["console"]))
         if not alive(facts):
-            raise SystemExit("fsguest: qemu of %s died; console log: %s" % (facts["name"], facts["console"]))
+            raise SystemExit("fsguest: qemu of %s died; console log %s ends:\n%s" % (facts["name"], facts["console"], console_tail(facts)))
         rc = subprocess.run(ssh_base(facts) + ["true"], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
         if rc == 0:
             return
         time.sleep(2)
-    raise SystemExit("fsguest: no ssh to %s after %d s; console log: %s" % (facts["name"], timeout, facts["console"]))
+    raise SystemExit("fsguest: no ssh to %s after %d s; console log %s ends:\n%s"
+                     % (facts["name"], timeout, facts["console"], console_tail(facts)))
 
 
 def pid_of(facts):
@@ -280,7 +365,10 @@ def kvm_boots():
 
 
 def start(args):
-    img = build()
+    if args.cgroup == "v1" and not SUITES[args.suite]["cgroup_v1"]:
+        log("%s (systemd %d+) has no cgroup v1: boot it with --cgroup v2" % (SUITES[args.suite]["release"], SUITES[args.suite]["systemd"]))
+        sys.exit(2)
+    img = build(args)
     gdir = guest_dir(args.name)
     if os.path.exists(gdir):
         try:
@@ -302,7 +390,7 @@ def start(args):
     append = "root=/dev/vda rw console=ttyS0 fairshare.sshkey=%s" % pub
     if args.cgroup == "v1":
         append += " systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=0"
-    facts = {"name": args.name, "port": port, "key": key, "cgroup": args.cgroup,
+    facts = {"name": args.name, "port": port, "key": key, "cgroup": args.cgroup, "suite": args.suite,
              "console": os.path.join(gdir, "console.log"), "pidfile": os.path.join(gdir, "qemu.pid"),
              "dir": gdir}
     accel = ["-accel", "kvm", "-cpu", "host"] if kvm_boots() else ["-accel", "tcg,thread=multi,tb-size=256", "-cpu", "max"]
@@ -372,10 +460,14 @@ def reboot(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", required=True)
-    sub.add_parser("build").set_defaults(func=build)
+    s = sub.add_parser("build")
+    s.add_argument("--suite", choices=sorted(SUITES), default=SUITE)
+    s.set_defaults(func=build)
+    sub.add_parser("build-all").set_defaults(func=build_all)
     sub.add_parser("container-image").set_defaults(func=container_image)
     s = sub.add_parser("start")
     s.add_argument("name")
+    s.add_argument("--suite", choices=sorted(SUITES), default=SUITE)
     s.add_argument("--cgroup", choices=["v1", "v2"], default="v2")
     s.add_argument("--port", type=int, default=0)
     s.add_argument("--memory", type=int, default=1024)

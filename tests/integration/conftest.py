@@ -139,17 +139,17 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: 0 if item.nodeid.split("::")[0].endswith("test_fsguest.py") else 1)
 
 
-@pytest.fixture(scope="session")
-def guest():
-    """A throw-away systemd guest (testbed/fsguest.py), stopped by PID if need be at the end."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+def boot_guest(name, *options, skip_unfetchable=False):
+    """Start a throw-away guest (testbed/fsguest.py start NAME OPTIONS...) -> its facts, with facts["ssh"](command).
+    A guest that does not boot fails the test with fsguest's last words (the end of its console log); with
+    skip_unfetchable, a suite the mirror no longer serves skips it with fsguest's one line."""
     tool = os.path.join(ROOT, "testbed", "fsguest.py")
-    name = "itest%d" % os.getpid()
-    out = subprocess.run([sys.executable, tool, "start", name], capture_output=True, text=True, check=False)
+    out = subprocess.run([sys.executable, tool, "start", name] + list(options), capture_output=True, text=True, check=False)
+    if out.returncode == 3 and skip_unfetchable:
+        pytest.skip(out.stderr.strip().splitlines()[-1])
     if out.returncode != 0:
         subprocess.run([sys.executable, tool, "stop", name], check=False)
-        pytest.fail("guest did not boot: %s" % out.stderr[-2000:])
+        pytest.fail("guest %s %s did not boot: %s" % (name, " ".join(options), out.stderr[-3000:]))
     facts = json.loads(out.stdout)  # exactly one JSON document (test_fsguest.py)
 
     def ssh(command, check=True):
@@ -160,10 +160,20 @@ def guest():
         return proc
     facts["ssh"] = ssh
     facts["name"] = name
+    facts["stop"] = lambda: subprocess.run([sys.executable, tool, "stop", name], check=False)
+    return facts
+
+
+@pytest.fixture(scope="session")
+def guest():
+    """A throw-away systemd guest (testbed/fsguest.py), stopped by PID if need be at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    facts = boot_guest("itest%d" % os.getpid())
     try:
         yield facts
     finally:
-        subprocess.run([sys.executable, tool, "stop", name], check=False)
+        facts["stop"]()
 
 
 # the receiver: counts every byte of every connection for `seconds`, then prints the total and the

@@ -301,3 +301,79 @@ def test_a_fork_bomb_of_a_limited_user_leaves_the_system_responsive(guest):
         run_module("cgroup_limit", {"limits": [{"user": name, "state": "absent"}, {"slice": "user.slice", "state": "absent"}]},
                    guest=guest)
         ssh("userdel %s" % name, check=False)
+
+
+# Grows in 4 MiB steps (every page touched) to argv[1] MiB, printing per step the MiB held, its slice's memory.current
+# (MiB) and the step's seconds; stops at the first step that takes a second or more ("throttled"), then prints the
+# slice's memory.events. Ends by itself either way (exit 0 unless the kernel kills it).
+GROW = """import sys, time
+slice_dir = "/sys/fs/cgroup" + open("/proc/self/cgroup").read().split("::", 1)[1].strip().rsplit("/", 1)[0]
+held = []
+for step in range(int(sys.argv[1]) // 4):
+    t = time.monotonic()
+    held.append(bytearray(4 << 20))
+    took = time.monotonic() - t
+    print("step", step * 4 + 4, int(open(slice_dir + "/memory.current").read()) >> 20, round(took, 3), flush=True)
+    if took >= 1:
+        print("throttled", flush=True)
+        break
+print(" ".join(open(slice_dir + "/memory.events").read().split()), flush=True)
+"""
+
+
+def test_memory_high_throttles_a_growing_allocation_before_memory_max_kills(guest):
+    """memory_high 90% of memory_max 200M (180M), no swap: a process growing in 4 MiB steps runs at full speed
+    (about 0.05 s a step in TCG) until its slice reaches the high mark, where the kernel throttles it (a step of
+    seconds) and the slice's memory.events `high` count rises; it is not killed and memory.max is never hit.
+    Checked to fail without memory_high: the growth to 184 MiB runs through at full speed, high stays 0."""
+    ssh = guest["ssh"]
+    name, uid = "fshigh", 3975
+    ssh("id %s >/dev/null 2>&1 || useradd -M -u %d %s" % (name, uid, name))
+    limits = [{"user": name, "memory_max": "200M", "memory_high": "90%", "memory_swap_max": "0"}]
+    try:
+        first = run_module("cgroup_limit", {"limits": limits}, guest=guest)
+        assert first["changed"], first
+        out = ssh("systemd-run --quiet --wait --pipe --slice=user-%d.slice --uid=%d -p RuntimeMaxSec=120 python3 -c %s 184; "
+                  "echo rc=$?" % (uid, uid, shlex.quote(GROW)), check=False).stdout
+        steps = [(int(w[1]), int(w[2]), float(w[3])) for w in (line.split() for line in out.splitlines()) if w[:1] == ["step"]]
+        line = [ln for ln in out.splitlines() if ln.startswith("low ")][-1].split()
+        events = dict(zip(line[0::2], map(int, line[1::2])))
+        fast = [took for _held, current, took in steps if current < 160]
+        slow = [(held, current, took) for held, current, took in steps if took >= 1]
+        print("memory.high 180M under memory.max 200M: %d steps below 160M, median %.3f s; throttled at %s (MiB held, "
+              "slice MiB, s); memory.events %s; %s" % (len(fast), sorted(fast)[len(fast) // 2], slow, events,
+                                                       out.strip().splitlines()[-1]))
+        assert out.strip().endswith("rc=0") and "throttled" in out, out[-2000:]
+        assert len(fast) >= 20 and sorted(fast)[len(fast) // 2] < 0.5, steps
+        assert slow and 170 <= slow[0][1] <= 200, steps
+        assert events["high"] > 0 and events["max"] == 0 and events["oom_kill"] == 0, events
+    finally:
+        run_module("cgroup_limit", {"limits": [{"user": name, "state": "absent"}]}, guest=guest)
+        ssh("userdel %s" % name, check=False)
+
+
+# a busy loop of 8 s pinned to CPU 0, which prints the CPU time it got
+BUSY_ON_CPU0 = ("systemd-run --quiet --wait --pipe --slice=user-{uid}.slice --uid={uid} -p RuntimeMaxSec=60 taskset -c 0 "
+                "python3 -c 'import time\nw, c = time.time(), time.process_time()\nwhile time.time() < w + 8: pass\n"
+                "print(time.process_time() - c)'")
+
+
+def test_cpu_weight_splits_a_contended_cpu_in_the_ratio_of_the_weights(guest):
+    """Two users with cpu_weight 200 and 100 each run a busy loop on the same CPU at the same time: the CPU time
+    they get is 2:1 within 10 % (2.0 measured). Checked to fail with equal weights: 1:1."""
+    ssh = guest["ssh"]
+    users = {"fsheavy": (3976, 200), "fslight": (3977, 100)}
+    for name, (uid, _weight) in users.items():
+        ssh("id %s >/dev/null 2>&1 || useradd -M -u %d %s" % (name, uid, name))
+    try:
+        run_module("cgroup_limit", {"limits": [{"user": n, "cpu_weight": w} for n, (_u, w) in users.items()]}, guest=guest)
+        out = ssh("(%s) > /tmp/fsw-a & (%s) > /tmp/fsw-b & wait; cat /tmp/fsw-a /tmp/fsw-b"
+                  % (BUSY_ON_CPU0.format(uid=3976), BUSY_ON_CPU0.format(uid=3977))).stdout.split()
+        heavy, light = map(float, out)
+        print("cpu_weight 200 against 100 on one CPU for 8 s: %.2f s against %.2f s of CPU, ratio %.2f"
+              % (heavy, light, heavy / light))
+        assert heavy + light > 4, out  # the two together had the CPU most of the time
+        assert 1.8 <= heavy / light <= 2.2, out
+    finally:
+        run_module("cgroup_limit", {"limits": [{"user": n, "state": "absent"} for n in users]}, guest=guest)
+        ssh("rm -f /tmp/fsw-a /tmp/fsw-b; userdel fsheavy; userdel fslight", check=False)
