@@ -141,3 +141,32 @@ def test_a_deleted_users_quota_is_lifted_by_uid_and_a_gone_path_has_nothing_to_l
     assert int(freed.stdout.split()[-1]) == 12 << 20 and not freed.stderr.strip()
     assert gone["_status"] == "SUCCESS" and gone["changed"] is False
     assert gone["note"] == "nothing to lift: path: '/mnt/no-such-fs' does not exist"
+
+
+def test_the_grace_period_runs_out_and_the_soft_limit_then_refuses_writes(fs):
+    """block_grace 1m (the shortest the quota tools keep): a user over the 4M soft limit, under the 40M hard one,
+    may still write while the grace runs; 65 s later a write of one more MiB gets EDQUOT, and what was written
+    stays. The mount's grace goes back to USER_ARGS' 2d afterwards."""
+    import time
+    ssh = fs["ssh"]
+    ssh("id fsgrace >/dev/null 2>&1 || useradd -M fsgrace; install -d -o fsgrace /mnt/ext4/g")
+    args = dict(path="/mnt/ext4", type="user", enable=True, block_grace="1m", inode_grace="12h",
+                quotas=[{"name": "fsgrace", "block_soft": "4M", "block_hard": "40M"}])
+    try:
+        assert quota(fs, **args)["grace"]["block"] == 60
+        during, err_during = dd(fs, "/mnt/ext4/g/a", 8, user="fsgrace")
+        running = ssh("repquota -u /mnt/ext4 | grep '^fsgrace '").stdout.split()
+        time.sleep(65)
+        after, err_after = dd(fs, "/mnt/ext4/g/b", 1, user="fsgrace")
+        kept = int(ssh("stat -c %s /mnt/ext4/g/a").stdout)
+        print("block_grace 1m, soft 4M, hard 40M: 8 MiB written in the grace -> %d bytes %r (repquota %s); 65 s later "
+              "1 MiB more -> %d bytes, %r; the first file still %d bytes"
+              % (during, err_during, running[1:6], after, err_after, kept))
+        assert during == 8 << 20 and not err_during
+        assert running[1] == "+-"  # over the soft limit, grace running
+        assert "Disk quota exceeded" in err_after and after < 1 << 20, (after, err_after)
+        assert kept == 8 << 20
+    finally:
+        quota(fs, path="/mnt/ext4", type="user", block_grace="2d", inode_grace="12h",
+              quotas=[{"name": "fsgrace", "state": "absent"}])
+        ssh("rm -rf /mnt/ext4/g; userdel fsgrace", check=False)
