@@ -17,7 +17,7 @@ export ANSIBLE_INTERPRETER_PYTHON := auto_silent
 export PATH := $(BIN):$(PATH)
 ARTIFACTS := $(ROOT)/artifacts
 
-.PHONY: help setup apt venv tree galaxy demo demo-host demo-clean unit integration sanity compat compat-venv compat-one docs lint build test molecule image images clean \
+.PHONY: help setup apt venv tree galaxy demo demo-host demo-clean unit integration sanity compat compat-venv compat-one docs lint build test molecule image images fleet clean \
 	containers-setup molecule-containers
 
 help:
@@ -149,6 +149,11 @@ galaxy: build
 
 image: setup
 	$(PY) testbed/fsguest.py build
+
+# one site.yml run over a fleet of guests of every generation (testbed/fleet.py; not in `make test`: about
+# five TCG guests on two cores)
+fleet: setup images
+	$(BIN)/python testbed/fleet.py
 
 # every Debian generation's guest image (bullseye, bookworm, trixie, forky), built in parallel once
 # and cached; a layer of `make test` of its own, before the guests boot
