@@ -103,6 +103,7 @@ def log(msg):
 # mmdebstrap, mkfs.ext4's "Creating regular file ...", qemu-img, ssh-keygen) goes to standard
 # error. main() points fd 1 at stderr for the whole command and keeps the real stdout here.
 RESULT_FD = None
+SLOW_DISK_BPS = 16 << 20  # vdc's read rate (QEMU throttling): 16 MiB/s
 
 
 def emit(document):
@@ -386,6 +387,10 @@ def start(args):
     run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", os.path.join(img, "rootfs.img"), "-F", "raw", overlay])
     # A second blank disk for filesystem tests (quota images etc.).
     run(["qemu-img", "create", "-q", "-f", "qcow2", os.path.join(gdir, "data.qcow2"), "2G"])
+    # A third, small one (vdc) whose reads QEMU caps at SLOW_DISK_BPS: the one disk of the guest that a test can
+    # contend for. The others are served from this machine's page cache faster than a TCG guest asks, so no
+    # request ever waits in the guest's I/O scheduler there and its weights have nothing to share out.
+    run(["qemu-img", "create", "-q", "-f", "qcow2", os.path.join(gdir, "slow.qcow2"), "512M"])
     port = args.port or free_port()
     append = "root=/dev/vda rw console=ttyS0 fairshare.sshkey=%s" % pub
     if args.cgroup == "v1":
@@ -398,6 +403,7 @@ def start(args):
         "-kernel", os.path.join(img, "vmlinuz"), "-initrd", os.path.join(img, "initrd.img"), "-append", append,
         "-drive", "file=%s,if=virtio,format=qcow2" % overlay,
         "-drive", "file=%s,if=virtio,format=qcow2" % os.path.join(gdir, "data.qcow2"),
+        "-drive", "file=%s,if=virtio,format=qcow2,throttling.bps-read=%d" % (os.path.join(gdir, "slow.qcow2"), SLOW_DISK_BPS),
         "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22" % port, "-device", "virtio-net-pci,netdev=n0",
         "-display", "none", "-serial", "file:" + facts["console"], "-monitor", "none",
         "-daemonize", "-pidfile", facts["pidfile"]]
@@ -433,7 +439,7 @@ def stop(args):
         log("%s: killing qemu pid %d" % (args.name, pid))
         os.kill(pid, signal.SIGKILL)
         time.sleep(1)
-    for f in ["overlay.qcow2", "data.qcow2"]:
+    for f in ["overlay.qcow2", "data.qcow2", "slow.qcow2"]:
         try:
             os.unlink(os.path.join(gdir, f))
         except OSError:

@@ -381,3 +381,48 @@ def test_cpu_weight_splits_a_contended_cpu_in_the_ratio_of_the_weights(guest):
     finally:
         run_module("cgroup_limit", {"limits": [{"user": n, "state": "absent"} for n in users]}, guest=guest)
         ssh("rm -f /tmp/fsw-a /tmp/fsw-b; userdel fsheavy; userdel fslight", check=False)
+
+
+# reads {path} with O_DIRECT (1 MiB at a time, over and over) from the wall-clock second {start} to {start} + 22 and
+# prints the MiB it got in each second: both users' readers wait for the same start
+READ_DIRECT = ("systemd-run --quiet --wait --pipe --slice=user-{uid}.slice --uid={uid} -p RuntimeMaxSec=90 python3 -c "
+               "'import mmap, os, time\nfd = os.open(\"{path}\", os.O_RDONLY | os.O_DIRECT)\nbuf = mmap.mmap(-1, 1 << 20)\n"
+               "size = os.fstat(fd).st_size\ntime.sleep(max(0, {start} - time.time()))\nsec = [0] * 22\noff = 0\n"
+               "while time.time() < {start} + 22:\n    n = os.preadv(fd, [buf], off)\n"
+               "    sec[min(21, int(time.time() - {start}))] += n\n    off = (off + n) % size\n"
+               "print(*[b >> 20 for b in sec])'")
+
+
+def test_io_weight_splits_a_contended_disk_under_bfq_in_the_ratio_of_the_weights(guest):
+    """Two users with io_weight 100 and 50 each read their own file with O_DIRECT, at the same time, from the
+    guest's slow disk (vdc: QEMU serves its reads at 16 MiB/s, so requests wait in the guest's scheduler) under
+    BFQ: from the 12th second on they get 2:1 within 10 % (1.95-2.09 measured). BFQ's low_latency raises a new
+    reader's weight for its first seconds (1.34 over the first 10 s), so the first 12 s are printed, not
+    bounded. Checked to fail with equal weights and under mq-deadline: 1.00.
+    io_weight 100 and 50, not 200 and 100: systemd (and the cgroupfs backend, the same way) maps a weight above
+    100 onto BFQ's 100-1000 in proportion, so 200 is BFQ's 109 (1.08 measured) - docs/cgroup_limit.md."""
+    ssh = guest["ssh"]
+    users = {"fsioheavy": (3980, 100), "fsiolight": (3981, 50)}
+    scheduler = ssh("cat /sys/block/vdc/queue/scheduler").stdout.split("[", 1)[1].split("]", 1)[0]
+    try:
+        ssh("mkfs.ext4 -q -F /dev/vdc && mkdir -p /mnt/fsio && mount /dev/vdc /mnt/fsio && "
+            "echo bfq > /sys/block/vdc/queue/scheduler")
+        for name, (uid, _weight) in users.items():
+            ssh("id %s >/dev/null 2>&1 || useradd -M -u %d %s; dd if=/dev/zero of=/mnt/fsio/%d bs=1M count=96 "
+                "status=none conv=fsync; chmod 644 /mnt/fsio/%d" % (name, uid, name, uid, uid))
+        assert "[bfq]" in ssh("cat /sys/block/vdc/queue/scheduler").stdout
+        run_module("cgroup_limit", {"limits": [{"user": n, "io_weight": w} for n, (_u, w) in users.items()]}, guest=guest)
+        start = int(ssh("date +%s").stdout) + 5
+        out = ssh("(%s) > /tmp/fsio-a & (%s) > /tmp/fsio-b & wait; cat /tmp/fsio-a; cat /tmp/fsio-b" % tuple(
+            READ_DIRECT.format(uid=uid, path="/mnt/fsio/%d" % uid, start=start) for uid, _w in users.values())).stdout
+        heavy, light = ([int(mib) for mib in line.split()] for line in out.strip().splitlines())
+        early, late = sum(heavy[:12]) / max(1, sum(light[:12])), sum(heavy[12:]) / max(1, sum(light[12:]))
+        print("io_weight 100 against 50 under BFQ, vdc at 16 MiB/s, MiB per second: %s against %s; first 12 s %d/%d "
+              "MiB (ratio %.2f), the 10 s after %d/%d MiB (ratio %.2f)" % (heavy, light, sum(heavy[:12]), sum(light[:12]),
+                                                                           early, sum(heavy[12:]), sum(light[12:]), late))
+        assert sum(heavy[12:]) + sum(light[12:]) >= 100, out  # the disk was busy (16 MiB/s for 10 s: 160 MiB)
+        assert 1.8 <= late <= 2.2, out
+    finally:
+        run_module("cgroup_limit", {"limits": [{"user": n, "state": "absent"} for n in users]}, guest=guest)
+        ssh("umount /mnt/fsio; rmdir /mnt/fsio; echo %s > /sys/block/vdc/queue/scheduler; rm -f /tmp/fsio-a /tmp/fsio-b; "
+            "userdel fsioheavy; userdel fsiolight" % scheduler, check=False)
