@@ -18,6 +18,13 @@ PYTHON = os.path.realpath(sys.executable)
 USER_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else PYTHON
 
 
+# In a guest: a process that holds argv[1] MiB and says "survived" if it is not killed; and an ssh login of a user
+# to the guest itself (/root/fs-key: the key the guest tests authorise for their users), which prints its rc.
+ALLOC = "python3 -c 'import sys; b = bytearray(int(sys.argv[1]) << 20); print(\"survived\")' %d"
+SSH = ("ssh -q -i /root/fs-key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+       "%s@127.0.0.1 %s; echo rc=$?")
+
+
 def run_module(name, args, check=False, diff=False, guest=None, netns=None, prefix=()):
     """`ansible HOST -m fairshare.resources.NAME` -> (result dict).
 

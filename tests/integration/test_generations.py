@@ -19,16 +19,13 @@ import sys
 
 import pytest
 
-from conftest import ROOT, boot_guest, run_module
+from conftest import ALLOC, ROOT, SSH, boot_guest, run_module
 
 sys.path.insert(0, os.path.join(ROOT, "testbed"))
 import fsguest  # noqa: E402  (SUITES: what each generation is)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 GENERATIONS = ["bullseye", "trixie", "forky"]
-ALLOC = "python3 -c 'import sys; b = bytearray(int(sys.argv[1]) << 20); print(\"survived\")' %d"
-SSH = ("ssh -q -i /root/fs-key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-       "%s@127.0.0.1 %s; echo rc=$?")
 # a busy loop of `seconds` in the user's slice, which prints the CPU time it got and the wall time it took
 BUSY = ("systemd-run --quiet --wait --pipe --slice=user-{uid}.slice --uid={uid} -p RuntimeMaxSec={limit} python3 -c "
         "'import time\nw, c = time.time(), time.process_time()\nwhile time.time() < w + {seconds}: pass\n"

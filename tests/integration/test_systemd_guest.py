@@ -15,15 +15,12 @@ import sys
 
 import pytest
 
-from conftest import ROOT, run_module
+from conftest import ALLOC, ROOT, SSH, run_module
 
 sys.path.insert(0, os.path.join(ROOT, "testbed"))
 import directory  # noqa: E402  (testbed/directory.py: slapd and SSSD in the guest)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-ALLOC = "python3 -c 'import sys; b = bytearray(int(sys.argv[1]) << 20); print(\"survived\")' %d"
-SSH = ("ssh -q -i /root/fs-key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-       "%s@127.0.0.1 %s; echo rc=$?")
 
 
 def rc_of(proc):
