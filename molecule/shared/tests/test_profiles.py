@@ -265,6 +265,46 @@ def test_the_night_plan_doubles_the_cpu_quota_and_base_restores_it(lab):
     assert systemd_time(back) == round(want * 100) and not leftover
 
 
+def test_the_night_timer_fires_by_itself_when_the_clock_reaches_its_schedule(lab):
+    """Nobody runs fairshare-plan here: the guest's clock is set 20 s before the next moment the role's own
+    night timer names (its OnCalendar, placed by systemd-analyze; the role enabled the timer), and
+    within 90 s the timer has run fairshare-plan@night.service and the user's slice has the night's doubled CPU
+    quota (it fired on the second, 20 s later). The clock is put back (the real time, carried forward by the
+    uptime that passed) and the base restored afterwards. Checked to fail with the clock set an hour short of
+    the schedule: the quota stays the base's."""
+    import time
+    host, name = lab["host"], representatives(lab)[0]
+    uid, want = lab["users"][name]["uid"], lab["users"][name]["cpu_max"] / 100.0
+    quota = "systemctl show -p CPUQuotaPerSecUSec --value user-%d.slice" % uid
+    calendar = host.check_output("systemctl show -p TimersCalendar --value fairshare-plan-night.timer")
+    event = calendar.split("OnCalendar=", 1)[1].split(";")[0].strip()
+    placed = host.check_output("systemd-analyze calendar %s" % quote(event))
+    nxt = [ln.split(":", 1)[1].strip() for ln in placed.splitlines() if ln.strip().startswith("Next elapse:")][0]
+    elapse = int(host.check_output("date -d %s +%%s" % quote(nxt)))
+    real, up = map(float, host.check_output("echo $(date +%s.%N) $(cut -d' ' -f1 /proc/uptime)").split())
+    before = host.check_output(quota)
+    seen, fired = None, ""
+    assert host.check_output("systemctl is-enabled fairshare-plan-night.timer") == "enabled"  # the role's doing
+    try:  # the lab fixture holds the timers off while limits are measured; on again for this test
+        host.run_test("systemctl start fairshare-plan-night.timer")
+        host.run_test("date -s @%d" % (elapse - 20))
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            seen = host.check_output(quota)
+            if systemd_time(seen) == round(want * 200):
+                break
+            time.sleep(3)
+        fired = host.check_output("systemctl show -p ExecMainStartTimestamp --value fairshare-plan@night.service")
+    finally:
+        now_up = float(host.check_output("cut -d' ' -f1 /proc/uptime"))
+        host.run_test("systemctl stop fairshare-plan-night.timer; date -s @%.3f" % (real + now_up - up))
+        host.run_test("fairshare-plan base")
+    print("%s: night timer OnCalendar=%s, next elapse %s; clock set 20 s before it: CPUQuotaPerSec %s -> %s, "
+          "fairshare-plan@night.service started %s" % (name, event, nxt, before, seen, fired))
+    assert systemd_time(before) == round(want * 100)
+    assert systemd_time(seen) == round(want * 200) and fired
+
+
 def test_the_boot_service_puts_back_the_plan_whose_window_holds_the_moment(lab):
     """A plan is runtime drop-ins, gone at a reboot: fairshare-plan-boot.service (enabled by the role)
     runs `fairshare-plan --now`. Restarted here with a copy of plans.json whose night window began
