@@ -38,6 +38,8 @@ ENV = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build"), ANS
 POLICY = {"fairshare_policy": {"min_uid": BASE_UID, "max_uid": BASE_UID + 99999,
                                "defaults": {"cpu": {"max": "200%", "weight": 100}, "memory": {"max": "2G", "high": "90%"},
                                             "pids": {"max": 4096}}}}
+# the policy's defaults as one cgroup_limit entry, for the guest floor (the naive loop names the same values)
+BENCH_LIMITS = {"cpu_max": "200%", "cpu_weight": 100, "memory_max": "2G", "memory_high": "90%", "pids_max": 4096}
 EXTRA = {"profiles_network": False, "profiles_install_packages": False, "profiles_quotas": False, "profiles_gpu": False,
          "profiles_cgroup_parent": PARENT,
          # the session script is written (cgroupfs), but this machine's own PAM files are left alone
@@ -137,10 +139,15 @@ class Guest(Local):
         return argv
 
     def floor(self, n):
-        """The guest's own floor (systemd): N drop-ins written as cgroup_limit writes them and one
-        daemon-reload, then a daemon-reload with nothing changed; and a daemon-reload with none of them.
-        -> {write, reload, reload_again, reload_without} in seconds."""
-        return json.loads(self.python(GUEST_FLOOR, n, BASE_UID))
+        """The guest's own floor (systemd): N drop-ins written as cgroup_limit writes them (render_dropin of
+        the bench policy's limits) and one daemon-reload, then a daemon-reload with nothing changed; and a
+        daemon-reload with none of them. -> {write, reload, reload_again, reload_without} in seconds."""
+        sys.path.insert(0, os.path.join(ROOT, "build"))
+        from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
+            DROPIN_NAME, normalize_limits, render_dropin,
+        )
+        text, _warnings = render_dropin(normalize_limits(BENCH_LIMITS, "bench"), "v2")
+        return json.loads(self.python("text, name = %r, %r\n" % (text, DROPIN_NAME) + GUEST_FLOOR, n, BASE_UID))
 
     def close(self):
         subprocess.run([sys.executable, os.path.join(ROOT, "testbed", "fsguest.py"), "stop", self.guest], check=False)
@@ -165,11 +172,10 @@ for name in ("passwd", "group"):
         os.unlink(keep)
 """
 
-# N drop-ins as cgroup_limit writes them for the bench policy, timed with daemon-reload (argv[1], argv[2]: N, the first uid)
+# N drop-ins `name` holding `text` (both put before it by Guest.floor), timed with daemon-reload (argv[1], argv[2]:
+# N, the first uid)
 GUEST_FLOOR = r"""import json, os, shutil, subprocess, sys, time
 n, base = map(int, sys.argv[1:3])
-text = ("# managed by fairshare.resources: changes here are overwritten\n[Slice]\nCPUWeight=100\nCPUQuota=200%%\n"
-        "MemoryHigh=%d\nMemoryMax=%d\nTasksMax=4096\n" % (int(1.8 * (1 << 30)), 2 << 30))
 def reload():
     t = time.time()
     subprocess.run(["systemctl", "daemon-reload"], check=True)
@@ -179,9 +185,9 @@ t = time.time()
 for i in range(n):
     d = "/etc/systemd/system/user-%d.slice.d" % (base + i)
     os.makedirs(d, exist_ok=True)
-    with open(d + "/50-fairshare.conf.tmp", "w") as fh:
+    with open(os.path.join(d, name + ".tmp"), "w") as fh:
         fh.write(text)
-    os.rename(d + "/50-fairshare.conf.tmp", d + "/50-fairshare.conf")
+    os.rename(os.path.join(d, name + ".tmp"), os.path.join(d, name))
 out["write"] = time.time() - t
 out["reload"] = reload()
 out["reload_again"] = reload()

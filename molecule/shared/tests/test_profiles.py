@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import time
 
 import pytest
 
@@ -272,7 +273,6 @@ def test_the_night_timer_fires_by_itself_when_the_clock_reaches_its_schedule(lab
     quota (it fired on the second, 20 s later). The clock is put back (the real time, carried forward by the
     uptime that passed) and the base restored afterwards. Checked to fail with the clock set an hour short of
     the schedule: the quota stays the base's."""
-    import time
     host, name = lab["host"], representatives(lab)[0]
     uid, want = lab["users"][name]["uid"], lab["users"][name]["cpu_max"] / 100.0
     quota = "systemctl show -p CPUQuotaPerSecUSec --value user-%d.slice" % uid
