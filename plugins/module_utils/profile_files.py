@@ -198,10 +198,12 @@ def is_ours(text):
 
 
 def render_timer(timer):
-    """{name, when, plan, what} (plan_model.plan_units) -> the .timer unit text."""
+    """{name, when, plan, what} (plan_model.plan_units) -> the .timer unit text. AccuracySec=1s: systemd's
+    default of a minute lets a timer fire at any second of the minute after its schedule (a per-boot
+    offset), and a plan switch is meant to happen when the schedule says."""
     if not _TIMER_RE.match(timer["name"]):
         raise ValueError("timers: %r is not a fairshare-plan timer name" % timer["name"])
-    return (MANAGED + "\n[Unit]\nDescription=fairshare plan %s (%s)\n[Timer]\nOnCalendar=%s\n"
+    return (MANAGED + "\n[Unit]\nDescription=fairshare plan %s (%s)\n[Timer]\nOnCalendar=%s\nAccuracySec=1s\n"
             "Unit=fairshare-plan@%s.service\n[Install]\nWantedBy=timers.target\n"
             % (timer["plan"], timer["what"], timer["when"], timer["plan"]))
 

@@ -21,8 +21,8 @@ def test_files_of_a_policy_with_a_plan():
     assert '"CPUQuota=100%"' in files[PATHS["plans"]][0]
     start = files["/etc/systemd/system/fairshare-plan-night.timer"][0]
     end = files["/etc/systemd/system/fairshare-plan-night-end.timer"][0]
-    assert start.startswith(MANAGED) and "OnCalendar=Mon..Fri 20:00\nUnit=fairshare-plan@night.service\n" in start
-    assert "OnCalendar=*-*-* 07:00:00\nUnit=fairshare-plan@base.service\n" in end
+    assert start.startswith(MANAGED) and "OnCalendar=Mon..Fri 20:00\nAccuracySec=1s\nUnit=fairshare-plan@night.service\n" in start
+    assert "OnCalendar=*-*-* 07:00:00\nAccuracySec=1s\nUnit=fairshare-plan@base.service\n" in end
 
 
 def test_parts_not_given_are_left_alone_and_no_plans_remove_the_plan_files():
