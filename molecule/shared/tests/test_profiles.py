@@ -166,8 +166,8 @@ def test_memory_max_kills_each_tier_at_its_own_limit(lab):
 def test_cpu_quota_holds_each_tier(lab):
     for name in representatives(lab):
         want = lab["users"][name]["cpu_max"] / 100.0
-        if want > 1:
-            continue  # a single busy loop cannot show a quota above one CPU
+        if want >= 1:
+            continue  # a single busy loop cannot show a quota of one CPU or more: it would only measure host noise
         res = in_slice(lab, name, CPU_SHARE % 4)
         share = float(res.stdout.strip().splitlines()[-1])
         print("%s: busy loop under cpu_max %d%% used %.1f%% of one CPU" % (name, want * 100, share * 100))
