@@ -94,10 +94,19 @@ def test_limits_hold_on_every_generation(generation):
     assert left == "infinity", left
 
 
-def test_a_python_too_old_for_the_modules_is_refused_plainly(generation):
-    """site.yml on a host whose interpreter is Python 2.7 (bullseye's python2.7; ansible-core 2.19's module wrapper
-    itself is a SyntaxError there): the run stops at the first module with the version it found and the floor,
-    and nothing on the host changes."""
+THIN_ROLE_PLAY = """- hosts: all
+  gather_facts: false
+  roles:
+    - role: fairshare.resources.cgroups
+      cgroups_limits: [{slice: fs-old-python.slice, memory_max: 64M}]
+"""
+
+
+def test_a_python_too_old_for_the_modules_is_refused_plainly(generation, tmp_path):
+    """site.yml, and a play of the thin role `cgroups`, on a host whose interpreter is Python 2.7 (bullseye's
+    python2.7; ansible-core 2.19's module wrapper itself is a SyntaxError there): each run stops at its first
+    module with the version it found and the floor, and nothing on the host changes. Checked to fail on the thin
+    role before it had the rescue: ansible-core's own SyntaxError was all it said."""
     ssh = generation["ssh"]
     if ssh("test -x /usr/bin/python2.7", check=False).returncode != 0:
         pytest.skip("%s's image has no python2.7" % generation["suite"])
@@ -105,17 +114,22 @@ def test_a_python_too_old_for_the_modules_is_refused_plainly(generation):
                ANSIBLE_HOST_KEY_CHECKING="False")
     looks = "ls /etc/systemd/system /etc/fairshare 2>&1; cat /sys/fs/cgroup/user.slice/memory.max"
     before = ssh(looks, check=False).stdout
-    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-                          "-i", "127.0.0.1:%d," % generation["port"], "-u", "root", "--private-key", generation["key"],
-                          "-e", "ansible_python_interpreter=/usr/bin/python2.7",
-                          "-e", "@" + os.path.join(ROOT, "examples", "policy.yml"), os.path.join(ROOT, "playbooks", "site.yml")],
-                         env=env, capture_output=True, text=True, timeout=300, check=False)
-    said = [line for line in out.stdout.splitlines() if "needs Python" in line]
-    print("site.yml with ansible_python_interpreter=/usr/bin/python2.7: rc %d; %s" % (out.returncode, said))
-    assert out.returncode == 2, out.stdout[-3000:]
-    assert any("needs Python 3.8 or later" in line and "/usr/bin/python2.7 there is Python 2.7" in line for line in said), out.stdout[-3000:]
-    assert "failed=1" in out.stdout and "changed=0" in out.stdout
-    assert ssh(looks, check=False).stdout == before
+    thin = tmp_path / "thin.yml"
+    thin.write_text(THIN_ROLE_PLAY)
+    for label, play in (("site.yml", ["-e", "@" + os.path.join(ROOT, "examples", "policy.yml"),
+                                      os.path.join(ROOT, "playbooks", "site.yml")]),
+                        ("the cgroups role", [str(thin)])):
+        out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+                              "-i", "127.0.0.1:%d," % generation["port"], "-u", "root", "--private-key", generation["key"],
+                              "-e", "ansible_python_interpreter=/usr/bin/python2.7"] + play,
+                             env=env, capture_output=True, text=True, timeout=300, check=False)
+        said = [line for line in out.stdout.splitlines() if "needs Python" in line]
+        print("%s with ansible_python_interpreter=/usr/bin/python2.7: rc %d; %s" % (label, out.returncode, said))
+        assert out.returncode == 2, out.stdout[-3000:]
+        assert any("needs Python 3.8 or later" in line and "/usr/bin/python2.7 there is Python 2.7" in line
+                   for line in said), out.stdout[-3000:]
+        assert "failed=1" in out.stdout and "changed=0" in out.stdout
+        assert ssh(looks, check=False).stdout == before
 
 
 @pytest.mark.parametrize("suite", [s for s in GENERATIONS if not fsguest.SUITES[s]["cgroup_v1"]])
