@@ -121,6 +121,17 @@ class Host(object):
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
+    def link_atomic(self, path, target):
+        """Make path a symbolic link to target, through a temporary link and a rename (a file there is replaced)."""
+        tmp = os.path.join(os.path.dirname(path), ".fairshare-link-%d-%s" % (os.getpid(), os.urandom(4).hex()))
+        os.symlink(target, tmp)  # fails where the name is taken: nothing is replaced by chance
+        try:
+            os.rename(tmp, path)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+        self.done.append("link %s -> %s" % (path, target))
+
     def backup(self, path):
         """A dated copy beside the file (AnsibleModule.backup_local); returns its path."""
         return self.module.backup_local(path) if os.path.exists(path) else None
@@ -205,6 +216,17 @@ class Changes(object):
                 self.host.remove(path, prune=prune)
             else:
                 self.host.write_atomic(path, text, mode=mode, owner=owner)
+        return True
+
+    def link(self, path, target, old):
+        """Make path a link to target where it is not one already (old: the text it has now)."""
+        if os.path.islink(path) and os.readlink(path) == target:
+            return False
+        self.actions.append("link %s -> %s" % (path, target))
+        self.diff.append({"before_header": path, "after_header": path, "before": old or "",
+                          "after": "(a link to %s)\n" % target})
+        if not self.host.check_mode:
+            self.host.link_atomic(path, target)
         return True
 
     def run(self, label, argv):

@@ -24,8 +24,9 @@ from ansible_collections.fairshare.resources.plugins.module_utils.login import (
 from ansible_collections.fairshare.resources.plugins.module_utils.platform import init_system
 from ansible_collections.fairshare.resources.plugins.module_utils.profile_files import (
     AUTHSELECT_BASE_FILE, AUTHSELECT_DIR, AUTHSELECT_FILES, MANAGED, PAM_CONFIG_DIR, PAM_CONFIG_HEAD, PAM_CONFIG_RE, PATHS,
-    PLAN_BOOT_UNIT, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, USERS_DIR, decode_data, has_session_line,
-    is_ours, marked_json, pam_config_text, pam_session_text, pam_systemd_text, user_files, wanted_files,
+    PC_SUFFIX, PLAN_BOOT_UNIT, SESSION_HOOK_RE, TIMER_GLOB, UNIT_DIR, USERS_DIR, decode_data, has_session_line,
+    is_ours, is_pam_pc_text, marked_json, pam_config_text, pam_pc_text, pam_session_text, pam_systemd_text, user_files,
+    wanted_files,
 )
 
 PAM_DIR = "/etc/pam.d"
@@ -111,6 +112,18 @@ def authselect_session(params, host, changes, hook, selected, result, warn):
         changes.run("authselect select %s" % custom, ["authselect", "select", custom] + features)
 
 
+def pam_pc_session(path, old, hook, changes):
+    """SUSE (pam_pc_include): path is pam-config's link to its -pc file, or the file of ours that took its place.
+    With a hook: our file (the include and the line); without: the link again. None where neither applies."""
+    name = os.path.basename(path)
+    ours = not os.path.islink(path) and is_pam_pc_text(old, name)
+    if not ours and not (os.path.islink(path) and os.readlink(path) in (name + PC_SUFFIX, path + PC_SUFFIX)):
+        return None  # a file of the admin's own (the link was replaced by hand): edited like any other
+    if hook:
+        return changes.file(path, pam_pc_text(name, hook), 0o644, prune=False, old=old)
+    return changes.link(path, name + PC_SUFFIX, old) if ours else False
+
+
 def pam_session(params, host, changes, hook, result, warn):
     """Our session line: in the pam_files themselves, or through a pam-auth-update profile (Debian) or an
     authselect custom profile (RedHat)."""
@@ -128,6 +141,11 @@ def pam_session(params, host, changes, hook, result, warn):
         if not is_pam_file(path):  # a link into /etc/authselect where authselect manages nothing: not ours to edit
             warn("pam_files: %s leads to %s and authselect manages nothing here; it is left as it is"
                  % (path, os.path.realpath(path)))
+            continue
+        did = pam_pc_session(path, old, None if tool else hook, changes) if params["pam_pc_include"] else None
+        if did is not None:
+            result["files"].append({"path": path, "changed": did})
+            texts[path] = old if host.check_mode else host.read(path)
             continue
         text = pam_session_text(old, None if tool else hook)  # with a tool only a line we wrote earlier goes
         did = changes.file(path, text, os.stat(path).st_mode & 0o7777, prune=False)

@@ -80,6 +80,26 @@ def pam_session_text(old, hook=None):
     return _marked(old, PAM_MARK, _PAM_OURS.match, pam_line(hook) if hook else None)
 
 
+# SUSE's way (pam-config(8); openSUSE's "PAM configuration"): pam-config writes only the common-*-pc files and
+# makes common-* links to them; it has no session pam_exec of its own (its exec module is for passwords only). So
+# a link common-session -> common-session-pc becomes a file of ours that includes the -pc file, as the link did,
+# and adds our line: pam-config goes on writing the -pc file, and its changes still take effect through the include.
+PC_SUFFIX = "-pc"
+PC_MARK = "# fairshare.resources profile_host: pam-config's %s, included as its link did, and our session line"
+
+
+def pam_pc_text(name, hook):
+    """The file that takes the place of pam-config's link NAME -> NAME-pc: the include and our line."""
+    included = name + PC_SUFFIX
+    return "#%%PAM-1.0\n%s\nsession include %s\n%s\n%s\n" % (PC_MARK % included, included, PAM_MARK, pam_line(hook))
+
+
+def is_pam_pc_text(text, name):
+    """Is this the file pam_pc_text made for NAME (with any hook)?"""
+    lines = (text or "").splitlines()
+    return len(lines) > 2 and lines[1] == PC_MARK % (name + PC_SUFFIX)
+
+
 def has_session_line(text, hook):
     """Does a PAM file run the hook at session open (ours, or written by pam-auth-update)?"""
     want = re.compile(r"^\s*session\s+\S+\s+pam_exec\.so\s+quiet\s+%s\s+session\s*$" % re.escape(hook))

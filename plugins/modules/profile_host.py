@@ -105,6 +105,17 @@ options:
       - The custom profile does not follow later updates of the profile it was made from; remove it (run once
         without O(session_hook)) and run again to take them.
     type: str
+  pam_pc_include:
+    description:
+      - SUSE's way, where pam-config(8) makes the O(pam_files) - each a link C(common-session -> common-session-pc)
+        to the file pam-config writes and rewrites. pam-config has no session C(pam_exec) line of its own, so such a
+        link becomes a file of this module's that includes the C(-pc) file (C(session include common-session-pc),
+        as the link did) and adds the session line under it; pam-config goes on writing the C(-pc) file, and its
+        changes take effect through the include. With no O(session_hook) the link is put back.
+      - A file in O(pam_files) that is neither such a link nor that file of ours (the link was replaced by hand) is
+        edited as without this option.
+    type: bool
+    default: false
   pam_systemd_files:
     description:
       - systemd hosts - the PAM files of job schedulers whose session stack has no C(pam_systemd) (the role's
@@ -182,6 +193,13 @@ EXAMPLES = r"""
   fairshare.resources.profile_host:
     session_hook: /etc/fairshare/cgroupfs-fairshare.sh
     pam_files: [/etc/pam.d/system-auth, /etc/pam.d/password-auth]
+
+- name: An openSUSE or SLES host - common-session, pam-config's link, becomes a file that includes its -pc file
+  fairshare.resources.profile_host:
+    session_hook: /usr/local/sbin/fairshare-login
+    pam_files: [/etc/pam.d/common-session]
+    pam_pc_include: true
+    login: {policy: "{{ fairshare_policy }}"}
 
 - name: The same on Debian, through a pam-auth-update profile
   fairshare.resources.profile_host:
@@ -271,6 +289,7 @@ def main():
             pam_files=dict(type="list", elements="str", default=[]),
             pam_config=dict(type="str"),
             pam_authselect=dict(type="str"),
+            pam_pc_include=dict(type="bool", default=False),
             pam_systemd_files=dict(type="list", elements="str", default=[]),
             pam_systemd=dict(type="bool", default=True),
             login=dict(type="dict", options=dict(policy=dict(type="dict"),

@@ -116,6 +116,8 @@ def test_module_case(name, case, tmp_path, monkeypatch, capsys):
     for fname, text in (case.get("files") or {}).items():
         os.makedirs(os.path.dirname(str(tmp_path / fname)), exist_ok=True)
         (tmp_path / fname).write_text(text if isinstance(text, str) else json.dumps(text))
+    for fname, target in (case.get("links") or {}).items():  # symbolic links (pam-config's common-* -> common-*-pc)
+        os.symlink(target, str(tmp_path / fname))
     answers = dict((tuple(c["command"]), (c.get("rc", 0), c.get("out", ""), c.get("err", "")))
                    for c in case.get("commands", []))
     # what a scripted tool leaves behind, as its documentation says it does (authselect create-profile copies the
@@ -193,6 +195,9 @@ def check_result(want, result, changing, tmp_path, warnings):
             os.path.relpath(os.path.join(d, f), str(tmp_path)) for d, _s, fs in os.walk(str(tmp_path)) for f in fs))
     for fname, doc in (want.get("json_files") or {}).items():
         assert json.loads((tmp_path / fname).read_text()) == doc, fname
+    for fname, target in (want.get("links") or {}).items():  # null: a file, not a link
+        path = str(tmp_path / fname)
+        assert (os.readlink(path) if os.path.islink(path) else None) == target, fname
     for fname in want.get("no_files", []):
         assert not (tmp_path / fname).exists(), fname
     for fname, mode in (want.get("modes") or {}).items():
