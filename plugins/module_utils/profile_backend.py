@@ -116,8 +116,9 @@ def pam_pc_session(path, old, hook, changes):
     """SUSE (pam_pc_include): path is pam-config's link to its -pc file, or the file of ours that took its place.
     With a hook: our file (the include and the line); without: the link again. None where neither applies."""
     name = os.path.basename(path)
-    ours = not os.path.islink(path) and is_pam_pc_text(old, name)
-    if not ours and not (os.path.islink(path) and os.readlink(path) in (name + PC_SUFFIX, path + PC_SUFFIX)):
+    target = os.readlink(path) if os.path.islink(path) else None
+    ours = target is None and is_pam_pc_text(old, name)
+    if not ours and target not in (name + PC_SUFFIX, path + PC_SUFFIX):
         return None  # a file of the admin's own (the link was replaced by hand): edited like any other
     if hook:
         return changes.file(path, pam_pc_text(name, hook), 0o644, prune=False, old=old)

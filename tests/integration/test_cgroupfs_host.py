@@ -303,7 +303,6 @@ def test_suse_pam_config_link_becomes_an_include_that_pam_config_still_feeds(lim
         made = open(link).read()
         with open(pc + ".new", "w") as fh:  # what pam-config does next: a new -pc, renamed into place
             fh.write(open(pc).read() + "session optional pam_exec.so /bin/touch %s\n" % marker)
-        os.chmod(str(tmp_path), 0o777)
         os.rename(pc + ".new", pc)
         seen = pam_session(service, limited, 200)
         fed = marker.exists()
