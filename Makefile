@@ -23,7 +23,7 @@ ARTIFACTS := $(ROOT)/artifacts
 help:
 	@echo "make demo        set up, then apply examples/policy.yml to a throw-away guest and show fairshare-usage --all"
 	@echo "make demo-host   set up, then apply sample limits to two demo users on this host (demo-clean undoes it)"
-	@echo "make test        set up, then unit + sanity + compat + lint + build + galaxy + docs + images + host tests + molecule host and default"
+	@echo "make test        set up, then unit + sanity + compat + lint + build + galaxy + docs + images + host tests + every molecule scenario"
 	@echo "make images      every Debian generation's guest image (bullseye, bookworm, trixie, forky), built once and cached"
 	@echo "make compat      ansible-core 2.18, 2.20, 2.21: unit, sanity and a converge on this host, each"
 	@echo "make docs        the HTML documentation site in build/docs/html, checked in headless Chromium"
@@ -181,7 +181,8 @@ $(addprefix molecule-,$(SCENARIOS)): molecule-%: setup
 
 molecule: molecule-host molecule-default molecule-cgroup_v1 molecule-containers
 
-TEST_LAYERS := unit sanity compat lint build galaxy docs images integration molecule-host molecule-default
+TEST_LAYERS := unit sanity compat lint build galaxy docs images integration molecule-host molecule-default \
+	molecule-cgroup_v1 molecule-containers
 # Each layer in turn, timed; the times are printed at the end (the README quotes them).
 test: setup
 	@rm -f build/test-times.txt; mkdir -p build; failed=""; \
