@@ -150,8 +150,8 @@ galaxy: build
 image: setup
 	$(PY) testbed/fsguest.py build
 
-# one site.yml run over a fleet of guests of every generation (testbed/fleet.py; not in `make test`: about
-# five TCG guests on two cores)
+# one site.yml run over a fleet of guests of every generation and this machine itself (testbed/fleet.py;
+# not in `make test`: five TCG guests on two cores, 20 min to converge and 20 more for the checks)
 fleet: setup images
 	$(BIN)/python testbed/fleet.py
 
