@@ -409,6 +409,19 @@ def reset_properties(version):
     return ["%s=%s" % lim.systemd[version] for lim in LIMITS if version in lim.systemd]
 
 
+def plain_unit_name(unit):
+    """True when the unit name holds no fnmatch character: `systemctl list-units NAME` takes names as
+    patterns, so a name with \\, *, ? or [ (an escaped slice name) is not asked that way."""
+    return not any(c in unit for c in "\\*?[")
+
+
+def active_candidates(units, listed):
+    """The units to `systemctl show`: those `systemctl list-units --plain --no-legend --state=active`
+    listed (its first column), in the order given, and every name it could not be asked about."""
+    active = set(line.split()[0] for line in listed.splitlines() if line.strip())
+    return [u for u in units if u in active or not plain_unit_name(u)]
+
+
 def parse_systemctl_show(text):
     """`systemctl show -p A -p B u1 u2` output -> list of dicts, one per unit, in order."""
     units, current = [], {}

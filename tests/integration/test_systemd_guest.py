@@ -223,6 +223,12 @@ def test_a_total_for_all_users_holds_over_their_own_limits(guest):
         first = run_module("cgroup_limit", {"limits": limits}, guest=guest)
         assert first["changed"], first
         assert ssh("systemctl show -p MemoryMax --value user.slice").stdout.strip() == str(300 << 20)
+        # verified: read back for the active units only (user.slice: root's ssh session), not for the users'
+        # slices, which no one is logged in to
+        seen = dict((t["unit"], (t["active"], t["verified"])) for t in first["targets"])
+        print("active and verified per unit: %s" % seen)
+        assert seen["user.slice"] == (True, {"memory.max": str(300 << 20)})
+        assert seen["user-3961.slice"] == (False, {}) and seen["user-3962.slice"] == (False, {})
         alone = ssh(hold % (3961, 3961)).stdout
         both = ssh("(%s) > /tmp/fsagg-a & (%s) > /tmp/fsagg-b & wait; cat /tmp/fsagg-a /tmp/fsagg-b"
                    % (hold % (3961, 3961), hold % (3962, 3962))).stdout

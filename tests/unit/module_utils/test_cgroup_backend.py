@@ -667,3 +667,34 @@ def test_systemd_supported_by_release():
         "cpu_weight: systemd 258 no longer has CPUShares= (gone in 258 with cgroup v1); not applied",
         "io_max rbps on 8:0: systemd 258 no longer has BlockIOReadBandwidth= (gone in 258 with cgroup v1); not applied",
         "memory_max: systemd 258 no longer has MemoryLimit= (gone in 258 with cgroup v1); not applied"]
+
+
+def test_systemd_verify_shows_only_the_units_list_units_says_are_active(tmp_path):
+    """systemctl show loads every unit it is asked about (14 s for 1,000 users' slices in a TCG guest): only
+    the active ones list-units names are shown and verified; the others are reported inactive, unread."""
+    (tmp_path / "user.slice" / "user-1000.slice").mkdir(parents=True)
+    (tmp_path / "user.slice" / "user-1000.slice" / "memory.max").write_text("1073741824\n")
+    module = FakeModule(outputs={
+        "list-units": "user-1000.slice loaded active active User Slice of UID 1000\n",
+        "show": "Id=user-1000.slice\nActiveState=active\nControlGroup=/user.slice/user-1000.slice\n"})
+    layout = {"version": "v2", "v2_root": str(tmp_path), "v2_controllers": ["memory"], "v1": {}}
+    backend = b.SystemdBackend(Host(module), layout, unit_dir=str(tmp_path / "units"))
+    plans = [plan(0, "user", "a", {"memory_max": "1G"}, uid=1000), plan(1, "user", "b", {"memory_max": "1G"}, uid=1001)]
+    out = backend.apply(plans, False)
+    listed = [c for c in module.calls if c[1] == "list-units"]
+    shown = [c for c in module.calls if c[1] == "show"]
+    assert listed and listed[0][-2:] == ["user-1000.slice", "user-1001.slice"]
+    assert len(shown) == 1 and shown[0][-1] == "user-1000.slice" and "user-1001.slice" not in shown[0]
+    assert out["targets"][0]["active"] and out["targets"][0]["verified"] == {"memory.max": "1073741824"}
+    assert not out["targets"][1]["active"] and out["targets"][1]["verified"] == {}
+    module.outputs["list-units"] = ""
+    module.calls = []
+    backend.apply(plans, False)
+    assert not [c for c in module.calls if c[1] == "show"]  # nobody active: no show at all
+
+
+def test_unit_names_with_pattern_characters_are_shown_without_list_units():
+    from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import active_candidates, plain_unit_name
+    assert plain_unit_name("user-1000.slice") and not plain_unit_name("lab\\x2dgpu.slice")
+    assert active_candidates(["a.slice", "lab\\x2dgpu.slice", "b.slice"], "b.slice loaded active active B\n") == [
+        "lab\\x2dgpu.slice", "b.slice"]
