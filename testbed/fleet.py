@@ -39,8 +39,12 @@ import time
 
 import yaml
 
+from pamsession import SCRIPT as PAM_SESSION  # a real PAM session, then the user's process (testbed/pamsession.py)
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "molecule", "shared", "tests"))
 import converge  # noqa: E402  (benchmarks/converge.py: this machine's users in a private mount namespace)
+from guestlib import size  # noqa: E402  (the molecule checks' sizes: '128M' -> bytes)
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,38 +57,6 @@ HOST_VARS = {"ansible_connection": "local", "ansible_python_interpreter": "/usr/
              "profiles_cgroup_backend": "cgroupfs", "profiles_cgroup_parent": HOST_PARENT,
              "profiles_pam_session_files": [HOST_PAM], "profiles_pam_config": "", "profiles_install_packages": False,
              "profiles_network": False, "profiles_quotas": False, "profiles_gpu": False, "profiles_plans": False}
-# As root in a real PAM session of argv[1] for user argv[2] (uid argv[3]), then as that user: allocate argv[5] MiB
-# (argv[4] alloc) or spin argv[5] seconds and print the share of one CPU used (argv[4] spin).
-PAM_CHECK = r"""
-import ctypes, ctypes.util, os, sys, time
-service, user, uid, mode, amount = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-pam = ctypes.CDLL(ctypes.util.find_library("pam"))
-CONV = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
-class Conv(ctypes.Structure):
-    _fields_ = [("conv", CONV), ("appdata_ptr", ctypes.c_void_p)]
-conv = Conv(CONV(lambda n, msg, resp, data: 19), None)
-handle = ctypes.c_void_p()
-assert pam.pam_start(service.encode(), user, ctypes.byref(conv), ctypes.byref(handle)) == 0
-opened = pam.pam_open_session(handle, 0)
-print("cgroup", open("/proc/self/cgroup").read().replace("\n", " "), flush=True)
-child = os.fork()
-if child == 0:
-    os.setgid(uid)
-    os.setuid(uid)
-    if mode == "alloc":
-        block = bytearray(amount << 20)
-        print("survived", flush=True)
-    else:
-        t0, c0 = time.time(), time.process_time()
-        while time.time() - t0 < amount:
-            pass
-        print("share", (time.process_time() - c0) / (time.time() - t0), flush=True)
-    os._exit(0)
-status = os.waitpid(child, 0)[1]
-pam.pam_close_session(handle, 0)
-pam.pam_end(handle, opened)
-print("signal", os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0, "open", opened, flush=True)
-"""
 CHECKS = ("memory_max_kills_each_tier or cpu_quota_holds_each_tier or writes_past_the_hard_quota or "
           "iperf3_runs_at_each or gpus_not_given")
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
@@ -159,11 +131,6 @@ def host_users(local):
     return dict((u["name"], u["uid"]) for u in lab)
 
 
-def size(text):
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
-
-
 def host_checks(local, uids):
     """By effect on this machine, through a real PAM session of the fleet's PAM service (the role's session line
     in it) per tier, as the molecule checks pick them: one user per distinct set of limits. -> list of failures."""
@@ -178,31 +145,35 @@ def host_checks(local, uids):
         seen.add(key)
         uid, limit = uids[name], size(want["memory_max"])
 
-        def session(mode, amount):
-            argv = local.wrap(["/usr/bin/python3", "-c", PAM_CHECK, os.path.basename(HOST_PAM), name, str(uid), mode,
-                               str(amount)])
+        def session(what):
+            """-> (the session's JSON summary, the child's output lines)."""
+            argv = local.wrap(["/usr/bin/python3", "-c", PAM_SESSION, os.path.basename(HOST_PAM), name, str(uid), what])
             out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-            return out.stdout + out.stderr
+            lines = (out.stdout + out.stderr).strip().splitlines() or ["{}"]
+            try:
+                return json.loads(lines[-1]), lines[:-1]
+            except ValueError:
+                return {}, lines
 
-        small, big = session("alloc", (limit // 2) >> 20), session("alloc", (limit * 2) >> 20)
+        (small, small_out), (big, big_out) = session(str((limit // 2) >> 20)), session(str((limit * 2) >> 20))
         where = "%s/user-%d" % (HOST_PARENT, uid)
-        held = where in small and "survived" in small and "signal 0" in small
-        killed = "survived" not in big and "signal 9" in big
+        held = where in small.get("cgroup", "") and "survived" in small_out and small.get("signal") is None
+        killed = "survived" not in big_out and big.get("signal") == 9
         say("host %s: %d MiB %s, %d MiB %s (memory.max %s) in %s"
             % (name, (limit // 2) >> 20, "survived" if held else "NOT as expected", (limit * 2) >> 20,
                "killed (signal 9)" if killed else "NOT killed", want["memory_max"], where))
         if not (held and killed):
-            failures.append("%s memory: %s | %s" % (name, small.strip()[-300:], big.strip()[-300:]))
+            failures.append("%s memory: %s %s | %s %s" % (name, small, small_out[-3:], big, big_out[-3:]))
         quota = (want["cpu_max"] or 0) / 100.0
         if 0 < quota < 1:  # a busy loop shows a quota below one CPU; at 100 % and above it measures the host
-            spin = session("spin", 4)
-            match = re.search(r"share ([0-9.]+)", spin)
+            spun, spin_out = session("spin:4")
+            match = re.search(r"share ([0-9.]+)", " ".join(spin_out))
             share = float(match.group(1)) if match else None
             ok = share is not None and abs(share - quota) <= max(quota * 0.12, 0.03)
             say("host %s: busy loop used %s of one CPU under cpu.max %d%%"
                 % (name, "%.1f%%" % (share * 100) if share is not None else "?", quota * 100))
             if not ok:
-                failures.append("%s cpu: %s" % (name, spin.strip()[-300:]))
+                failures.append("%s cpu: %s %s" % (name, spun, spin_out[-3:]))
     return failures
 
 

@@ -336,9 +336,10 @@ class SystemdBackend(_Layout):
         pairs = [(p, r, a) for p, r, a in zip(plans, results, applied) if p.unit != TEMPLATE_UNIT]
         if not pairs:
             return
-        units = active_candidates([p.unit for p, _r, _a in pairs], self.host.run(
+        names = [p.unit for p, _r, _a in pairs]
+        units = active_candidates(names, self.host.run(
             ["systemctl", "list-units", "--no-legend", "--plain", "--full", "--state=active"]
-            + [p.unit for p, _r, _a in pairs if plain_unit_name(p.unit)]))
+            + [n for n in names if plain_unit_name(n)]))
         shown = {}
         if units:
             argv = ["systemctl", "show", "-p", "Id", "-p", "ActiveState", "-p", "ControlGroup"] + units

@@ -65,37 +65,9 @@ def warnings_of(name, args, prefix=()):
     return [w.split("[")[0] for w in text.split("[WARNING]: ")[1:]]
 
 
-PAM_SESSION = r'''
-import ctypes, ctypes.util, errno, json, os, sys
-service, user, uid, size = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4])
-pam = ctypes.CDLL(ctypes.util.find_library("pam"))
-CONV = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
-class Conv(ctypes.Structure):
-    _fields_ = [("conv", CONV), ("appdata_ptr", ctypes.c_void_p)]
-conv = Conv(CONV(lambda n, msg, resp, data: 19), None)  # no questions in a session stack: PAM_CONV_ERR
-handle = ctypes.c_void_p()
-started = pam.pam_start(service.encode(), user, ctypes.byref(conv), ctypes.byref(handle))
-opened = pam.pam_open_session(handle, 0)
-cgroup = open("/proc/self/cgroup").read()
-child = os.fork()
-if child == 0:  # what su or sshd does next: the user's own process
-    os.setgid(uid)
-    os.setuid(uid)
-    for path in sys.argv[5:]:  # device files to open, as the user's program would
-        try:
-            os.close(os.open(path, os.O_RDWR))
-            print("open", path, "OK", flush=True)
-        except OSError as exc:
-            print("open", path, errno.errorcode[exc.errno], flush=True)
-    block = bytearray(size * 1024 * 1024)
-    print("survived", flush=True)
-    os._exit(0)
-status = os.waitpid(child, 0)[1]
-pam.pam_close_session(handle, 0)
-pam.pam_end(handle, opened)
-print(json.dumps({"start": started, "open": opened, "cgroup": cgroup, "signal": os.WTERMSIG(status)
-                  if os.WIFSIGNALED(status) else None}))
-'''
+# A real PAM session, then the user's own process (testbed/pamsession.py, shared with the fleet's checks)
+sys.path.insert(0, os.path.join(ROOT, "testbed"))
+from pamsession import SCRIPT as PAM_SESSION  # noqa: E402
 
 
 def pam_session(service, pw, alloc_mb, open_paths=()):
