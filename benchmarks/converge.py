@@ -10,11 +10,13 @@ Two places to run it:
       absolute times are slow and the ratio is what counts), systemd backend, over ssh.
 Prints one line per measurement:
   <where> N=<users> first=<s> rerun=<s>
-  host floor N=<users> make+write=<s> read=<s> ratio_first=<x> ratio_rerun=<x>
+  host floor N=<users> make+write=<s> read=<s> user-files write=<s> read=<s> ratio_first=<x> ratio_rerun=<x>
   <where> naive N=<users> first=<s> ratio=<naive/role>
 The floor (this machine): a bare Python loop that makes the same cgroup directories (one per
 user and controller) and writes the same values, then one that reads them back - after the
-role's cgroups are removed again, so that both start from the same tree.
+role's cgroups are removed again, so that both start from the same tree; and one that writes
+the N per-user files profile_host keeps in /etc/fairshare/users (atomically, as it does), then
+reads them back. The ratios are against both together.
 Usage: sudo .venv/bin/python benchmarks/converge.py [--guest] [--naive-at N,N] [--users N] [N ...]
        (sizes default 10 100 1000; --users N adds N; the naive loop runs at N=100 unless --naive-at says where)
 """
@@ -253,6 +255,32 @@ def floor(n):
     return made, read
 
 
+def files_floor(n):
+    """The floor of profile_host's per-user files (/etc/fairshare/users/UID.json, 0400, owned by the user): a
+    bare loop that writes N files of that size atomically (a temporary file, its owner, a rename) in a new
+    directory beside /etc/fairshare, on the same filesystem, then one that reads them back.
+    -> (seconds to write, seconds to read)."""
+    text = json.dumps({"user": "fsbench0", "profiles": {"fsbench0": {"tier": None, "values": POLICY}}}, indent=2)
+    top = tempfile.mkdtemp(prefix="fairshare-floor-", dir="/etc")
+    try:
+        start = time.time()
+        for i in range(n):
+            fd, tmp = tempfile.mkstemp(dir=top, prefix=".fairshare-")
+            os.write(fd, text.encode())
+            os.fchmod(fd, 0o400)
+            os.fchown(fd, BASE_UID + i, BASE_UID + i)
+            os.close(fd)
+            os.rename(tmp, os.path.join(top, "%d.json" % (BASE_UID + i)))
+        wrote = time.time() - start
+        start = time.time()
+        for i in range(n):
+            with open(os.path.join(top, "%d.json" % (BASE_UID + i))) as fh:
+                fh.read()
+        return wrote, time.time() - start
+    finally:
+        shutil.rmtree(top)
+
+
 def playbook(target, path, extra):
     argv = target.wrap([os.path.join(BIN, "ansible-playbook")] + target.inventory + ["-e", json.dumps(extra), path])
     start = time.time()
@@ -307,8 +335,11 @@ def main():
                         # cgroups exist (30,000 made beside the role's took 15-18 s, against N from clean)
                         clean_cgroups(target)
                         made, read = floor(n)
-                        print("host floor N=%d make+write=%.2fs read=%.2fs ratio_first=%.1fx ratio_rerun=%.1fx"
-                              % (n, made, read, first / made, rerun / read), flush=True)
+                        wrote, looked = files_floor(n)
+                        print("host floor N=%d make+write=%.2fs read=%.2fs user-files write=%.2fs read=%.2fs "
+                              "ratio_first=%.1fx ratio_rerun=%.1fx"
+                              % (n, made, read, wrote, looked, first / (made + wrote), rerun / (read + looked)),
+                              flush=True)
                     if n in naive_at:
                         clean_cgroups(target)
                         naive_path = os.path.join(tmp, "naive.yml")

@@ -254,6 +254,7 @@ class SystemdBackend(_Layout):
         self.host, self.layout, self.unit_dir, self.runtime_dir = host, layout, unit_dir, runtime_dir
         self.version = "v1" if "memory" in layout["v1"] else "v2"
         self.systemd = systemd  # the release (252); None: not known, every property is written
+        self._runtime_dirs = None  # the drop-in directories in runtime_dir (login_dropin)
 
     def dropin_path(self, unit):
         return os.path.join(self.unit_dir, unit + ".d", DROPIN_NAME)
@@ -266,6 +267,13 @@ class SystemdBackend(_Layout):
         """The runtime drop-in the login resolver (login.py) gave a user's slice before the role listed
         them, when there is one of ours: it is parsed after ours and would win until the next boot."""
         if plan.kind != "user" or self.runtime_dir is None:
+            return None
+        if self._runtime_dirs is None:  # one listing, not a failed open per user (10,000 in a TCG guest: about 1 s)
+            try:
+                self._runtime_dirs = set(os.listdir(self.runtime_dir))
+            except OSError:
+                self._runtime_dirs = set()
+        if plan.unit + ".d" not in self._runtime_dirs:
             return None
         path = os.path.join(self.runtime_dir, plan.unit + ".d", LOGIN_RUNTIME_DROPIN)
         return path if (self.host.read(path) or "").startswith(MANAGED_HEADER) else None
@@ -368,6 +376,7 @@ class CgroupfsBackend(_Layout):
         self.host, self.layout, self.parent = host, layout, parent.strip("/")
         self.script_dir = script_dir or SCRIPT_DIR  # looked up here: module tests point it at a scratch dir
         self.planned = []
+        self._listings = {}  # {directory: its entries}, while a call plans (_listed)
         self.dropped = []  # relpaths this call removed (state absent, exclusive)
         self.left = []  # cgroups under the parent we did not make, left as they are
 
@@ -433,8 +442,21 @@ class CgroupfsBackend(_Layout):
                     dirnames[:] = []  # what is below a foreign cgroup is foreign too
         return sorted(found)
 
+    def _listed(self, cdir):
+        """Whether a cgroup directory exists, from one listing of the directory it is in (a call's planning
+        looks at 10,000 users' cgroups under the same parent: one listdir, not 10,000 stats)."""
+        top, _sep, name = cdir.rstrip("/").rpartition("/")
+        listing = self._listings.get(top)
+        if listing is None:
+            try:
+                listing = self._listings[top] = set(os.listdir(top))
+            except OSError:
+                listing = self._listings[top] = set()
+        return name in listing
+
     def apply(self, plans, exclusive):
         results, planned, diffs, writes, removals, accounting = [], [], [], [], [], []
+        self._listings = {}  # the planning's listings (_listed); dropped before the first change
         acct = self.accounting()
         made, was_set = self._made()
         self.left = []  # foreign cgroups that kept one of ours from being removed
@@ -453,7 +475,8 @@ class CgroupfsBackend(_Layout):
             for ctrl, fname, want in files:
                 if ctrl not in dirs:
                     dirs[ctrl] = self.dir_of(ctrl, plan.relpath) + "/"
-                live = self.read_value(dirs[ctrl] + fname)
+                # a cgroup not made yet has no file to read (a first run: 50,000 failed opens at 10,000 users)
+                live = self.read_value(dirs[ctrl] + fname) if self._listed(dirs[ctrl]) else None
                 before[fname] = live
                 after[fname] = want
                 if not same_value(fname, want, live):
@@ -462,7 +485,7 @@ class CgroupfsBackend(_Layout):
                 todo.extend(self._resets(plan, files, before, after, weight,
                                          None if was_set is None else was_set.get(plan.relpath, ())))
                 res["after"] = display_limits(plan.limits)
-                if acct and plan.kind == "user" and not os.path.isdir(self.dir_of(acct, plan.relpath)):
+                if acct and plan.kind == "user" and not self._listed(self.dir_of(acct, plan.relpath)):
                     before[acct], after[acct] = "absent", "made (CPU time only)"
                     accounting.append(plan)
                     res["changed"] = True
@@ -487,6 +510,7 @@ class CgroupfsBackend(_Layout):
                 diffs.append({"before_header": "/" + plan.relpath, "after_header": "/" + plan.relpath,
                               "before": _render(before), "after": _render(after)})
             results.append(res)
+        self._listings = {}
         self._check_v1_quotas(plans, planned)
         removed = []
         if exclusive:
@@ -753,7 +777,7 @@ class CgroupfsBackend(_Layout):
             if fname in wanted and reset_value(fname, self.version_of(ctrl)) != PER_DEVICE:
                 continue
             cdir = self.dir_of(ctrl, plan.relpath)
-            live = self.read_value(os.path.join(cdir, fname))
+            live = self.read_value(os.path.join(cdir, fname)) if self._listed(cdir) else None
             if live is None:
                 continue
             reset = reset_value(fname, self.version_of(ctrl))

@@ -7,7 +7,32 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import json
+import zlib
+
+# resource_facts' compress_lists: "zlib:" and the base64 of the zlib-compressed compact JSON text of a list
+PACKED_MARK = "zlib:"
+
+
+def encode_list(value, compress=False):
+    """A list as one compact JSON string (lists_as_json), or with compress its packed form (PACKED_MARK): at
+    10,000 users the users and profiled facts of the profiles role take 690 kB as JSON strings in a task's
+    result, over the 500 kB the collection keeps every job event under (AWX empties one over 700 kB)."""
+    text = json.dumps(value, separators=(",", ":"))
+    if not compress:
+        return text
+    return PACKED_MARK + base64.b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii")
+
+
+def decode_list(text):
+    """What encode_list returned (either form) -> the value. Raises ValueError for text that is neither."""
+    if text.startswith(PACKED_MARK):
+        try:
+            text = zlib.decompress(base64.b64decode(text[len(PACKED_MARK):].encode("ascii"))).decode("utf-8")
+        except (TypeError, zlib.error, UnicodeError) as exc:  # binascii.Error is a ValueError
+            raise ValueError("not a packed list (%s...): %s" % (PACKED_MARK, exc))
+    return json.loads(text)
 
 
 def parse_cpuinfo(text):

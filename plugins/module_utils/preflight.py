@@ -15,9 +15,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
 
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import LimitsMemo
+from ansible_collections.fairshare.resources.plugins.module_utils.facts import decode_list
 from ansible_collections.fairshare.resources.plugins.module_utils.gpu_model import allocate, check_gpu_list, select_gpus
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
     cgroup_parents, left_behind, to_cgroup_limits, to_disk_quotas, to_gpu_users, to_tc_classes, users_from_rows,
@@ -56,8 +56,9 @@ def gpus_of(facts):
 
 
 def _decoded(value):
-    """A list of the facts, or the JSON string of one (resource_facts lists_as_json) -> the list."""
-    return json.loads(value) if isinstance(value, str) else (value or [])
+    """A list of the facts, or the JSON string of one (resource_facts lists_as_json, packed with compress_lists)
+    -> the list."""
+    return decode_list(value) if isinstance(value, str) else (value or [])
 
 
 def preflight(profiles, facts, settings=None, counts=None):

@@ -16,6 +16,7 @@ __metaclass__ = type
 import json
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.fairshare.resources.plugins.module_utils.facts import decode_list
 from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
     pack_profiles, unpack_profiles, users_from_rows,
 )
@@ -40,9 +41,10 @@ def guarded(label, func, json_at=None, json_output=None):
                 value = args[at]
                 if isinstance(value, str):
                     try:
-                        value = json.loads(value)
+                        value = decode_list(value)  # JSON text, or resource_facts' packed form (compress_lists)
                     except ValueError as exc:
-                        raise AnsibleFilterError("%s: argument %d is neither a dict or list nor a JSON string of one: %s"
+                        raise AnsibleFilterError("%s: argument %d is neither a dict or list nor a JSON string of one "
+                                                 "(plain, or packed by resource_facts' compress_lists): %s"
                                                  % (label, at + 1, exc))
                 args[at] = convert(value)
         try:

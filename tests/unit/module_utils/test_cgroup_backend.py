@@ -215,6 +215,13 @@ def test_systemd_backend_takes_the_login_resolvers_runtime_dropin_of_users_it_li
     assert [d["before_header"] for d in out["diff"]][-2] == str(run / "user-1000.slice.d" / b.LOGIN_RUNTIME_DROPIN)
     again = b.SystemdBackend(Host(module), layout, unit_dir=str(units), runtime_dir=str(run)).apply(plans, False)
     assert not again["changed"]
+    # a user without a runtime drop-in directory costs no read there (one listing of the runtime dir for all)
+    host = Host(module)
+    reads = []
+    host.read = lambda path, _read=host.read: reads.append(path) or _read(path)
+    many = plans + [plan(i, "user", "u%d" % i, {"memory_max": "1G"}, uid=2000 + i) for i in range(2, 50)]
+    b.SystemdBackend(host, layout, unit_dir=str(units), runtime_dir=str(run)).apply(many, False)
+    assert [p for p in reads if p.startswith(str(run))] == [str(run / "user-1001.slice.d" / b.LOGIN_RUNTIME_DROPIN)]
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
@@ -499,14 +506,16 @@ def test_cgroupfs_first_call_reads_no_file_to_lift_and_a_tree_without_registry_i
     host.read_kernel = lambda path, _read=host.read_kernel: reads.append(os.path.basename(path)) or _read(path)
     b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
         [plan(0, "user", "a", {"memory_max": "100M"}, uid=2000)], False)
-    assert sorted(set(reads)) == ["memory.limit_in_bytes"]
+    # the cgroup was not there: nothing was read before the write, only the read-back after it
+    assert reads == ["memory.limit_in_bytes"]
     # 0.1.0 left this: a limit it set, no registry and no script; the next call drops the limit
     os.unlink(str(tmp_path / "cgroupfs-fairshare.json"))
     del reads[:]
     b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(
         [plan(0, "user", "a", {"pids_max": 10}, uid=2000)], False)
     assert (tmp_path / "memory" / "fairshare" / "user-2000" / "memory.limit_in_bytes").read_text() == "-1"
-    assert "cpu.shares" in reads
+    assert "memory.limit_in_bytes" in reads and "pids.max" in reads
+    assert "cpu.shares" not in reads  # no cpu cgroup was ever made for the user: no file there to read
 
 
 def test_cgroupfs_verified_values_read_back_only_what_was_written(tmp_path):

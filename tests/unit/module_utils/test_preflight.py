@@ -44,6 +44,11 @@ def test_the_hosts_users_without_a_profile_are_listed_once():
     got = pf.check_host(p.resolve(dict(POLICY, max_uid=60000, exempt_users=["root", "ben"]), users_from_rows(rows)),
                         facts, SETTINGS)
     assert got["unlisted"] == ["root", "ben", "svc", "ext"] and got["checked"] == 1
+    # the same rows packed, as the profiles role asks for them (compress_lists)
+    from ansible_collections.fairshare.resources.plugins.module_utils.facts import encode_list
+    packed = pf.check_host(p.resolve(dict(POLICY, max_uid=60000, exempt_users=["root", "ben"]), users_from_rows(rows)),
+                           dict(FACTS, users=encode_list(rows, compress=True)), SETTINGS)
+    assert packed == got
 
 
 @pytest.mark.parametrize("facts,settings,fragment", [

@@ -183,6 +183,10 @@ def check_result(want, result, changing, tmp_path, warnings):
         assert fragment in result.get("msg", ""), result
     for key, value in want.get("facts", {}).items():
         assert result["ansible_facts"]["fairshare"].get(key) == value, (key, result["ansible_facts"]["fairshare"])
+    for key, value in want.get("facts_unpacked", {}).items():  # resource_facts' compress_lists: packed lists
+        from ansible_collections.fairshare.resources.plugins.module_utils.facts import decode_list
+        fact = result["ansible_facts"]["fairshare"].get(key)
+        assert fact.startswith("zlib:") and decode_list(fact) == value, (key, fact)
     for fragment in want.get("warnings_have", []):
         assert any(fragment in w for w in warnings), warnings
     if "warnings" in want:
