@@ -230,6 +230,9 @@ def render_timer(timer):
 
 USERS_DIR = "/etc/fairshare/users"
 USER_MARK = "fairshare.resources profile_host: this user's part of /etc/fairshare/profiles.json"
+# stands for a profile's values while the rest of it is encoded (user_files); no policy value holds it
+_VALUES_SLOT = "\u0000fairshare-values\u0000"
+_VALUES_SLOT_JSON = json.dumps(_VALUES_SLOT)
 _USER_FILE = re.compile(r"^\d+\.json$")
 # the per-user parts of profiles.json, keyed by user name
 PER_USER = ("profiles", "cgroup_parents", "gpu_allocation", "mig_allocation")
@@ -259,12 +262,22 @@ def user_files(data, existing):
     files, foreign = {}, []
     common = {"_managed": USER_MARK, "parent": data.get("parent"), "containers": data.get("containers")}
     shared = dict((key, as_json(value, depth=0)[:-1]) for key, value in common.items())  # the same in every file
+    values_text = {}  # id of a values dict -> its JSON: users of one profile share that dict (unpack_profiles)
     for name, prof in sorted((data.get("profiles") or {}).items()):
         doc = dict(common, user=name)
         for key in PER_USER:
             if name in (data.get(key) or {}):
                 doc[key] = {name: data[key][name]}
-        files["%s/%d.json" % (USERS_DIR, prof["uid"])] = (as_json(doc, depth=1, encoded=shared), 0o400, prof["uid"])
+        encoded = shared
+        values = prof.get("values") if isinstance(prof, dict) else None
+        if isinstance(values, dict) and values:
+            text = values_text.get(id(values))
+            if text is None:
+                text = values_text[id(values)] = _ENCODER.encode(values)
+            # the profile's JSON with its values encoded once per profile, not once per user: the same text
+            own = _ENCODER.encode({name: dict(prof, values=_VALUES_SLOT)}).replace(_VALUES_SLOT_JSON, text, 1)
+            encoded = dict(shared, profiles=own)
+        files["%s/%d.json" % (USERS_DIR, prof["uid"])] = (as_json(doc, depth=1, encoded=encoded), 0o400, prof["uid"])
     for path, text in sorted(existing.items()):
         if path in files:
             if USER_MARK not in (text or ""):

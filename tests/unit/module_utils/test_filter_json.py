@@ -140,10 +140,10 @@ def test_packed_lists_of_resource_facts_go_through_the_filters_and_fit_a_job_eve
     with pytest.raises(AnsibleFilterError, match="packed by resource_facts"):
         stale("zlib:not base64 !", resolve(POLICY, USERS), "cgroupfs")
     rnd = random.Random(1)
-    groups = ["".join(rnd.choice(string.ascii_lowercase) for _ in range(7)) for _ in range(50)]
+    groups = ["".join(rnd.choice(string.ascii_lowercase) for _letter in range(7)) for _group in range(50)]
     users, last = [], []
     for i in range(10000):
-        name = "".join(rnd.choice(string.ascii_lowercase) for _ in range(rnd.randint(5, 9)))
+        name = "".join(rnd.choice(string.ascii_lowercase) for _letter in range(rnd.randint(5, 9)))
         uid = 100000 + rnd.randint(0, 899999)
         users.append([name, uid, [name] + rnd.sample(groups, rnd.randint(0, 3))])
         last.append([name, uid, []])

@@ -114,6 +114,36 @@ def test_each_user_gets_only_their_own_part_and_foreign_files_stay():
     assert json.loads(ben)["gpu_allocation"] == {"ben": [1]} and "ann" not in ben
 
 
+def test_a_profile_shared_by_many_users_is_encoded_once_and_each_file_is_the_same_text():
+    """user_files encodes the values of a profile many users share once (at 10,000 users their JSON was most of a
+    rerun's profile_host); every file must still be the text as_json gives the user's part."""
+    from ansible_collections.fairshare.resources.plugins.module_utils import profile_files as pf
+    from ansible_collections.fairshare.resources.plugins.module_utils.policy import pack_profiles, unpack_profiles
+    tier = {"memory.max": {"value": "2G", "from": "tiers.students.memory.max"}, "cpu.max": {"value": "50%", "from": "x"}}
+    profiles = dict(("u%d" % i, {"uid": 5000 + i, "tier": "students", "tier_from": "rules[0]", "unlimited": False,
+                                 "values": tier}) for i in range(30))
+    profiles["boss"] = {"uid": 4000, "tier": None, "tier_from": None, "unlimited": True, "values": {}}
+    profiles["odd"] = {"uid": 4001, "tier": "x\u00e9\"", "tier_from": None, "unlimited": False,
+                       "values": {"memory.max": {"value": "1G", "from": "users.odd"}}}
+    data = {"parent": "fairshare", "containers": {}, "profiles": unpack_profiles(pack_profiles(profiles)),
+            "cgroup_parents": {"u3": {"": "user-5003.slice"}}, "gpu_allocation": {"odd": [0]}}
+    encodes = []
+    real = pf._ENCODER
+    pf._ENCODER = type("Counting", (), {"encode": staticmethod(lambda v: encodes.append(v) or real.encode(v))})()
+    try:
+        files, _foreign = pf.user_files(data, {})
+    finally:
+        pf._ENCODER = real
+    assert sum(1 for v in encodes if v is data["profiles"]["u1"]["values"]) == 1  # once for the 30 users
+    for name, prof in profiles.items():
+        doc = {"_managed": pf.USER_MARK, "parent": "fairshare", "containers": {}, "user": name, "profiles": {name: prof}}
+        for key in ("cgroup_parents", "gpu_allocation"):
+            if name in data[key]:
+                doc[key] = {name: data[key][name]}
+        text = files["%s/%d.json" % (pf.USERS_DIR, prof["uid"])][0]
+        assert text == pf.as_json(doc, depth=1) and json.loads(text) == doc, name
+
+
 def test_json_files_have_a_line_per_user_and_read_back_the_same():
     data = {"parent": "fairshare", "profiles": {"ann": {"uid": 3001, "values": {"memory.max": {"value": "2G"}}},
                                                 "ben": {"uid": 3002, "values": {}}}, "empty": {}}
