@@ -22,7 +22,7 @@ def encode_list(value, compress=False):
     text = json.dumps(value, separators=(",", ":"))
     if not compress:
         return text
-    return PACKED_MARK + base64.b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii")
+    return PACKED_MARK + base64.b64encode(zlib.compress(text.encode("utf-8"), 6)).decode("ascii")
 
 
 def decode_list(text):
