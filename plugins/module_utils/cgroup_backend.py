@@ -209,6 +209,25 @@ def template_targets(plans, limits, exempt, sys_uid_max, parent, passwd=None, ha
     return out, extra
 
 
+def _user_slice_dropins(root):
+    """[(unit, file name, path)] of root/user-*.slice.d/*.conf (glob's matches, in its sorted order), from
+    directory listings: glob matched each of 10,000 users' directories against both patterns (3.5 s in a TCG
+    guest under cProfile)."""
+    try:
+        dirs = [d for d in os.listdir(root) if d.startswith("user-") and d.endswith(".slice.d")]
+    except OSError:
+        return []
+    found = []
+    for directory in dirs:
+        try:
+            names = os.listdir(os.path.join(root, directory))
+        except OSError:  # not a directory, or gone meanwhile
+            continue
+        found.extend((directory[:-2], name, os.path.join(root, directory, name)) for name in names
+                     if name.endswith(".conf") and not name.startswith("."))
+    return sorted(found, key=lambda item: item[2])
+
+
 def dropin_overrides(read, props_of, roots=DROPIN_ROOTS, ours_root="/etc/systemd/system", limit=50):
     """Drop-ins not ours that override what ours set for user slices: a file parsed after ours
     (a name that sorts after 50-fairshare.conf, in any drop-in directory of user-.slice or a
@@ -220,9 +239,7 @@ def dropin_overrides(read, props_of, roots=DROPIN_ROOTS, ours_root="/etc/systemd
     found = []
     earlier = roots[:roots.index(ours_root)] if ours_root in roots else roots
     for root in roots:
-        for path in sorted(glob.glob(os.path.join(root, "user-*.slice.d", "*.conf"))):
-            name = os.path.basename(path)
-            unit = os.path.basename(os.path.dirname(path))[:-2]
+        for unit, name, path in _user_slice_dropins(root):
             if name < DROPIN_NAME or (name == DROPIN_NAME and root not in earlier):
                 continue  # parsed before ours, or ours (a file of our name where ours is, or below it, loses)
             text = read(path) or ""

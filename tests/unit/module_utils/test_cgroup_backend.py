@@ -1,4 +1,5 @@
 """Backends against a scratch directory tree standing in for cgroupfs and /etc."""
+import glob
 import json
 import os
 
@@ -451,6 +452,16 @@ def test_site_dropins_that_override_ours_are_found(tmp_path):
     assert [(os.path.basename(os.path.dirname(f["path"])), f["properties"]) for f in found] == [
         ("user-1002.slice.d", ["CPUQuota", "MemoryMax"]), ("user-.slice.d", ["MemoryMax"]),
         ("user-1000.slice.d", ["TasksMax"])]
+    # the listings find what glob finds, in its order (a hidden file, a file where a directory would be, no .conf)
+    (etc / "user-1000.slice.d" / ".hidden.conf").write_text("[Slice]\n")
+    (etc / "user-1000.slice.d" / "notes.txt").write_text("")
+    (etc / "user-9.slice.d").write_text("")
+    (etc / "other.slice.d").mkdir()
+    (etc / "other.slice.d" / "80-x.conf").write_text("")
+    for root in (ctl, etc, tmp_path / "missing"):
+        want = sorted(glob.glob(os.path.join(str(root), "user-*.slice.d", "*.conf")))
+        assert [path for _unit, _name, path in b._user_slice_dropins(str(root))] == want
+    assert sorted(set(u for u, _n, _p in b._user_slice_dropins(str(etc)))) == ["user-.slice", "user-1000.slice", "user-1001.slice"]
 
 
 def test_the_managed_parent_itself_takes_the_total_of_all_users(tmp_path):
