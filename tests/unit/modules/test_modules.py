@@ -50,7 +50,9 @@ SETUP = {
                          "plan_service": "units/fairshare-plan@.service", "plan_boot": "units/fairshare-plan-boot.service"}},
                      "values": {"init_system": lambda: "systemd"}},
     # what it reads at fixed paths comes from the case (host_files); mounts and NICs are this machine's, not checked
-    "resource_facts": {"values": {"init_system": lambda: "systemd"}, "cgroup_v1": ["cpu", "memory", "pids"]},
+    # (the last run's profiles.json is absent unless the case gives it: this machine's own never counts)
+    "resource_facts": {"values": {"init_system": lambda: "systemd"}, "cgroup_v1": ["cpu", "memory", "pids"],
+                       "host_files": {"/etc/fairshare/profiles.json": None}},
 }
 
 
@@ -141,8 +143,10 @@ def test_module_case(name, case, tmp_path, monkeypatch, capsys):
     warned = []
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warned.append(msg))
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, arg, required=False, opt_dirs=None: arg)
-    host_files = dict((path, text if isinstance(text, str) else json.dumps(text))
-                      for path, text in (case.get("host_files") or {}).items())
+    # None: the file is not there (Host.read answers None)
+    given = dict(setup.get("host_files") or {}, **(case.get("host_files") or {}))
+    host_files = dict((path, text if isinstance(text, str) or text is None else json.dumps(text))
+                      for path, text in given.items())
     if host_files:
         from ansible_collections.fairshare.resources.plugins.module_utils import host as host_mod
         real_read = host_mod.Host.read
