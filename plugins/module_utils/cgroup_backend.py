@@ -109,6 +109,17 @@ class _Layout(object):
     def root_of(self, controller):
         return self._home(controller)[1]
 
+    def _entries(self, directory):
+        """The names in a directory (none where it cannot be listed), listed once per call of a backend: whether
+        10,000 users' cgroups or drop-in directories exist is one listdir, not 10,000 stats or failed opens."""
+        listings = self.__dict__.setdefault("_listings", {})
+        if directory not in listings:
+            try:
+                listings[directory] = set(os.listdir(directory))
+            except OSError:
+                listings[directory] = set()
+        return listings[directory]
+
 
 class Target(object):
     """One validated target: what the user asked, resolved on this host. A user_defaults mask is a user
@@ -271,7 +282,6 @@ class SystemdBackend(_Layout):
         self.host, self.layout, self.unit_dir, self.runtime_dir = host, layout, unit_dir, runtime_dir
         self.version = "v1" if "memory" in layout["v1"] else "v2"
         self.systemd = systemd  # the release (252); None: not known, every property is written
-        self._runtime_dirs = None  # the drop-in directories in runtime_dir (login_dropin)
 
     def dropin_path(self, unit):
         return os.path.join(self.unit_dir, unit + ".d", DROPIN_NAME)
@@ -285,12 +295,7 @@ class SystemdBackend(_Layout):
         them, when there is one of ours: it is parsed after ours and would win until the next boot."""
         if plan.kind != "user" or self.runtime_dir is None:
             return None
-        if self._runtime_dirs is None:  # one listing, not a failed open per user (10,000 in a TCG guest: about 1 s)
-            try:
-                self._runtime_dirs = set(os.listdir(self.runtime_dir))
-            except OSError:
-                self._runtime_dirs = set()
-        if plan.unit + ".d" not in self._runtime_dirs:
+        if plan.unit + ".d" not in self._entries(self.runtime_dir):  # not a failed open per user (TCG: about 1 s)
             return None
         path = os.path.join(self.runtime_dir, plan.unit + ".d", LOGIN_RUNTIME_DROPIN)
         return path if (self.host.read(path) or "").startswith(MANAGED_HEADER) else None
@@ -393,7 +398,6 @@ class CgroupfsBackend(_Layout):
         self.host, self.layout, self.parent = host, layout, parent.strip("/")
         self.script_dir = script_dir or SCRIPT_DIR  # looked up here: module tests point it at a scratch dir
         self.planned = []
-        self._listings = {}  # {directory: its entries}, while a call plans (_listed)
         self.dropped = []  # relpaths this call removed (state absent, exclusive)
         self.left = []  # cgroups under the parent we did not make, left as they are
 
@@ -460,20 +464,13 @@ class CgroupfsBackend(_Layout):
         return sorted(found)
 
     def _listed(self, cdir):
-        """Whether a cgroup directory exists, from one listing of the directory it is in (a call's planning
-        looks at 10,000 users' cgroups under the same parent: one listdir, not 10,000 stats)."""
+        """Whether a cgroup directory exists, from the listing of the directory it is in (_entries)."""
         top, _sep, name = cdir.rstrip("/").rpartition("/")
-        listing = self._listings.get(top)
-        if listing is None:
-            try:
-                listing = self._listings[top] = set(os.listdir(top))
-            except OSError:
-                listing = self._listings[top] = set()
-        return name in listing
+        return name in self._entries(top)
 
     def apply(self, plans, exclusive):
         results, planned, diffs, writes, removals, accounting = [], [], [], [], [], []
-        self._listings = {}  # the planning's listings (_listed); dropped before the first change
+        self._listings = {}  # the planning's listings (_entries); dropped before the first change
         acct = self.accounting()
         made, was_set = self._made()
         self.left = []  # foreign cgroups that kept one of ours from being removed

@@ -269,8 +269,8 @@ def user_files(data, existing):
             if name in (data.get(key) or {}):
                 doc[key] = {name: data[key][name]}
         encoded = shared
-        values = prof.get("values") if isinstance(prof, dict) else None
-        if isinstance(values, dict) and values:
+        values = prof.get("values")
+        if values:
             text = values_text.get(id(values))
             if text is None:
                 text = values_text[id(values)] = _ENCODER.encode(values)
