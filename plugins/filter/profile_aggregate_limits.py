@@ -16,7 +16,11 @@ description:
   C(memory.max), or C(memory.high) with C(memory_limit=high)) into one O(fairshare.resources.cgroup_limit#module:limits)
   entry - C(user.slice) on systemd hosts (every login's C(user-UID.slice) is in it), the managed parent (C(path=.))
   elsewhere. Where both give a value the smaller one is used.
-- A tier's total (C(aggregate.<tier>)) is refused by the policy check, with the reason.
+- A tier's total (C(aggregate.<tier>)) becomes one more entry on hosts without systemd - the level C(tier-<name>) under
+  the managed parent (C(path=tier-<name>)), which the tier's users go under (their entries of
+  C(fairshare.resources.profile_cgroup_limits) carry
+  C(under=tier-<name>)). On systemd hosts it is refused with the reason - logind keeps every C(user-UID.slice)
+  directly in C(user.slice), so no cgroup holds only one tier's logins.
 positional: _input, init_system, capacity
 options:
   _input:
@@ -44,7 +48,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: A list of at most one cgroup_limit entry.
+  description: A list of cgroup_limit entries - the total of all users (at most one), then one per tier with a total.
   type: list
   elements: dict
   sample: [{slice: user.slice, memory_max: "314572800", cpu_max: "300%"}]

@@ -20,7 +20,7 @@ import pwd
 
 from ansible_collections.fairshare.resources.plugins.module_utils.accounts import Accounts, NotFound
 from ansible_collections.fairshare.resources.plugins.module_utils.cgroup_model import (
-    CPU_PERIOD_US, DROPIN_NAME, INHERIT, IO_WEIGHT_FILES, MANAGED_HEADER, PER_DEVICE, cgroup_relpath, check_protected,
+    CPU_PERIOD_US, DROPIN_NAME, INHERIT, IO_WEIGHT_FILES, MANAGED_HEADER, PER_DEVICE, USER_LEAF_RE, cgroup_relpath, check_protected, check_under,
     LIMIT_FIELDS, LimitsMemo, controllers_needed, limits_key, devnum_of, device_reset, display_limits, expected_files, normalize_limits,
     active_candidates, parse_systemctl_show, parse_target, plain_unit_name, render_dropin, reset_files, reset_value, same_value,
     systemd_supported,
@@ -125,10 +125,10 @@ class Target(object):
     """One validated target: what the user asked, resolved on this host. A user_defaults mask is a user
     target without limits (a drop-in that keeps the template off the user)."""
 
-    def __init__(self, index, kind, name, uid, state, limits, parent):
+    def __init__(self, index, kind, name, uid, state, limits, parent, under=None):
         self.index, self.kind, self.name, self.uid = index, kind, name, uid
-        self.state, self.limits = state, limits
-        self.relpath = cgroup_relpath(kind, name, uid, parent)
+        self.state, self.limits, self.under = state, limits, under
+        self.relpath = cgroup_relpath(kind, name, uid, parent, under)
         self.unit = "user-%d.slice" % uid if kind == "user" else (name if kind == "slice" else None)
 
     @property
@@ -161,7 +161,11 @@ def build_targets(entries, state, force, parent, devnum, sys_uid_max=999, first=
     for index, entry in enumerate(entries):
         where = "limits_json[%d]" % index if index < first else "limits[%d]" % (index - first)
         kind, name = parse_target(entry, where)
-        uid = None
+        uid = under = None
+        if entry.get("under") not in (None, ""):
+            if kind != "user":
+                raise InputError("%s.under: only a user's cgroup goes under a level (this entry names a %s)" % (where, kind))
+            under = check_under(entry["under"], where)
         if kind == "user":
             name, uid = resolve_user(name, where, accounts)
         check_protected(kind, name, uid, force, where, sys_uid_max)
@@ -169,7 +173,7 @@ def build_targets(entries, state, force, parent, devnum, sys_uid_max=999, first=
         limits = normalize(entry, where) if wanted == "present" else {}
         for rule in limits.get("io_max", []):
             devnum(rule["device"])  # the device must exist now, not at apply time
-        plan = Target(index, kind, name, uid, wanted, limits, parent)
+        plan = Target(index, kind, name, uid, wanted, limits, parent, under)
         key = plan.unit or plan.relpath
         if key in seen:
             raise InputError("%s: %s is the same target as %s" % (where, plan.label, seen[key]))
@@ -417,6 +421,9 @@ class CgroupfsBackend(_Layout):
         acct = self.accounting()
         if acct and plan.kind == "user" and acct not in found:
             found.append(acct)
+        for ctrl in self.__dict__.get("above_ctrls", {}).get(plan.relpath, ()):
+            if ctrl not in found:
+                found.append(ctrl)
         return found
 
     def read_value(self, path):
@@ -475,6 +482,7 @@ class CgroupfsBackend(_Layout):
         made, was_set = self._made()
         self.left = []  # foreign cgroups that kept one of ours from being removed
         files_of = {}  # the same limits give the same files: worked out once per distinct set (10,000 users, a few tiers)
+        self._user_homes = dict((plan.uid, plan.relpath) for plan in plans if plan.kind == "user" and plan.state == "present")
         for plan in plans:
             res = plan.result()
             res.update(path=plan.relpath, cgroup_parent="/" + plan.relpath)
@@ -516,6 +524,19 @@ class CgroupfsBackend(_Layout):
                     before["exists"] = True
                     after["exists"] = False
                 res["after"] = {}
+            if plan.kind == "user":
+                for other in self._elsewhere(plan, was_set, removals):
+                    foreign = self._foreign_below(other, made)
+                    if foreign:
+                        res["warnings"].append("%s (an earlier cgroup of this user) holds cgroups this module did not "
+                                               "make (%s): left as it is" % (other, ", ".join(foreign[:5])))
+                        self.left.extend(f for f in foreign if f not in self.left)
+                        continue
+                    removals.append((other, self._existing_dirs(other)))
+                    res["changed"] = True
+                    before["moved_from"] = other
+                    after["moved_from"] = "removed, its processes %s" % (
+                        "moved here" if plan.state == "present" else "out of the parent")
             res["before"] = before
             if todo:
                 res["changed"] = True
@@ -525,6 +546,7 @@ class CgroupfsBackend(_Layout):
                               "before": _render(before), "after": _render(after)})
             results.append(res)
         self._listings = {}
+        joins = self._join_totals(plans, results, diffs, was_set)
         self._check_v1_quotas(plans, planned)
         removed = []
         if exclusive:
@@ -574,6 +596,8 @@ class CgroupfsBackend(_Layout):
                 self._register(making, making_set)
             for plan in accounting:
                 self._ensure_dir(acct, plan.relpath)
+            for plan, ctrl in joins:
+                self._ensure_dir(ctrl, plan.relpath)
             for plan, todo in self._ordered(writes):
                 self._write(plan, todo)
             for relpath, dirs in removals:
@@ -596,7 +620,66 @@ class CgroupfsBackend(_Layout):
             else:
                 res["verified"] = {}
         return {"targets": results, "removed": removed, "diff": diffs, "left": self.left[:50],
-                "changed": bool(writes or removals or accounting), "parent": self.parent}
+                "changed": bool(writes or removals or accounting or joins), "parent": self.parent}
+
+    def _elsewhere(self, plan, was_set, removals):
+        """The other cgroups of a user target's uid that our calls made under this parent (a user has one
+        cgroup: a call that puts it elsewhere, e.g. under another tier's level, takes the old one away and
+        moves its processes into the new one): the registry's targets named user-UID. Existing ones only,
+        none already being removed."""
+        index = self.__dict__.get("_by_uid")
+        if index is None or index[0] is not was_set:
+            found = {}
+            for relpath in was_set or ():
+                match = USER_LEAF_RE.match(relpath.rpartition("/")[2])
+                if match and relpath.startswith(self.parent + "/"):
+                    found.setdefault(int(match.group(1)), []).append(relpath)
+            index = self._by_uid = (was_set, found)
+        out = []
+        for relpath in sorted(index[1].get(plan.uid, ())):
+            if relpath != plan.relpath and self._existing_dirs(relpath) and \
+                    not any(relpath == r or relpath.startswith(r + "/") for r, _d in removals):
+                out.append(relpath)
+        return out
+
+    def _join_totals(self, plans, results, diffs, was_set):
+        """A user's cgroup is made (without limits) in every cgroup v1 hierarchy where a level above it has
+        a limit of ours - the total of a tier (under) or of all users (the parent) - so that its logins and
+        processes are under that total there too, not only where the user has limits of their own (on v2,
+        where the user has no limit at all: a user of a tier with a total and nothing of their own).
+        -> [(plan, controller)] to make; sets above_ctrls, which controllers_of adds."""
+        self.above_ctrls = {}
+        limited = {}  # relpath -> controllers its files are in (this call's targets, else the registry's)
+        for relpath, names in (was_set or {}).items():
+            limited[relpath] = set(n.split(".", 1)[0] for n in names)
+        for plan, files in self.planned:
+            limited[plan.relpath] = set(controllers_needed(files))
+        joins = []
+        for plan, res in zip(plans, results):
+            if plan.kind != "user" or plan.state != "present":
+                continue
+            parts = plan.relpath.split("/")
+            above = set()
+            for i in range(len(self.parent.split("/")), len(parts)):
+                above |= limited.get("/".join(parts[:i]), set())
+            own = limited.get(plan.relpath, set())
+            wanted = sorted(c for c in above - own if self.version_of(c) == "v1")
+            unified = sorted(c for c in above if self.version_of(c) == "v2")
+            if unified and not any(self.version_of(c) == "v2" for c in own):  # v2: one cgroup for all of them
+                wanted.append(unified[0])
+            if not wanted:
+                continue
+            self.above_ctrls[plan.relpath] = wanted
+            new = [c for c in wanted if not os.path.isdir(self.dir_of(c, plan.relpath))]
+            if new:
+                joins.extend((plan, c) for c in new)
+                res["before"].update((c, "absent") for c in new)
+                res["changed"] = True
+                diffs.append({"before_header": "/" + plan.relpath, "after_header": "/" + plan.relpath,
+                              "before": "".join("%s: absent\n" % c for c in new),
+                              "after": "".join("%s: made (no limit of its own; under the total above it)\n" % c
+                                               for c in new)})
+        return joins
 
     def _expected(self, limits, weight, known):
         """expected_files of one target's limits, from known ({key: answer}) where an earlier target had
@@ -905,18 +988,45 @@ class CgroupfsBackend(_Layout):
                     found.add(os.path.relpath(os.path.join(dirpath, d), root))
         return sorted(found, key=lambda p: p.count("/"))
 
+    def _destination(self, root, path):
+        """Where the processes of a cgroup being removed go: into the cgroup this call gives the same user
+        (a user moved to another level: the same workload there, else the user's session cgroup), so that
+        they stay under the user's limits; anything else to the hierarchy's root, as before our calls."""
+        rel = path[len(root):].strip("/")
+        parts = rel.split("/")
+        depth = len(self.parent.split("/"))
+        homes = self.__dict__.get("_user_homes") or {}
+        for i in range(depth, len(parts)):
+            match = USER_LEAF_RE.match(parts[i])
+            home = homes.get(int(match.group(1))) if match else None
+            if home is None or home == "/".join(parts[:i + 1]):
+                continue
+            base = root.rstrip("/") + "/" + home
+            v2 = root.rstrip("/") == (self.layout.get("v2_root") or "").rstrip("/")
+            for cand in ([base + "/" + "/".join(parts[i + 1:])] if i + 1 < len(parts) else []) + \
+                    ([base + "/" + SESSION_LEAF] if v2 else []) + [base]:
+                if os.path.isdir(cand):
+                    return cand
+            if v2 and os.path.isdir(base):  # a v2 cgroup with children holds no process itself: its session leaf
+                self.host.mkdir(base + "/" + SESSION_LEAF)
+                return base + "/" + SESSION_LEAF
+            break
+        return root
+
     def _remove(self, dirs):
-        """Move the processes out (to the hierarchy root) and rmdir, deepest first."""
+        """Move the processes out (_destination) and rmdir, deepest first."""
         for top in dirs:
             root = next(r for r in self._controller_roots() if top.startswith(r + "/"))
             tree = [dp for dp, _dn, _fn in os.walk(top)]
             for path in sorted(tree, key=lambda p: -p.count("/")):
-                for pid in (self.host.read(os.path.join(path, "cgroup.procs")) or "").split():
+                pids = (self.host.read(os.path.join(path, "cgroup.procs")) or "").split()
+                target = self._destination(root, path) if pids else root
+                for pid in pids:
                     try:
-                        self.host.write_kernel(os.path.join(root, "cgroup.procs"), pid)
+                        self.host.write_kernel(os.path.join(target, "cgroup.procs"), pid)
                     except (IOError, OSError) as exc:
                         if exc.errno != errno.ESRCH:
-                            raise
+                            raise HostError("moving pid %s out of %s into %s failed: %s" % (pid, path, target, exc))
                 self.host.rmdir(path)
 
 
@@ -983,6 +1093,10 @@ def apply_call(host, layout, backend_name, targets, params, template_limits, rel
     user_defaults_exempt). release: the host's systemd release (None: not known)."""
     cgfs = CgroupfsBackend(host, layout, params["parent"])
     if backend_name == "systemd":
+        nested = [t for t in targets if t.under]
+        if nested:  # before any change
+            raise InputError("%s: under %r needs the cgroupfs backend; with systemd, logind keeps every user-UID.slice "
+                             "directly in user.slice" % (nested[0].label, nested[0].under))
         unit_targets = [t for t in targets if t.kind != "path"]
         path_targets = [t for t in targets if t.kind == "path"]
         systemd = SystemdBackend(host, layout, systemd=release)

@@ -180,10 +180,24 @@ def systemd_unit(kind, name, uid=None):
     return None
 
 
-def cgroup_relpath(kind, name, uid=None, parent=DEFAULT_PARENT):
-    """Where a target lives under the managed parent in cgroupfs."""
+def check_under(value, where):
+    """A user target's level below the managed parent (limits[].under): a relative cgroup path of
+    plain names, like tier-students. -> the path without surrounding slashes; raises InputError."""
+    text = str(value).strip("/")
+    if not text or any(p in ("", ".", "..") or not _PATH_PART_RE.match(p) or USER_LEAF_RE.match(p)
+                       for p in text.split("/")):
+        raise InputError("%s.under: %r is not a level for a user's cgroup; use names of letters, digits, _ . - @ : "
+                         "joined by / like tier-students (no '..', no user-UID name)" % (where, value))
+    return text
+
+
+USER_LEAF_RE = re.compile(r"^user-(\d+)$")  # a user target's own cgroup in cgroupfs
+
+
+def cgroup_relpath(kind, name, uid=None, parent=DEFAULT_PARENT, under=None):
+    """Where a target lives under the managed parent in cgroupfs (under: a user's level, limits[].under)."""
     if kind == "user":
-        leaf = "user-%d" % uid
+        leaf = "user-%d" % uid if under is None else "%s/user-%d" % (under, uid)
     elif kind == "slice":
         leaf = name[:-len(".slice")]
     elif name == ".":

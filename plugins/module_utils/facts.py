@@ -106,13 +106,16 @@ def container_group_members(users, groups, exempt=()):
 
 def profile_parts(prof):
     """What a resolved profile gives a user besides cgroup limits, as profiled_users names it: 'disk:<path>' per
-    filesystem with a quota, 'gpu' for a GPU grant (an unlimited user's too), 'net' for a network class."""
+    filesystem with a quota, 'gpu' for a GPU grant (an unlimited user's too), 'net' for a network class,
+    'total:<tier>' where the user's tier has a total (aggregate.<tier>)."""
     values = prof.get("values") or {}
     parts = sorted("disk:" + k[len("disk."):] for k in values if k.startswith("disk."))
     if prof.get("unlimited") or any(k.startswith("gpu.") for k in values):
         parts.append("gpu")
     if "net.egress" in values:
         parts.append("net")
+    if prof.get("tier_total") and prof.get("tier"):  # the tier has a total: on cgroupfs hosts the user is under it
+        parts.append("total:%s" % prof["tier"])
     return parts
 
 

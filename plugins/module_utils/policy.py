@@ -110,7 +110,7 @@ def _check_value(path, section, key, value):
 
 
 # keys of a block that are not limits, and the blocks that may hold them
-META = {"defaults": (), "tiers": ("match", "unlimited"), "users": ("tier", "unlimited"), "aggregate": ()}
+META = {"defaults": (), "tiers": ("match", "unlimited"), "users": ("tier", "unlimited"), "aggregate": ("systemd",)}
 MATCH_KEYS = ("groups", "users")
 
 
@@ -146,6 +146,9 @@ def _check_meta(where, block, kind):
                 _names("%s.%s" % (path, mkey), names)
         if key == "tier" and block[key] is not None and not isinstance(block[key], str):
             raise PolicyError("%s: %r is not a tier name" % (path, block[key]))
+        if key == "systemd" and block[key] != "workloads":
+            raise PolicyError("%s: %r is not allowed; the one value is workloads (on systemd hosts the total then holds "
+                              "the tier's workloads and their containers, not its logins)" % (path, block[key]))
 
 
 # Keys whose value the host tools show as a number: resolve() passes on the parser's answer (bytes, CPUs, a
@@ -285,12 +288,19 @@ def validate(policy):
     for name, agg in _mapping("aggregate", policy.get("aggregate"), "all or tier names").items():
         if name != "all" and name not in tiers:
             raise PolicyError("aggregate.%s: not a tier (or all)" % name)
-        if name != "all":
-            raise PolicyError("aggregate.%s: a tier's total is not enforced: on systemd hosts logind puts every "
-                              "user-UID.slice under user.slice, so no cgroup holds exactly one tier's sessions (and "
-                              "on cgroupfs hosts the users are not grouped by tier); use aggregate.all for all users "
-                              "together, or per-user limits" % name)
+        if name != "all" and not TIER_LEVEL_RE.match(name):
+            raise PolicyError("aggregate.%s: a tier with a total becomes a cgroup named tier-%s; its name may hold "
+                              "only letters, digits, _ . @ : -" % (name, name))
+        if name == "all" and "systemd" in (agg or {}):
+            raise PolicyError("aggregate.all.systemd: only a tier's total takes it; aggregate.all is user.slice on "
+                              "systemd hosts, which holds every login already")
+        if name != "all" and "systemd" in agg and not TIER_SLICE_RE.match(name):
+            raise PolicyError("aggregate.%s: on systemd hosts the total is the slice %s, and a '-' or '@' in the "
+                              "tier's name would nest it elsewhere; rename the tier (letters, digits, _ . :)"
+                              % (name, TIER_SLICE % name))
         for section in _mapping("aggregate.%s" % name, agg, "cpu, memory, pids, io"):
+            if section == "systemd":
+                continue
             if section not in AGGREGATE_SECTIONS:
                 raise PolicyError("aggregate.%s.%s: not a total that a cgroup holds; allowed: %s"
                                   % (name, section, ", ".join(AGGREGATE_SECTIONS)))
@@ -346,6 +356,7 @@ def resolve(policy, users, checked=False):
     named = policy.get("users") or {}
     tiers = policy.get("tiers") or {}
     profiles = {}
+    totals = set(policy.get("aggregate") or {})
     made = {}  # (tier, the user's own block or None) -> (values, unlimited): the layers are flattened once per tier
     for user in users:
         if user["name"] not in named and (user["name"] in exempt or not covers_uid(bounds, user["uid"])):
@@ -368,9 +379,33 @@ def resolve(policy, users, checked=False):
             unlimited = bool(any((block or {}).get("unlimited") for _w, block in layers[1:]))
             made[(tier, own)] = ({} if unlimited else values), unlimited
         values, unlimited = made[(tier, own)]
-        profiles[user["name"]] = {"uid": user["uid"], "tier": tier, "tier_from": tier_from, "unlimited": unlimited,
-                                  "values": values}
+        profiles[user["name"]] = prof = {"uid": user["uid"], "tier": tier, "tier_from": tier_from,
+                                         "unlimited": unlimited, "values": values}
+        if tier in totals and not unlimited:
+            prof["tier_total"] = True
     return profiles
+
+
+TIER_LEVEL_RE = re.compile(r"^[A-Za-z0-9_.@:-]+$")
+TIER_SLICE_RE = re.compile(r"^(?!\.+$)[A-Za-z0-9_.:]+$")
+# Where a tier's total lives: on hosts without systemd a level under the managed parent that its users' cgroups
+# go in; on systemd hosts (aggregate.<tier>.systemd: workloads) a slice in user.slice that its workloads go in.
+TIER_LEVEL = "tier-%s"
+TIER_SLICE = "user-tier_%s.slice"
+TIER_WORKLOAD_SLICE = "user-tier_%s-u%d_%s.slice"
+
+
+def total_tier(prof):
+    """The tier whose total holds this profile's user (aggregate.<tier>), None without one."""
+    return prof.get("tier") if prof.get("tier_total") else None
+
+
+def user_level(prof, init_system="systemd"):
+    """The level a user's cgroup goes under (cgroup_limit's limits[].under): tier-<name> on hosts without
+    systemd when the user's tier has a total (aggregate.<tier>), else None (directly under the parent; on
+    systemd hosts logind decides where a user's slice is)."""
+    tier = total_tier(prof)
+    return TIER_LEVEL % tier if tier and init_system != "systemd" else None
 
 
 PACKED = "fairshare-packed-profiles"  # the mark of a packed document (pack_profiles)
@@ -386,8 +421,8 @@ def pack_profiles(profiles):
         shape = dict(profiles[name])
         uid = shape.pop("uid")
         # users of one tier share one values dict as resolve() makes them: one encoding per distinct dict
-        quick = (id(shape["values"]), shape.get("tier"), shape.get("tier_from"), shape.get("unlimited")) \
-            if len(shape) == 4 and "values" in shape else None
+        quick = (id(shape["values"]), shape.get("tier"), shape.get("tier_from"), shape.get("unlimited"),
+                 shape.get("tier_total")) if "values" in shape and len(shape) - ("tier_total" in shape) == 4 else None
         key = seen.get(quick) if quick else None
         if key is None:
             key = json.dumps(shape, sort_keys=True)
@@ -433,12 +468,16 @@ def workloads_of(prof):
     return sorted(k[len("workloads."):] for k in prof["values"] if k.startswith("workloads."))
 
 
-def workload_target(uid, workload, init_system="systemd"):
+def workload_target(uid, workload, init_system="systemd", tier=None):
     """The cgroup_limit target of a user's workload: a slice nested in the user's slice
-    (systemd: user-1000-build.slice), else a path under the user's cgroupfs cgroup."""
+    (systemd: user-1000-build.slice), else a path under the user's cgroupfs cgroup. tier: the tier whose
+    total holds the user (total_tier): on systemd hosts the workload's slice is then in the tier's slice
+    (user-tier_lab-u1000_build.slice), elsewhere the user's cgroup is under the tier's level."""
     if init_system == "systemd":
+        if tier:
+            return {"slice": TIER_WORKLOAD_SLICE % (tier, uid, workload)}
         return {"slice": "user-%d-%s.slice" % (uid, workload)}
-    return {"path": "user-%d/%s" % (uid, workload)}
+    return {"path": "%suser-%d/%s" % (TIER_LEVEL % tier + "/" if tier else "", uid, workload)}
 
 
 def to_cgroup_limits(profiles, init_system="systemd"):
@@ -450,11 +489,14 @@ def to_cgroup_limits(profiles, init_system="systemd"):
             limits.append({"user": name, "state": "absent"})
             continue
         entry = dict((CGROUP_KEYS[k], v["value"]) for k, v in prof["values"].items() if k in CGROUP_KEYS)
-        if entry:
+        under = user_level(prof, init_system)
+        if entry or under:  # a user of a tier with a total goes under it even without limits of their own
             entry["user"] = name
+            if under:
+                entry["under"] = under
             limits.append(entry)
         for work in workloads_of(prof):
-            entry = workload_target(prof["uid"], work, init_system)
+            entry = workload_target(prof["uid"], work, init_system, total_tier(prof))
             for section, body in prof["values"]["workloads." + work]["value"].items():
                 for key, value in body.items():
                     entry[CGROUP_KEYS["%s.%s" % (section, key)]] = value
@@ -483,15 +525,43 @@ def stale_targets(profiled, profiles, init_system="systemd", masked=(), current=
             out.append({"slice": target, "state": "absent"} if target.endswith(".slice") else
                        {"path": target, "state": "absent"})
             continue
+        tier = ([p[len("total:"):] for p in (row[3] if len(row) > 3 else ()) if p.startswith("total:")] or [None])[0]
+        under = TIER_LEVEL % tier if tier and init_system != "systemd" else None  # where user_level put them
         if name in profiles:
+            # still covered: on systemd hosts a workload whose slice moved (the tier's total came or went) leaves
+            # the old slice (hosts without systemd: cgroup_limit moves the user's whole cgroup by itself)
+            now = total_tier(profiles[name])
+            if init_system == "systemd" and now != tier:
+                out.extend(dict(workload_target(uid, work, init_system, tier), state="absent") for work in workloads)
             continue
         for work in workloads:
-            target = workload_target(uid, work, init_system)
+            target = workload_target(uid, work, init_system, tier)
             out.append(dict(target, state="absent"))
         if name in masked:
             continue
         out.append({"slice": "user-%d.slice" % uid, "state": "absent"} if init_system == "systemd"
-                   else {"path": "user-%d" % uid, "state": "absent"})
+                   else {"path": "%suser-%d" % (under + "/" if under else "", uid), "state": "absent"})
+    return out
+
+
+def tier_totals(policy, init_system="systemd"):
+    """aggregate.<tier> -> cgroup_limit targets. On hosts without systemd the level tier-<name> under the
+    managed parent, which the tier's users go under (user_level): everything they run. On systemd hosts
+    logind keeps every user-UID.slice directly in user.slice, so no cgroup can hold one tier's logins: the
+    total is the slice user-tier_<name>.slice (in user.slice) that the tier's workloads go in, and only
+    where the policy says so (aggregate.<tier>.systemd: workloads); else a PolicyError with the reason."""
+    out = []
+    for name, agg in sorted((policy.get("aggregate") or {}).items()):
+        if name == "all":
+            continue
+        if init_system == "systemd" and agg.get("systemd") != "workloads":
+            raise PolicyError("aggregate.%s: on systemd hosts a tier's total cannot hold the tier's logins: logind "
+                              "keeps every user-UID.slice directly in user.slice. Write aggregate.%s.systemd: workloads "
+                              "to hold the tier's workloads (and the containers started in them) there, use "
+                              "aggregate.all for all users together, or the tier's per-user limits" % (name, name))
+        entry = dict((CGROUP_KEYS[k], v) for k, v in flatten("aggregate.%s" % name, agg, "aggregate").items())
+        entry.update({"slice": TIER_SLICE % name} if init_system == "systemd" else {"path": TIER_LEVEL % name})
+        out.append(entry)
     return out
 
 
@@ -499,8 +569,10 @@ def aggregate_limits(policy, init_system="systemd", capacity=None):
     """The totals for all regular users together, as one cgroup_limit target: aggregate.all, and the
     system's reserve (capacity minus reserve, the smaller of the two where both give a value). On
     systemd hosts the target is user.slice (every login's user-UID.slice is in it), elsewhere the
-    cgroupfs backend's managed parent (path "."). [] when the policy has neither."""
+    cgroupfs backend's managed parent (path "."). Then each tier's total (tier_totals). [] when the
+    policy has none of them."""
     validate(policy)
+    tiers = tier_totals(policy, init_system)
     total = flatten("aggregate.all", (policy.get("aggregate") or {}).get("all"), "aggregate")
     entry = dict((CGROUP_KEYS[k], v) for k, v in total.items())
     reserve = policy.get("reserve") or {}
@@ -525,9 +597,9 @@ def aggregate_limits(policy, init_system="systemd", capacity=None):
         given = None if given is None else parse_cpu("aggregate.all", given)
         entry["cpu_max"] = "%d%%" % round(100 * (left if given in (None, UNLIMITED) or given > left else given))
     if not entry:
-        return []
+        return tiers
     entry.update({"slice": "user.slice"} if init_system == "systemd" else {"path": "."})
-    return [entry]
+    return [entry] + tiers
 
 
 def user_defaults(policy):
@@ -555,10 +627,14 @@ def cgroup_parents(profiles, init_system="systemd", driver=None, parent=DEFAULT_
         user_unit = systemd_unit("user", name, uid)
         mine = {}
         for work in [""] + workloads_of(prof):
-            target = workload_target(uid, work, init_system) if work else None
+            under = user_level(prof, init_system)
+            tier = total_tier(prof)
+            target = workload_target(uid, work, init_system, tier) if work else None
             if init_system != "systemd":  # the cgroupfs backend's own cgroup_parent: "/" + its relpath
                 kind, value = ("path", target["path"]) if work else ("user", name)
-                mine[work] = "/" + cgroup_relpath(kind, value, uid, parent)
+                mine[work] = "/" + cgroup_relpath(kind, value, uid, parent, under)
+            elif driver == "cgroupfs" and work and tier:  # the workload's slice is in the tier's, in user.slice
+                mine[work] = "/user.slice/%s/%s" % (TIER_SLICE % tier, target["slice"])
             elif driver == "cgroupfs":
                 mine[work] = "/user.slice/" + user_unit + ("/" + target["slice"] if work else "")
             else:

@@ -49,6 +49,18 @@ options:
       user:
         description: A user name or UID; the target is C(user-<UID>.slice) (systemd) or C(<parent>/user-<UID>) (cgroupfs).
         type: str
+      under:
+        description:
+          - With O(limits[].user) and the cgroupfs backend only - a level below the managed parent that
+            the user's cgroup goes in, C(<parent>/<under>/user-<UID>), such as C(tier-students). A total
+            set on that level (a O(limits[].path) entry C(tier-students)) then holds all its users together;
+            the profiles role puts the users of a tier with an C(aggregate.<tier>) total there.
+          - A user has one cgroup under the parent. When a call puts a user somewhere else (another level,
+            or none), the cgroup an earlier call made for them is removed and its processes are moved into
+            the new one, so they never leave the user's limits.
+          - Refused with the systemd backend (logind keeps every C(user-<UID>.slice) in C(user.slice)).
+        type: str
+        version_added: "0.3.0"
       slice:
         description: A slice unit such as C(research.slice) (cgroupfs backend - C(<parent>/research)).
         type: str
@@ -436,7 +448,7 @@ from ansible_collections.fairshare.resources.plugins.module_utils.errors import 
 IO_SPEC = dict(device=dict(type="str", required=True), rbps=dict(type="str"), wbps=dict(type="str"),
                riops=dict(type="str"), wiops=dict(type="str"))
 LIMIT_SPEC = dict(
-    user=dict(type="str"), slice=dict(type="str"), path=dict(type="str"),
+    user=dict(type="str"), slice=dict(type="str"), path=dict(type="str"), under=dict(type="str"),
     state=dict(type="str", choices=["present", "absent"]),
     cpu_weight=dict(type="int"), cpu_max=dict(type="str"), cpuset_cpus=dict(type="str"), cpuset_mems=dict(type="str"),
     memory_max=dict(type="str"), memory_high=dict(type="str"), memory_swap_max=dict(type="str"),

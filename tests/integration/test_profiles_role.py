@@ -273,3 +273,110 @@ def test_a_gpu_grant_the_policy_no_longer_gives_is_taken_back(fake_gpu):
     assert before == ("ENXIO", True) and after == ("EACCES", False)
     assert not os.path.exists("/sys/fs/cgroup/devices/%s/user-%d" % (PARENT, alice.pw_uid))
     assert site(policy, extra)["changed"] == "0"
+
+
+# aggregate.<tier> on this host (no systemd): the tier's users under tier-lab, which holds their total
+LAB = {"fairshare_policy": {
+    "min_uid": 42000, "max_uid": 42099,
+    "defaults": {"memory": {"max": "100M"}},
+    "tiers": {"lab": {"match": {"users": ["fsrt-sam", "fsrt-stan"]}, "memory": {"max": "200M"}}},
+    "aggregate": {"lab": {"memory": {"max": "300M"}, "pids": {"max": 64}}}}}
+HOLD = "import sys; b = bytearray(int(sys.argv[1]) << 20); print('holding', flush=True); sys.stdin.readline(); " \
+       "b += bytearray(int(sys.argv[2]) << 20); print('survived', flush=True); sys.stdin.readline()"
+FORKS = ("import os, time\nmade = 0\nfor i in range(100):\n    try:\n        pid = os.fork()\n    except OSError:\n"
+         "        break\n    if pid == 0:\n        time.sleep(3)\n        os._exit(0)\n    made += 1\nprint(made, flush=True)\n")
+
+
+def _cg(ctrl, *rest):
+    return os.path.join("/sys/fs/cgroup", ctrl, PARENT, *rest)
+
+
+def _as(uid, where, code, *args, **kw):
+    """python code as uid, after putting itself in the cgroup dirs `where` (controller -> relpath under PARENT)."""
+    joins = "; ".join("echo $$ > %s" % _cg(ctrl, rel, "cgroup.procs") for ctrl, rel in sorted(where.items()))
+    return subprocess.Popen(["sh", "-c", "%s; exec setpriv --reuid=%d --regid=%d --clear-groups %s -c \"$0\" \"$@\""
+                             % (joins, uid, uid, USER_PYTHON), code] + [str(a) for a in args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_a_tiers_total_holds_its_users_together_and_a_user_leaving_it_stays_limited(people):
+    """aggregate.lab memory.max 300M over two users of 200M each: either alone at 190M survives, both at 190M
+    at once pass the tier's total and one is killed. pids.max 64 for the tier, none per user: the user's
+    cgroup is made in the pids hierarchy too (cgroup v1) and a login lands there, so forks stop near 64.
+    Then the total leaves the policy: the users' cgroups go back to <parent>/user-UID with their running
+    processes (never to the root), tier-lab is removed, and a process there is held to its 200M."""
+    extra = ('{"profiles_network": false, "profiles_install_packages": false, "profiles_cgroup_backend": "cgroupfs", '
+             '"profiles_cgroup_parent": "%s", "profiles_pam_session_files": ["/etc/pam.d/%s"], "profiles_pam_config": ""}'
+             % (PARENT, PAM_SERVICE))
+    with open("/etc/pam.d/" + PAM_SERVICE, "w") as fh:
+        fh.write("session required pam_permit.so\n")
+    policy = people / "lab.yml"
+    policy.write_text(yaml.safe_dump(LAB))
+    assert site(policy, extra)["changed"] != "0"
+    sam, stan = pwd.getpwnam("fsrt-sam"), pwd.getpwnam("fsrt-stan")
+    for ctrl in ("memory", "pids"):
+        assert os.path.isdir(_cg(ctrl, "tier-lab", "user-%d" % sam.pw_uid)), ctrl
+    with open(_cg("memory", "tier-lab", "memory.limit_in_bytes")) as fh:
+        assert int(fh.read()) == 300 << 20
+    assert os.path.isdir(_cg("memory", "user-42000")) and not os.path.exists(_cg("memory", "user-%d" % sam.pw_uid))
+    assert site(policy, extra)["changed"] == "0"
+
+    # a login of a lab user lands under the tier, in every hierarchy the total has a limit in
+    alone = pam_session(PAM_SERVICE, sam, 190)
+    print("aggregate.lab 300M: fsrt-sam alone at 190M in %s / %s -> survived %s"
+          % (alone["cgroups"]["memory"], alone["cgroups"]["pids"], alone["survived"]))
+    assert alone["cgroups"]["memory"] == alone["cgroups"]["pids"] == "/%s/tier-lab/user-%d" % (PARENT, sam.pw_uid)
+    assert alone["survived"] and pam_session(PAM_SERVICE, stan, 190)["survived"]
+
+    # both at once: sam holds 190M, stan asks for 190M more than that in the same tier
+    mine = "tier-lab/user-%d" % sam.pw_uid
+    hold = _as(sam.pw_uid, {"memory": mine, "pids": mine}, HOLD, 190, 0)
+    try:
+        assert hold.stdout.readline().strip() == "holding"
+        both = pam_session(PAM_SERVICE, stan, 190)
+        try:
+            hold.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        killed = [who for who, dead in (("fsrt-sam", hold.poll() is not None), ("fsrt-stan", not both["survived"])) if dead]
+        print("both at 190M at once under the tier's 300M: killed %s (sam's holder rc %s, stan's signal %s)"
+              % (killed, hold.poll(), both["signal"]))
+        assert killed, "380M under a 300M total: nobody was killed"
+    finally:
+        hold.kill()
+        hold.wait()
+    forks = _as(sam.pw_uid, {"pids": mine}, FORKS)
+    made = int(forks.communicate(timeout=60)[0].split()[-1])
+    print("pids: 100 forks in fsrt-sam's cgroup under the tier's pids.max 64 (no pids limit of her own) -> %d made" % made)
+    assert 0 < made < 64
+
+    # the total leaves the policy while sam runs a process: it moves with her cgroup, and is still limited
+    hold = _as(sam.pw_uid, {"memory": mine, "pids": mine}, HOLD, 50, 200)
+    try:
+        assert hold.stdout.readline().strip() == "holding"
+        plain = json.loads(json.dumps(LAB))
+        del plain["fairshare_policy"]["aggregate"]
+        policy.write_text(yaml.safe_dump(plain))
+        # without adoption (which would pick up a process left at the root afterwards): the move itself keeps it
+        assert site(policy, extra[:-1] + ', "profiles_adopt_processes": false}')["changed"] != "0"
+        with open("/proc/%d/cgroup" % hold.pid) as fh:
+            now = parse_cgroups(fh.read())
+        print("aggregate.lab removed: sam's running process is now in %s (memory), %s (pids); tier-lab %s"
+              % (now["memory"], now["pids"], "left" if os.path.exists(_cg("memory", "tier-lab")) else "removed"))
+        assert now["memory"] == "/%s/user-%d" % (PARENT, sam.pw_uid)
+        assert not os.path.exists(_cg("memory", "tier-lab")) and not os.path.exists(_cg("pids", "tier-lab"))
+        hold.stdin.write("\n")
+        hold.stdin.flush()
+        rc = hold.wait(timeout=60)
+        print("that process then asks for 250M under her 200M: rc %d" % rc)
+        assert rc == -9 and "survived" not in hold.stdout.read()
+    finally:
+        if hold.poll() is None:
+            hold.kill()
+            hold.wait()
+    assert site(policy, extra)["changed"] == "0"
+
+
+def parse_cgroups(text):
+    return dict((ctrl, line.split(":", 2)[2]) for line in text.splitlines() for ctrl in line.split(":", 2)[1].split(",")
+                if ctrl)

@@ -718,3 +718,68 @@ def test_unit_names_with_pattern_characters_are_shown_without_list_units():
     assert plain_unit_name("user-1000.slice") and not plain_unit_name("lab\\x2dgpu.slice")
     assert active_candidates(["a.slice", "lab\\x2dgpu.slice", "b.slice"], "b.slice loaded active active B\n") == [
         "lab\\x2dgpu.slice", "b.slice"]
+
+
+def _procs(tmp_path, *parts):
+    path = tmp_path.joinpath(*parts) / "cgroup.procs"
+    return path.read_text().split() if path.exists() else None
+
+
+def test_cgroupfs_a_user_put_under_a_level_keeps_one_cgroup_and_its_processes(tmp_path):
+    """limits[].under (a tier's total): the user's cgroup moves under the level. The one an earlier call made is
+    removed, and its processes go into the new one (the same workload there), never to the hierarchy's root where
+    no limit holds them. v1: the user gets a cgroup in the hierarchy of a limit only the level has (pids here)."""
+    layout = v1_layout(str(tmp_path))
+    host = FakeKernel(FakeModule())
+
+    def call(plans, exclusive=False):
+        return b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(plans, exclusive)
+
+    call([plan(0, "user", "a", {"memory_max": "100M"}, uid=2000), plan(1, "path", "user-2000/build", {"pids_max": 50})])
+    (tmp_path / "memory" / "fairshare" / "user-2000" / "cgroup.procs").write_text("4242\n")
+    (tmp_path / "pids" / "fairshare" / "user-2000" / "build" / "cgroup.procs").write_text("4343\n")
+    under = [plan(0, "path", "tier-x", {"memory_max": "300M", "pids_max": 500}),
+             b.Target(1, "user", "a", 2000, "present", normalize_limits({"memory_max": "100M"}, "l", True), "fairshare",
+                      "tier-x"),
+             plan(2, "path", "tier-x/user-2000/build", {"pids_max": 50})]
+    out = call(under)
+    user = out["targets"][1]
+    assert user["path"] == "fairshare/tier-x/user-2000" and user["changed"]
+    assert user["before"]["moved_from"] == "fairshare/user-2000"
+    assert not (tmp_path / "memory" / "fairshare" / "user-2000").exists()
+    assert not (tmp_path / "pids" / "fairshare" / "user-2000").exists()
+    assert _procs(tmp_path, "memory", "fairshare", "tier-x", "user-2000") == ["4242"]
+    assert _procs(tmp_path, "pids", "fairshare", "tier-x", "user-2000", "build") == ["4343"]
+    assert _procs(tmp_path, "memory") in (None, []) and _procs(tmp_path, "pids") in (None, [])
+    # the level's pids total holds the user's logins: a cgroup there without a limit of its own, joined at login
+    assert (tmp_path / "pids" / "fairshare" / "tier-x" / "user-2000").is_dir()
+    assert not (tmp_path / "pids" / "fairshare" / "tier-x" / "user-2000" / "pids.max").exists()  # no limit written
+    backend = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path))
+    again = backend.apply(under, False)
+    assert not again["changed"], again["diff"]
+    assert ("pids", str(tmp_path / "pids" / "fairshare" / "tier-x" / "user-2000") + "/") in backend._session_dirs()[2000]
+    # taken off the level again: back to <parent>/user-UID, with its processes
+    (tmp_path / "memory" / "fairshare" / "tier-x" / "user-2000" / "cgroup.procs").write_text("4242\n")
+    back = call([plan(0, "user", "a", {"memory_max": "100M"}, uid=2000)])
+    assert back["targets"][0]["before"]["moved_from"] == "fairshare/tier-x/user-2000"
+    assert _procs(tmp_path, "memory", "fairshare", "user-2000") == ["4242"]
+    assert not (tmp_path / "memory" / "fairshare" / "tier-x" / "user-2000").exists()
+    # a user taken out of the limits (state absent) loses every cgroup of theirs; the processes leave the parent
+    (tmp_path / "memory" / "fairshare" / "user-2000" / "cgroup.procs").write_text("4242\n")
+    gone = call([b.Target(0, "user", "a", 2000, "absent", {}, "fairshare", "tier-x")])
+    assert gone["changed"] and not (tmp_path / "memory" / "fairshare" / "user-2000").exists()
+    assert _procs(tmp_path, "memory") == ["4242"]
+
+
+def test_cgroupfs_under_is_checked_before_anything(tmp_path):
+    with pytest.raises(b.InputError) as err:
+        b.build_targets([{"path": "w", "under": "tier-x"}], "present", True, "fairshare", lambda d: d)
+    assert "limits[0].under: only a user's cgroup goes under a level" in str(err.value)
+    with pytest.raises(b.InputError) as err:
+        b.build_targets([{"user": "root", "under": "../x"}], "present", True, "fairshare", lambda d: d)
+    assert "limits[0].under: '../x' is not a level" in str(err.value)
+    plans = b.build_targets([{"user": "root", "under": "tier-x", "memory_max": "1G"}], "present", True, "fairshare", lambda d: d)
+    with pytest.raises(b.InputError) as err:
+        b.apply_call(FakeKernel(FakeModule()), v1_layout(str(tmp_path)), "systemd", plans,
+                     {"parent": "fairshare"}, None)
+    assert "under 'tier-x' needs the cgroupfs backend" in str(err.value)

@@ -323,8 +323,68 @@ def test_totals_for_all_users_and_the_reserve_become_one_target():
     assert "reserve.memory: 8G is all of this host's 4G" in str(err.value)
 
 
+def test_a_tiers_total_is_a_level_its_users_go_under_on_hosts_without_systemd():
+    """aggregate.<tier>: on cgroupfs hosts the level tier-<name> carries the total and the tier's users (and their
+    workloads, and their containers' cgroup_parent) go under it; unlimited users and other tiers stay where they were.
+    On systemd hosts it is refused with the reason, before anything (the role's first filter)."""
+    pol = dict(POLICY, aggregate={"student": {"memory": {"max": "300M"}, "pids": {"max": 500}}},
+               tiers=dict(POLICY["tiers"], student=dict(POLICY["tiers"]["student"], workloads={"build": {"cpu": {"max": "50%"}}})))
+    prof = p.resolve(pol, USERS)
+    assert prof["sam"]["tier_total"] is True and "tier_total" not in prof["alice"] and "tier_total" not in prof["ada"]
+    totals = p.aggregate_limits(pol, "process_api")
+    assert totals == [{"path": "tier-student", "memory_max": "300M", "pids_max": 500}]
+    limits = dict(((e.get("user") or e.get("path")), e) for e in p.to_cgroup_limits(prof, "process_api"))
+    assert limits["sam"]["under"] == "tier-student" and "under" not in limits["alice"]
+    assert limits["tier-student/user-1001/build"] == {"path": "tier-student/user-1001/build", "cpu_max": "50%"}
+    assert limits["ada"] == {"user": "ada", "state": "absent"}
+    parents = p.cgroup_parents(prof, "process_api")
+    assert parents["sam"] == {"": "/fairshare/tier-student/user-1001", "build": "/fairshare/tier-student/user-1001/build"}
+    assert parents["alice"][""] == "/fairshare/user-1000"
+    # systemd: the users stay where logind puts them; without systemd: workloads the filter refuses it with the reason
+    assert all("under" not in e for e in p.to_cgroup_limits(prof, "systemd"))
+    with pytest.raises(p.PolicyError) as err:
+        p.aggregate_limits(pol, "systemd")
+    assert "aggregate.student: on systemd hosts a tier's total cannot hold the tier's logins" in str(err.value)
+    assert "aggregate.student.systemd: workloads" in str(err.value) and "aggregate.all" in str(err.value)
+    # ... and with it the total is a slice in user.slice that the tier's workloads go in (not its logins)
+    pol["aggregate"]["student"]["systemd"] = "workloads"
+    prof = p.resolve(pol, USERS)
+    assert p.aggregate_limits(pol, "systemd") == [{"slice": "user-tier_student.slice", "memory_max": "300M", "pids_max": 500}]
+    assert p.aggregate_limits(pol, "process_api")[0]["path"] == "tier-student"  # the same policy elsewhere
+    slices = dict(((e.get("user") or e.get("slice")), e) for e in p.to_cgroup_limits(prof, "systemd"))
+    assert slices["user-tier_student-u1001_build.slice"]["cpu_max"] == "50%" and "under" not in slices["sam"]
+    sysparents = p.cgroup_parents(prof, "systemd", "cgroupfs")
+    assert sysparents["sam"] == {"": "/user.slice/user-1001.slice",
+                                 "build": "/user.slice/user-tier_student.slice/user-tier_student-u1001_build.slice"}
+    assert p.cgroup_parents(prof, "systemd")["sam"]["build"] == "user-tier_student-u1001_build.slice"
+    # a workload whose slice moved (the tier's total came): its old slice goes; a removed user's go where they were
+    moved = [["sam", 1001, ["build"], []], ["gone", 1009, ["build"], ["total:student"]]]
+    assert p.stale_targets(moved, prof, "systemd") == [
+        {"slice": "user-1001-build.slice", "state": "absent"}, {"slice": "user-tier_student-u1009_build.slice", "state": "absent"},
+        {"slice": "user-1009.slice", "state": "absent"}]
+    assert p.stale_targets(moved[:1], prof, "process_api") == []  # cgroup_limit moves a user's cgroup whole
+    # a user the policy no longer covers is taken back where they were: under the level their row records
+    rows = [["sam", 1001, ["build"], ["total:student"]], [None, None, ["tier-student"]]]
+    assert p.stale_targets(rows, {}, "process_api") == [
+        {"path": "tier-student/user-1001/build", "state": "absent"}, {"path": "tier-student/user-1001", "state": "absent"},
+        {"path": "tier-student", "state": "absent"}]
+    assert "total:student" in facts_parts(prof["sam"]) and not any(x.startswith("total:") for x in facts_parts(prof["alice"]))
+
+
+def facts_parts(prof):
+    from ansible_collections.fairshare.resources.plugins.module_utils.facts import profile_parts
+    return profile_parts(prof)
+
+
 @pytest.mark.parametrize("patch,fragment", [
-    ({"aggregate": {"student": {"memory": {"max": "1G"}}}}, "aggregate.student: a tier's total is not enforced"),
+    ({"aggregate": {"nope": {"memory": {"max": "1G"}}}}, "aggregate.nope: not a tier (or all)"),
+    ({"aggregate": {"student": {"systemd": "logins"}}}, "aggregate.student.systemd: 'logins' is not allowed"),
+    ({"aggregate": {"all": {"systemd": "workloads"}}}, "aggregate.all.systemd: only a tier's total takes it"),
+    ({"tiers": dict(POLICY["tiers"], **{"a-b": {}}), "aggregate": {"a-b": {"systemd": "workloads", "memory": {"max": "1G"}}}},
+     "aggregate.a-b: on systemd hosts the total is the slice user-tier_a-b.slice"),
+    ({"tiers": dict(POLICY["tiers"], **{"a b": {}}), "aggregate": {"a b": {"memory": {"max": "1G"}}}},
+     "aggregate.a b: a tier with a total becomes"),
+    ({"aggregate": {"all": {"gpu": {"count": 1}}}}, "aggregate.all.gpu: not a total that a cgroup"),
     ({"aggregate": {"all": {"disk": {"/home": {"block_hard": "1G"}}}}}, "aggregate.all.disk: not a total that a cgroup"),
     ({"aggregate": {"all": {"cpu": {"cpus": "0-1"}}}}, "aggregate.all.cpu.cpus: not a total"),
     ({"reserve": {"cpus": 2}}, "reserve.cpus: unknown key"),

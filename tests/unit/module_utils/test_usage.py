@@ -12,6 +12,16 @@ def test_user_cgroup_paths():
     assert u.user_cgroup(V2, 1000, "fairshare", True)["pids"] == "/cg/user.slice/user-1000.slice"
 
 
+def test_a_user_under_a_tiers_total_is_found_there(tmp_path):
+    layout = {"version": "v1", "v2_root": None, "v2_controllers": [],
+              "v1": {"memory": str(tmp_path / "memory"), "pids": str(tmp_path / "pids")}}
+    (tmp_path / "memory" / "fairshare" / "tier-lab" / "user-1000").mkdir(parents=True)
+    (tmp_path / "memory" / "fairshare" / "user-1001").mkdir(parents=True)
+    assert u.user_cgroup(layout, 1000, "fairshare", False)["pids"] == str(tmp_path / "pids" / "fairshare" / "tier-lab" / "user-1000")
+    assert u.user_cgroup(layout, 1001, "fairshare", False)["memory"] == str(tmp_path / "memory" / "fairshare" / "user-1001")
+    assert u.user_cgroup(layout, 1002, "fairshare", False)["memory"] == str(tmp_path / "memory" / "fairshare" / "user-1002")
+
+
 def test_read_usage_v2_and_v1():
     files = {"/s/memory.current": "1048576\n", "/s/pids.current": "7\n", "/s/cpu.stat": "usage_usec 2500\nuser_usec 1\n",
              "/s/memory.events": "low 0\nhigh 0\nmax 0\noom 1\noom_kill 3\n"}

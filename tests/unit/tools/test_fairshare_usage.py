@@ -56,6 +56,16 @@ def test_report_of_the_cgroupfs_backend_on_cgroup_v2(tool, tmp_path):
     assert rep["active"] and rep["memory"] == {"used": 1 << 30, "max": 4 << 30} and rep["pids"]["used"] == 7
 
 
+def test_report_of_a_user_under_a_tiers_total(tool, tmp_path):
+    """A tier with a total (aggregate.<tier>) on a host without systemd: the user's cgroup is <parent>/tier-NAME/user-UID."""
+    bob = tmp_path / "cg" / "fairshare" / "tier-big" / "user-1001"
+    (bob / "login-sessions").mkdir(parents=True)
+    (bob / "memory.current").write_text("1073741824\n")
+    (bob / "pids.current").write_text("3\n")
+    rep = tool.report("bob", tool.load()["profiles"]["bob"], "fairshare")
+    assert rep["active"] and rep["memory"]["used"] == 1 << 30 and rep["pids"]["used"] == 3
+
+
 def test_explain_and_prometheus(tool, capsys):
     assert tool.main(["--explain", "alice"]) == 0
     out = capsys.readouterr().out
