@@ -16,11 +16,12 @@ description:
   C(memory.max), or C(memory.high) with C(memory_limit=high)) into one O(fairshare.resources.cgroup_limit#module:limits)
   entry - C(user.slice) on systemd hosts (every login's C(user-UID.slice) is in it), the managed parent (C(path=.))
   elsewhere. Where both give a value the smaller one is used.
-- A tier's total (C(aggregate.<tier>)) becomes one more entry on hosts without systemd - the level C(tier-<name>) under
-  the managed parent (C(path=tier-<name>)), which the tier's users go under (their entries of
-  C(fairshare.resources.profile_cgroup_limits) carry
-  C(under=tier-<name>)). On systemd hosts it is refused with the reason - logind keeps every C(user-UID.slice)
-  directly in C(user.slice), so no cgroup holds only one tier's logins.
+- A tier's total (C(aggregate.<tier>)) becomes one more entry. On hosts without systemd it is the level C(tier-<name>)
+  under the managed parent (C(path=tier-<name>)), which the tier's users go under (their entries of
+  C(fairshare.resources.profile_cgroup_limits) carry C(under=tier-<name>)). On systemd hosts logind keeps every
+  C(user-UID.slice) directly in C(user.slice), so no cgroup holds only one tier's logins - the total is refused with
+  the reason, unless it sets C(systemd) to C(workloads); then it is the slice C(user-tier_<name>.slice), which holds the
+  tier's workloads (C(user-tier_<name>-uUID_<workload>.slice)) and not its logins.
 positional: _input, init_system, capacity
 options:
   _input:

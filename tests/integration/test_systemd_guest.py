@@ -243,6 +243,48 @@ def test_a_total_for_all_users_holds_over_their_own_limits(guest):
     assert ssh("systemctl show -p MemoryMax --value user.slice").stdout.strip() == "infinity"
 
 
+def test_a_tiers_total_holds_its_workloads_together(guest):
+    """aggregate.lab memory.max 300M with systemd: workloads, over two users of the tier whose workload jobs has
+    200M each: the workloads' slices are in the tier's slice user-tier_lab.slice (in user.slice), so either
+    workload alone at 190M survives, both at once pass 300M and one is killed. The targets are the role's
+    (resolve, profile_cgroup_limits, profile_aggregate_limits); a second call changes nothing."""
+    from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
+        aggregate_limits, resolve, to_cgroup_limits,
+    )
+    ssh = guest["ssh"]
+    users = {"fstiera": 3971, "fstierb": 3972}
+    policy = {"min_uid": 3900, "max_uid": 3999,
+              "tiers": {"lab": {"match": {"users": sorted(users)}, "workloads": {"jobs": {"memory": {"max": "200M"}}}}},
+              "aggregate": {"lab": {"systemd": "workloads", "memory": {"max": "300M"}}}}
+    profiles = resolve(policy, [{"name": n, "uid": u, "groups": []} for n, u in sorted(users.items())])
+    limits = to_cgroup_limits(profiles, "systemd") + aggregate_limits(policy, "systemd")
+    slices = sorted(e["slice"] for e in limits)
+    print("targets: %s" % slices)
+    assert slices == ["user-tier_lab-u3971_jobs.slice", "user-tier_lab-u3972_jobs.slice", "user-tier_lab.slice"]
+    hold = ("systemd-run --quiet --wait --pipe --slice=user-tier_lab-u%d_jobs.slice --uid=%d -p MemorySwapMax=0 python3 "
+            "-c 'import time; print(open(\"/proc/self/cgroup\").read().strip()); b = bytearray(190 << 20); time.sleep(6); "
+            "print(\"survived\")' 2>&1; echo rc=$?")
+    for name, uid in users.items():
+        ssh("id %s >/dev/null 2>&1 || useradd -M -u %d %s" % (name, uid, name))
+    try:
+        assert run_module("cgroup_limit", {"limits": limits}, guest=guest)["changed"]
+        assert run_module("cgroup_limit", {"limits": limits}, guest=guest)["changed"] is False
+        assert ssh("systemctl show -p MemoryMax --value user-tier_lab.slice").stdout.strip() == str(300 << 20)
+        alone = ssh(hold % (3971, 3971)).stdout
+        where = alone.split()[0].split("::")[-1]  # /proc/self/cgroup of the workload: 0::PATH
+        both = ssh("(%s) > /tmp/fstier-a & (%s) > /tmp/fstier-b & wait; cat /tmp/fstier-a /tmp/fstier-b"
+                   % (hold % (3971, 3971), hold % (3972, 3972))).stdout
+        print("aggregate.lab 300M (systemd: workloads) over two 200M workloads in %s: one alone at 190M -> %s; "
+              "both at once -> %s" % (where, alone.split(), both.split()))
+        assert where.startswith("/user.slice/user-tier_lab.slice/user-tier_lab-u3971_jobs.slice/"), alone
+        assert "survived" in alone and "rc=0" in alone
+        assert both.count("survived") == 1 and both.count("rc=0") == 1, both
+    finally:
+        run_module("cgroup_limit", {"limits": [dict(slice=e["slice"], state="absent") for e in limits]}, guest=guest)
+        ssh("rm -f /tmp/fstier-a /tmp/fstier-b; userdel fstiera; userdel fstierb", check=False)
+    assert ssh("systemctl show -p MemoryMax --value user-tier_lab.slice").stdout.strip() == "infinity"
+
+
 def test_resource_facts_reports_the_systemd_release(guest):
     """What cgroup_limit's mapping keys on: the release of the guest's PID 1, as `systemctl --version` says it."""
     facts = run_module("resource_facts", {"users": False}, guest=guest)["ansible_facts"]["fairshare"]
