@@ -213,7 +213,7 @@ def floor(n):
     values = {"v1": {"cpu": [("cpu.cfs_period_us", "100000"), ("cpu.cfs_quota_us", "200000"), ("cpu.shares", "1024")],
                      "memory": [("memory.limit_in_bytes", str(2 << 30))], "pids": [("pids.max", "4096")]},
               "v2": {"cpu": [("cpu.max", "200000 100000"), ("cpu.weight", "100")],
-                     "memory": [("memory.max", str(2 << 30)), ("memory.high", str(int(1.8 * (1 << 30))))],
+                     "memory": [("memory.max", str(2 << 30)), ("memory.high", str(int(1.8 * (1 << 30)) // 4096 * 4096))],
                      "pids": [("pids.max", "4096")]}}
     roots = []
     for ctrl in ("cpu", "memory", "pids"):

@@ -990,8 +990,9 @@ class CgroupfsBackend(_Layout):
 
     def _destination(self, root, path):
         """Where the processes of a cgroup being removed go: into the cgroup this call gives the same user
-        (a user moved to another level: the same workload there, else the user's session cgroup), so that
-        they stay under the user's limits; anything else to the hierarchy's root, as before our calls."""
+        (a user moved to another level: the same workload there, else the user's session cgroup; a workload
+        of the user that goes: the user's session cgroup), so that they stay under the user's limits; anything
+        else to the hierarchy's root, as before our calls."""
         rel = path[len(root):].strip("/")
         parts = rel.split("/")
         depth = len(self.parent.split("/"))
@@ -999,11 +1000,12 @@ class CgroupfsBackend(_Layout):
         for i in range(depth, len(parts)):
             match = USER_LEAF_RE.match(parts[i])
             home = homes.get(int(match.group(1))) if match else None
-            if home is None or home == "/".join(parts[:i + 1]):
+            same = home == "/".join(parts[:i + 1])
+            if home is None or (same and i + 1 == len(parts)):
                 continue
             base = root.rstrip("/") + "/" + home
             v2 = root.rstrip("/") == (self.layout.get("v2_root") or "").rstrip("/")
-            for cand in ([base + "/" + "/".join(parts[i + 1:])] if i + 1 < len(parts) else []) + \
+            for cand in ([base + "/" + "/".join(parts[i + 1:])] if i + 1 < len(parts) and not same else []) + \
                     ([base + "/" + SESSION_LEAF] if v2 else []) + [base]:
                 if os.path.isdir(cand):
                     return cand

@@ -107,7 +107,8 @@ def container_group_members(users, groups, exempt=()):
 def profile_parts(prof):
     """What a resolved profile gives a user besides cgroup limits, as profiled_users names it: 'disk:<path>' per
     filesystem with a quota, 'gpu' for a GPU grant (an unlimited user's too), 'net' for a network class,
-    'total:<tier>' where the user's tier has a total (aggregate.<tier>)."""
+    'total:<tier>' where the user's tier has a total (aggregate.<tier>), 'cgroup' where the run gave the user
+    cgroup limits (cpu, memory, pids, io, workloads)."""
     values = prof.get("values") or {}
     parts = sorted("disk:" + k[len("disk."):] for k in values if k.startswith("disk."))
     if prof.get("unlimited") or any(k.startswith("gpu.") for k in values):
@@ -116,7 +117,12 @@ def profile_parts(prof):
         parts.append("net")
     if prof.get("tier_total") and prof.get("tier"):  # the tier has a total: on cgroupfs hosts the user is under it
         parts.append("total:%s" % prof["tier"])
+    if not prof.get("unlimited") and any(k.split(".", 1)[0] in CGROUP_SECTIONS for k in values):
+        parts.append("cgroup")
     return parts
+
+
+CGROUP_SECTIONS = ("cpu", "memory", "pids", "io", "workloads")  # a profile's keys that are cgroup limits
 
 
 def profiled_users(text):

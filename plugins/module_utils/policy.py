@@ -528,11 +528,7 @@ def stale_targets(profiled, profiles, init_system="systemd", masked=(), current=
         tier = ([p[len("total:"):] for p in (row[3] if len(row) > 3 else ()) if p.startswith("total:")] or [None])[0]
         under = TIER_LEVEL % tier if tier and init_system != "systemd" else None  # where user_level put them
         if name in profiles:
-            # still covered: on systemd hosts a workload whose slice moved (the tier's total came or went) leaves
-            # the old slice (hosts without systemd: cgroup_limit moves the user's whole cgroup by itself)
-            now = total_tier(profiles[name])
-            if init_system == "systemd" and now != tier:
-                out.extend(dict(workload_target(uid, work, init_system, tier), state="absent") for work in workloads)
+            out.extend(_left_by(profiles[name], row, tier, init_system, masked))
             continue
         for work in workloads:
             target = workload_target(uid, work, init_system, tier)
@@ -541,6 +537,28 @@ def stale_targets(profiled, profiles, init_system="systemd", masked=(), current=
             continue
         out.append({"slice": "user-%d.slice" % uid, "state": "absent"} if init_system == "systemd"
                    else {"path": "%suser-%d" % (under + "/" if under else "", uid), "state": "absent"})
+    return out
+
+
+def _left_by(prof, row, tier, init_system, masked):
+    """What a user the policy still covers had from the last run and does not get now: a workload the
+    policy no longer gives them, one whose slice moved (systemd hosts: the tier's total came or went; without
+    systemd cgroup_limit moves the user's whole cgroup by itself), and their own cgroup when the policy
+    gives them no cgroup limit at all now (an unlimited user's goes by to_cgroup_limits)."""
+    name, uid, workloads = row[:3]
+    if prof.get("unlimited"):
+        return []
+    values = prof.get("values") or {}
+    now = set(k[len("workloads."):] for k in values if k.startswith("workloads."))
+    moved = init_system == "systemd" and total_tier(prof) != tier
+    out = [dict(workload_target(uid, work, init_system, tier), state="absent") for work in workloads
+           if work not in now or moved]
+    had = "cgroup" in (row[3] if len(row) > 3 else ())
+    if had and not user_level(prof, init_system) and not any(k in CGROUP_KEYS for k in values) \
+            and name not in masked:
+        out.append({"slice": "user-%d.slice" % uid, "state": "absent"} if init_system == "systemd"
+                   else {"path": "%suser-%d" % (TIER_LEVEL % tier + "/" if tier and init_system != "systemd" else "", uid),
+                         "state": "absent"})
     return out
 
 

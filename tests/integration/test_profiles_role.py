@@ -380,3 +380,53 @@ def test_a_tiers_total_holds_its_users_together_and_a_user_leaving_it_stays_limi
 def parse_cgroups(text):
     return dict((ctrl, line.split(":", 2)[2]) for line in text.splitlines() for ctrl in line.split(":", 2)[1].split(",")
                 if ctrl)
+
+
+def test_what_a_covered_user_no_longer_gets_is_taken_back(people):
+    """A user the policy still covers: when their tier loses a workload, its cgroup goes and a process running in
+    it is moved into the user's own cgroup (held to the user's 100M: killed past it), not to the root; when the
+    policy then gives them no cgroup limit at all, their cgroup goes too and a 150 MiB login survives (before,
+    both kept what the earlier run had set)."""
+    extra = ('{"profiles_network": false, "profiles_install_packages": false, "profiles_cgroup_backend": "cgroupfs", '
+             '"profiles_cgroup_parent": "%s", "profiles_pam_session_files": ["/etc/pam.d/%s"], "profiles_pam_config": "", '
+             '"profiles_adopt_processes": false}' % (PARENT, PAM_SERVICE))
+    with open("/etc/pam.d/" + PAM_SERVICE, "w") as fh:
+        fh.write("session required pam_permit.so\n")
+    sam = pwd.getpwnam("fsrt-sam")
+    jobs = {"min_uid": 42000, "max_uid": 42099, "defaults": {"memory": {"max": "100M"}},
+            "tiers": {"lab": {"match": {"users": ["fsrt-sam"]}, "workloads": {"jobs": {"memory": {"max": "64M"}}}}}}
+    policy = people / "jobs.yml"
+    policy.write_text(yaml.safe_dump({"fairshare_policy": jobs}))
+    assert site(policy, extra)["changed"] != "0"
+    mine = "user-%d" % sam.pw_uid
+    assert os.path.isdir(_cg("memory", mine, "jobs"))
+    hold = _as(sam.pw_uid, {"memory": mine + "/jobs"}, HOLD, 10, 150)
+    try:
+        assert hold.stdout.readline().strip() == "holding"
+        del jobs["tiers"]["lab"]["workloads"]
+        policy.write_text(yaml.safe_dump({"fairshare_policy": jobs}))
+        assert site(policy, extra)["changed"] != "0"
+        with open("/proc/%d/cgroup" % hold.pid) as fh:
+            now = parse_cgroups(fh.read())["memory"]
+        print("workload jobs left the tier: its cgroup %s; the process that ran in it is now in %s"
+              % ("removed" if not os.path.exists(_cg("memory", mine, "jobs")) else "LEFT", now))
+        assert not os.path.exists(_cg("memory", mine, "jobs")) and now == "/%s/%s" % (PARENT, mine)
+        hold.stdin.write("\n")
+        hold.stdin.flush()
+        rc = hold.wait(timeout=60)
+        print("that process then asks for 150M more under the user's 100M: rc %d" % rc)
+        assert rc == -9
+    finally:
+        if hold.poll() is None:
+            hold.kill()
+            hold.wait()
+    assert site(policy, extra)["changed"] == "0"
+    jobs["defaults"] = {}  # still covered, no cgroup limit at all now
+    policy.write_text(yaml.safe_dump({"fairshare_policy": jobs}))
+    assert site(policy, extra)["changed"] != "0"
+    free = pam_session(PAM_SERVICE, sam, 150)
+    print("no cgroup limit in the policy any more: %s's cgroup %s; a 150 MiB login in %s -> survived %s"
+          % (sam.pw_name, "removed" if not os.path.exists(_cg("memory", mine)) else "LEFT", free["cgroups"]["memory"],
+             free["survived"]))
+    assert not os.path.exists(_cg("memory", mine)) and free["survived"] and PARENT not in free["cgroups"]["memory"]
+    assert site(policy, extra)["changed"] == "0"

@@ -783,3 +783,24 @@ def test_cgroupfs_under_is_checked_before_anything(tmp_path):
         b.apply_call(FakeKernel(FakeModule()), v1_layout(str(tmp_path)), "systemd", plans,
                      {"parent": "fairshare"}, None)
     assert "under 'tier-x' needs the cgroupfs backend" in str(err.value)
+
+
+def test_cgroupfs_the_processes_of_a_workload_that_goes_stay_in_their_users_cgroup(tmp_path):
+    """A workload taken away (state absent) while its user keeps their cgroup: its processes go into the user's
+    cgroup, under the user's limits, not to the hierarchy's root; without a present user target, to the root."""
+    layout = v1_layout(str(tmp_path))
+    host = FakeKernel(FakeModule())
+
+    def call(plans):
+        return b.CgroupfsBackend(host, layout, script_dir=str(tmp_path)).apply(plans, False)
+
+    user = plan(0, "user", "a", {"memory_max": "100M"}, uid=2000)
+    call([user, plan(1, "path", "user-2000/jobs", {"memory_max": "50M"})])
+    (tmp_path / "memory" / "fairshare" / "user-2000" / "jobs" / "cgroup.procs").write_text("4545\n")
+    out = call([user, plan(1, "path", "user-2000/jobs", None, state="absent")])
+    assert out["changed"] and not (tmp_path / "memory" / "fairshare" / "user-2000" / "jobs").exists()
+    assert _procs(tmp_path, "memory", "fairshare", "user-2000") == ["4545"]
+    call([user, plan(1, "path", "user-2000/jobs", {"memory_max": "50M"})])
+    (tmp_path / "memory" / "fairshare" / "user-2000" / "jobs" / "cgroup.procs").write_text("4646\n")
+    call([plan(1, "path", "user-2000/jobs", None, state="absent")])
+    assert _procs(tmp_path, "memory") == ["4646"]

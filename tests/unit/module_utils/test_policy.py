@@ -413,7 +413,7 @@ def test_what_users_who_left_the_policy_have_is_taken_back():
                          "ben": {"uid": 3002, "values": {}}, "old": {"uid": 3003, "values": {}}},
             "aggregate": [{"slice": "user.slice", "memory_max": "300M"}]}
     profiled = profiled_users(json.dumps(last))
-    assert profiled == [["ann", 3001, ["jobs"]], ["ben", 3002, []], ["old", 3003, []], [None, None, ["user.slice"]]]
+    assert profiled == [["ann", 3001, ["jobs"], ["cgroup"]], ["ben", 3002, []], ["old", 3003, []], [None, None, ["user.slice"]]]
     now = {"ben": {"uid": 3002}, "new": {"uid": 3003}}  # ann left; old's uid went to new
     assert p.stale_targets(profiled, now, "systemd") == [
         {"slice": "user-3001-jobs.slice", "state": "absent"}, {"slice": "user-3001.slice", "state": "absent"},
@@ -425,6 +425,27 @@ def test_what_users_who_left_the_policy_have_is_taken_back():
     assert profiled_users("not json") == [] and profiled_users(None) == []
     kept = p.stale_targets(profiled[3:], now, "systemd", [], [{"slice": "user.slice", "memory_max": "200M"}])
     assert kept == []  # this run sets its own total
+
+
+def test_what_a_covered_user_no_longer_gets_is_taken_back():
+    """A user the policy still covers: a workload their tier no longer has goes, and so does their own cgroup
+    when the policy gives them no cgroup limit at all now (it kept the last run's limits before). A user with
+    limits keeps their cgroup; a row of an older run (no 'cgroup' part) takes nothing back."""
+    from ansible_collections.fairshare.resources.plugins.module_utils.facts import profiled_users
+    import json
+    mem = {"memory.max": {"value": "1G"}}
+    last = {"profiles": {"ann": {"uid": 3001, "values": dict(mem, **{"workloads.jobs": {"value": {}}})},
+                         "ben": {"uid": 3002, "values": mem}, "cat": {"uid": 3003, "values": mem}}}
+    profiled = profiled_users(json.dumps(last))
+    now = {"ann": {"uid": 3001, "values": mem}, "ben": {"uid": 3002, "values": {"disk./home": {"value": {}}}},
+           "cat": {"uid": 3003, "values": mem}}
+    assert p.stale_targets(profiled, now, "systemd") == [
+        {"slice": "user-3001-jobs.slice", "state": "absent"}, {"slice": "user-3002.slice", "state": "absent"}]
+    assert p.stale_targets(profiled, now, "process_api") == [
+        {"path": "user-3001/jobs", "state": "absent"}, {"path": "user-3002", "state": "absent"}]
+    assert p.stale_targets(profiled, now, "systemd", ["ben"]) == [{"slice": "user-3001-jobs.slice", "state": "absent"}]
+    assert p.stale_targets([row[:3] for row in profiled], now, "systemd") == [{"slice": "user-3001-jobs.slice", "state": "absent"}]
+    assert p.stale_targets(profiled, last["profiles"], "systemd") == []
 
 
 def test_quotas_gpus_and_classes_the_last_run_gave_are_taken_back_by_uid():
@@ -441,7 +462,7 @@ def test_quotas_gpus_and_classes_the_last_run_gave_are_taken_back_by_uid():
     profiled = profiled_users(json.dumps(last))
     assert profiled == [["ann", 3001, [], ["disk:/home", "disk:/scratch", "gpu", "net"]],
                         ["ben", 3002, [], ["disk:/home", "disk:/scratch", "gpu"]], ["cat", 3003, [], ["gpu"]],
-                        ["dan", 3004, []]]
+                        ["dan", 3004, [], ["cgroup"]]]
     # ann left; ben's tier now has /home only and no GPU; cat stays unlimited; dan never had any of it
     now = {"ben": {"uid": 3002, "values": {"disk./home": {"value": {"block_hard": "2G"}}}},
            "cat": {"uid": 3003, "unlimited": True, "values": {}}, "dan": {"uid": 3004, "values": {}}}
