@@ -404,6 +404,8 @@ class CgroupfsBackend(_Layout):
         self.planned = []
         self.dropped = []  # relpaths this call removed (state absent, exclusive)
         self.left = []  # cgroups under the parent we did not make, left as they are
+        self.above_ctrls = {}  # user relpath -> controllers a level above limits and the user does not (_join_totals)
+        self.user_homes = {}  # uid -> relpath of the user's cgroup this call keeps (_destination)
 
     def dir_of(self, controller, relpath):
         return self.root_of(controller).rstrip("/") + "/" + relpath  # os.path.join's answer for a relative path, faster
@@ -421,7 +423,7 @@ class CgroupfsBackend(_Layout):
         acct = self.accounting()
         if acct and plan.kind == "user" and acct not in found:
             found.append(acct)
-        for ctrl in self.__dict__.get("above_ctrls", {}).get(plan.relpath, ()):
+        for ctrl in self.above_ctrls.get(plan.relpath, ()):
             if ctrl not in found:
                 found.append(ctrl)
         return found
@@ -482,7 +484,8 @@ class CgroupfsBackend(_Layout):
         made, was_set = self._made()
         self.left = []  # foreign cgroups that kept one of ours from being removed
         files_of = {}  # the same limits give the same files: worked out once per distinct set (10,000 users, a few tiers)
-        self._user_homes = dict((plan.uid, plan.relpath) for plan in plans if plan.kind == "user" and plan.state == "present")
+        self.user_homes = dict((plan.uid, plan.relpath) for plan in plans if plan.kind == "user" and plan.state == "present")
+        by_uid = self._user_cgroups(was_set)
         for plan in plans:
             res = plan.result()
             res.update(path=plan.relpath, cgroup_parent="/" + plan.relpath)
@@ -525,7 +528,7 @@ class CgroupfsBackend(_Layout):
                     after["exists"] = False
                 res["after"] = {}
             if plan.kind == "user":
-                for other in self._elsewhere(plan, was_set, removals):
+                for other in self._elsewhere(plan, by_uid, removals):
                     foreign = self._foreign_below(other, made)
                     if foreign:
                         res["warnings"].append("%s (an earlier cgroup of this user) holds cgroups this module did not "
@@ -622,21 +625,23 @@ class CgroupfsBackend(_Layout):
         return {"targets": results, "removed": removed, "diff": diffs, "left": self.left[:50],
                 "changed": bool(writes or removals or accounting or joins), "parent": self.parent}
 
-    def _elsewhere(self, plan, was_set, removals):
-        """The other cgroups of a user target's uid that our calls made under this parent (a user has one
-        cgroup: a call that puts it elsewhere, e.g. under another tier's level, takes the old one away and
-        moves its processes into the new one): the registry's targets named user-UID. Existing ones only,
-        none already being removed."""
-        index = self.__dict__.get("_by_uid")
-        if index is None or index[0] is not was_set:
-            found = {}
-            for relpath in was_set or ():
-                match = USER_LEAF_RE.match(relpath.rpartition("/")[2])
-                if match and relpath.startswith(self.parent + "/"):
-                    found.setdefault(int(match.group(1)), []).append(relpath)
-            index = self._by_uid = (was_set, found)
+    def _user_cgroups(self, was_set):
+        """{uid: [relpath, ...]}: the registry's targets named user-UID under this parent (the user cgroups
+        earlier calls made, wherever they put them)."""
+        found = {}
+        for relpath in was_set or ():
+            match = USER_LEAF_RE.match(relpath.rpartition("/")[2])
+            if match and relpath.startswith(self.parent + "/"):
+                found.setdefault(int(match.group(1)), []).append(relpath)
+        return found
+
+    def _elsewhere(self, plan, by_uid, removals):
+        """The other cgroups of a user target's uid that our calls made under this parent (by_uid:
+        _user_cgroups). A user has one cgroup: a call that puts it elsewhere, e.g. under another tier's
+        level, takes the old one away and moves its processes into the new one. Existing ones only, none
+        already being removed."""
         out = []
-        for relpath in sorted(index[1].get(plan.uid, ())):
+        for relpath in sorted(by_uid.get(plan.uid, ())):
             if relpath != plan.relpath and self._existing_dirs(relpath) and \
                     not any(relpath == r or relpath.startswith(r + "/") for r, _d in removals):
                 out.append(relpath)
@@ -649,11 +654,17 @@ class CgroupfsBackend(_Layout):
         where the user has no limit at all: a user of a tier with a total and nothing of their own).
         -> [(plan, controller)] to make; sets above_ctrls, which controllers_of adds."""
         self.above_ctrls = {}
-        limited = {}  # relpath -> controllers its files are in (this call's targets, else the registry's)
-        for relpath, names in (was_set or {}).items():
-            limited[relpath] = set(n.split(".", 1)[0] for n in names)
-        for plan, files in self.planned:
-            limited[plan.relpath] = set(controllers_needed(files))
+        planned = dict((plan.relpath, files) for plan, files in self.planned)
+        known = {}
+
+        def limited(relpath):
+            """The controllers a cgroup has limits of ours in: this call's files, else the registry's (a level
+            this call does not list, e.g. for the login resolver); looked up for the user's levels only."""
+            if relpath not in known:
+                files = planned.get(relpath)
+                known[relpath] = set(controllers_needed(files)) if files is not None else \
+                    set(n.split(".", 1)[0] for n in (was_set or {}).get(relpath, ()))
+            return known[relpath]
         joins = []
         for plan, res in zip(plans, results):
             if plan.kind != "user" or plan.state != "present":
@@ -661,8 +672,10 @@ class CgroupfsBackend(_Layout):
             parts = plan.relpath.split("/")
             above = set()
             for i in range(len(self.parent.split("/")), len(parts)):
-                above |= limited.get("/".join(parts[:i]), set())
-            own = limited.get(plan.relpath, set())
+                above |= limited("/".join(parts[:i]))
+            if not above:
+                continue
+            own = set(controllers_needed(planned[plan.relpath]))
             wanted = sorted(c for c in above - own if self.version_of(c) == "v1")
             unified = sorted(c for c in above if self.version_of(c) == "v2")
             if unified and not any(self.version_of(c) == "v2" for c in own):  # v2: one cgroup for all of them
@@ -996,7 +1009,7 @@ class CgroupfsBackend(_Layout):
         rel = path[len(root):].strip("/")
         parts = rel.split("/")
         depth = len(self.parent.split("/"))
-        homes = self.__dict__.get("_user_homes") or {}
+        homes = self.user_homes
         for i in range(depth, len(parts)):
             match = USER_LEAF_RE.match(parts[i])
             home = homes.get(int(match.group(1))) if match else None

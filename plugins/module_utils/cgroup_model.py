@@ -180,6 +180,9 @@ def systemd_unit(kind, name, uid=None):
     return None
 
 
+USER_LEAF_RE = re.compile(r"^user-(\d+)$")  # a user target's own cgroup in cgroupfs
+
+
 def check_under(value, where):
     """A user target's level below the managed parent (limits[].under): a relative cgroup path of
     plain names, like tier-students. -> the path without surrounding slashes; raises InputError."""
@@ -189,9 +192,6 @@ def check_under(value, where):
         raise InputError("%s.under: %r is not a level for a user's cgroup; use names of letters, digits, _ . - @ : "
                          "joined by / like tier-students (no '..', no user-UID name)" % (where, value))
     return text
-
-
-USER_LEAF_RE = re.compile(r"^user-(\d+)$")  # a user target's own cgroup in cgroupfs
 
 
 def cgroup_relpath(kind, name, uid=None, parent=DEFAULT_PARENT, under=None):

@@ -104,6 +104,9 @@ def container_group_members(users, groups, exempt=()):
     return dict((g, sorted(names)) for g, names in found.items())
 
 
+CGROUP_SECTIONS = ("cpu", "memory", "pids", "io", "workloads")  # a profile's keys that are cgroup limits
+
+
 def profile_parts(prof):
     """What a resolved profile gives a user besides cgroup limits, as profiled_users names it: 'disk:<path>' per
     filesystem with a quota, 'gpu' for a GPU grant (an unlimited user's too), 'net' for a network class,
@@ -120,9 +123,6 @@ def profile_parts(prof):
     if not prof.get("unlimited") and any(k.split(".", 1)[0] in CGROUP_SECTIONS for k in values):
         parts.append("cgroup")
     return parts
-
-
-CGROUP_SECTIONS = ("cpu", "memory", "pids", "io", "workloads")  # a profile's keys that are cgroup limits
 
 
 def profiled_users(text):

@@ -480,6 +480,14 @@ def workload_target(uid, workload, init_system="systemd", tier=None):
     return {"path": "%suser-%d/%s" % (TIER_LEVEL % tier + "/" if tier else "", uid, workload)}
 
 
+def user_target(uid, init_system="systemd", tier=None):
+    """The cgroup_limit target of a user's own cgroup by unit or path (a deleted user needs no passwd entry):
+    user-UID.slice on systemd hosts, else <level>/user-UID under the managed parent (tier: total_tier)."""
+    if init_system == "systemd":
+        return {"slice": "user-%d.slice" % uid}
+    return {"path": "%suser-%d" % (TIER_LEVEL % tier + "/" if tier else "", uid)}
+
+
 def to_cgroup_limits(profiles, init_system="systemd"):
     """Profiles -> the `limits` list of cgroup_limit: each user's aggregate, then its workloads
     (users with no cgroup value are left out; unlimited users are state: absent)."""
@@ -526,7 +534,6 @@ def stale_targets(profiled, profiles, init_system="systemd", masked=(), current=
                        {"path": target, "state": "absent"})
             continue
         tier = ([p[len("total:"):] for p in (row[3] if len(row) > 3 else ()) if p.startswith("total:")] or [None])[0]
-        under = TIER_LEVEL % tier if tier and init_system != "systemd" else None  # where user_level put them
         if name in profiles:
             out.extend(_left_by(profiles[name], row, tier, init_system, masked))
             continue
@@ -535,8 +542,7 @@ def stale_targets(profiled, profiles, init_system="systemd", masked=(), current=
             out.append(dict(target, state="absent"))
         if name in masked:
             continue
-        out.append({"slice": "user-%d.slice" % uid, "state": "absent"} if init_system == "systemd"
-                   else {"path": "%suser-%d" % (under + "/" if under else "", uid), "state": "absent"})
+        out.append(dict(user_target(uid, init_system, tier), state="absent"))
     return out
 
 
@@ -556,9 +562,7 @@ def _left_by(prof, row, tier, init_system, masked):
     had = "cgroup" in (row[3] if len(row) > 3 else ())
     if had and not user_level(prof, init_system) and not any(k in CGROUP_KEYS for k in values) \
             and name not in masked:
-        out.append({"slice": "user-%d.slice" % uid, "state": "absent"} if init_system == "systemd"
-                   else {"path": "%suser-%d" % (TIER_LEVEL % tier + "/" if tier and init_system != "systemd" else "", uid),
-                         "state": "absent"})
+        out.append(dict(user_target(uid, init_system, tier), state="absent"))
     return out
 
 
@@ -644,9 +648,8 @@ def cgroup_parents(profiles, init_system="systemd", driver=None, parent=DEFAULT_
         uid = prof["uid"]
         user_unit = systemd_unit("user", name, uid)
         mine = {}
+        under, tier = user_level(prof, init_system), total_tier(prof)
         for work in [""] + workloads_of(prof):
-            under = user_level(prof, init_system)
-            tier = total_tier(prof)
             target = workload_target(uid, work, init_system, tier) if work else None
             if init_system != "systemd":  # the cgroupfs backend's own cgroup_parent: "/" + its relpath
                 kind, value = ("path", target["path"]) if work else ("user", name)

@@ -19,28 +19,33 @@ USAGE_FILES = {
 }
 
 
-def cgroupfs_user_relpath(roots, uid, parent):
+def cgroupfs_user_relpath(roots, uid, parent, levels=None):
     """Where the cgroupfs backend keeps a user's cgroup: <parent>/user-UID, or <parent>/tier-NAME/user-UID for a
-    user of a tier with a total (policy.user_level). roots: hierarchy roots to look in, the first that has it wins."""
+    user of a tier with a total (policy.user_level). roots: hierarchy roots to look in, the first that has it wins.
+    levels: a dict kept across the calls for many users, so each parent is listed once, not once per user."""
+    levels = {} if levels is None else levels
     rel = "%s/user-%d" % (parent, uid)
     for root in roots:
         if os.path.isdir(os.path.join(root, rel)):
             return rel
-        try:
-            levels = sorted(d for d in os.listdir(os.path.join(root, parent)) if d.startswith("tier-"))
-        except OSError:
-            continue
-        for level in levels:
-            if os.path.isdir(os.path.join(root, parent, level, "user-%d" % uid)):
+        base = os.path.join(root, parent)
+        if base not in levels:
+            try:
+                levels[base] = sorted(d for d in os.listdir(base) if d.startswith("tier-"))
+            except OSError:
+                levels[base] = []
+        for level in levels[base]:
+            if os.path.isdir(os.path.join(base, level, "user-%d" % uid)):
                 return "%s/%s/user-%d" % (parent, level, uid)
     return rel
 
 
-def user_cgroup(layout, uid, parent, systemd):
-    """-> {controller: directory} of a user's cgroup (systemd slice or the cgroupfs backend's child)."""
+def user_cgroup(layout, uid, parent, systemd, levels=None):
+    """-> {controller: directory} of a user's cgroup (systemd slice or the cgroupfs backend's child).
+    levels: cgroupfs_user_relpath's, for a call per user of many."""
     roots = [layout["v1"][c] for c in ("memory", "pids", "cpu") if c in layout["v1"]] + \
         ([layout["v2_root"]] if layout["v2_root"] else [])
-    rel = ("user.slice/user-%d.slice" % uid) if systemd else cgroupfs_user_relpath(roots, uid, parent)
+    rel = ("user.slice/user-%d.slice" % uid) if systemd else cgroupfs_user_relpath(roots, uid, parent, levels)
     dirs = {}
     for ctrl in ("memory", "pids", "cpu", "cpuacct"):
         if ctrl in layout["v1"]:

@@ -131,8 +131,9 @@ def main():
     inside = ["user.slice"] + ([] if systemd else [module.params["parent"]])
     outside, more = containers_outside(root, inside, host.read) if root else ([], False)
     usage = []
+    levels = {}  # the parent's tier levels, listed once for all users
     for pw in entries:
-        dirs = user_cgroup(layout, pw.pw_uid, module.params["parent"], systemd)
+        dirs = user_cgroup(layout, pw.pw_uid, module.params["parent"], systemd, levels)
         version = "v1" if "memory" in layout["v1"] else "v2"
         entry = {"user": pw.pw_name, "uid": pw.pw_uid, "active": any(os.path.isdir(d) for d in dirs.values())}
         entry.update(read_usage(dirs, version, host.read))
