@@ -84,6 +84,7 @@ PARENT=%(parent_q)s
 JOIN_ROOTS=%(join)s
 DEVICES_SCRIPT=%(devices)s
 LOGIN_TOOL=%(login)s
+LEVELS=%(levels)s
 status=0
 
 put() {
@@ -135,7 +136,12 @@ session() {
         [ -d "$dir" ] && echo "$PPID" 2>/dev/null >"$dir/cgroup.procs"
     done
     if ! dirs=$(dirs_of "$uid"); then
-        # not listed by the last run: the host-side resolver decides (it exits 0, logs any failure)
+        # not listed by the last run: the host-side resolver decides (it exits 0, logs any failure).
+        # After a reboot the levels above the users (the parent's total, each tier's) come back first,
+        # with their limits: the resolver would make a missing level without them.
+        for dir in $LEVELS; do
+            [ -d "$dir" ] || { restore >/dev/null 2>&1; break; }
+        done
         [ -x "$LOGIN_TOOL" ] || return 0
         exec /usr/bin/env -i PAM_TYPE="$PAM_TYPE" PAM_USER="$PAM_USER" "$LOGIN_TOOL" session
     fi
@@ -203,7 +209,8 @@ def render_targets(parent, targets, path, join_roots=()):
     """The script for every target it covers: {relpath: {'uid': uid or None, 'steps': [[version,
     controller, root, relpath, [[file, value], ...]], ...]}}, parents before their children. The
     targets go in its last line too, so that the next call that changes some of them keeps the rest."""
-    steps, users = [], []
+    steps, users, levels = [], [], []
+    user_paths = set(r for r, t in targets.items() if t.get("uid") is not None)
     for relpath in sorted(targets, key=lambda r: (r.count("/"), r)):
         target = targets[relpath]
         dirs = []
@@ -213,19 +220,29 @@ def render_targets(parent, targets, path, join_roots=()):
                 dirs.append("%s/%s" % (root, rel))
         if target.get("uid") is not None:
             users.append((int(target["uid"]), dirs))
-    text = render(parent, steps, users, path, join_roots)
+        elif not _below(relpath, user_paths):  # a level above users (a total), not a user's workload
+            levels.extend(d for d in dirs if d not in levels)
+    text = render(parent, steps, users, path, join_roots, levels)
     return (text + RENDER_MARK + render_key(parent, path, join_roots) + "\n"
             + STATE_MARK + json.dumps(targets, sort_keys=True, separators=(",", ":")) + "\n")
 
 
-def render(parent, steps, users, path, join_roots=()):
+def _below(relpath, paths):
+    """True when relpath is inside one of paths (a set of relpaths)."""
+    parts = relpath.split("/")
+    return any("/".join(parts[:i]) in paths for i in range(1, len(parts)))
+
+
+def render(parent, steps, users, path, join_roots=(), levels=()):
     """The script's text.
 
     steps: [(version, controller, root, relpath, [(file, value), ...])] in write order;
     users: [(uid, [cgroup dir, ...])] of the user targets, the ones a login is put into;
     path: where the script goes (named in its usage lines);
     join_roots: hierarchies where a login also joins <root>/<parent>/user-UID when another module made
-    it (the v1 devices hierarchy of gpu_access), so that its rules hold for logins too.
+    it (the v1 devices hierarchy of gpu_access), so that its rules hold for logins too;
+    levels: the cgroup dirs of the targets above users (the parent's total, the tiers' levels): a login
+    of a user the script does not list runs restore first where one of them is missing (a reboot).
     """
     q = shlex.quote
     lines = []
@@ -237,7 +254,7 @@ def render(parent, steps, users, path, join_roots=()):
         lines.append("    :\n")
     cases = "".join("        %d) echo %s ;;\n" % (uid, q(" ".join(dirs))) for uid, dirs in users if dirs)
     values = dict(header=MANAGED_HEADER, parent=parent, path=path, leaf=SESSION_LEAF, login=LOGIN_TOOL,
-                  parent_q=q(parent), join=q(" ".join(join_roots)),
+                  parent_q=q(parent), join=q(" ".join(join_roots)), levels=q(" ".join(levels)),
                   devices=q(devices_script_path(parent, os.path.dirname(path))))
     return _HEAD % values + "".join(lines) + _TAIL % dict(cases=cases.rstrip("\n"))
 

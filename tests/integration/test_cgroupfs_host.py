@@ -580,3 +580,52 @@ def test_users_the_run_never_listed_are_resolved_at_their_first_login(limited, s
     assert gone["foreign"] == [LOGIN_JSON] and os.path.exists(LOGIN_JSON), gone
     os.unlink(LOGIN_JSON)
     assert gone["changed"] and not any(os.path.exists(p) for p in (LOGIN_TOOL, LOGIN_JSON, USERS_TSV)), gone
+
+
+def test_after_a_reboot_a_directory_users_first_login_finds_the_total_restored(limited):
+    """A reboot empties cgroupfs; the first login afterwards may be a user the run never listed (a
+    directory user), whom the host-side resolver places. The managed parent's total (aggregate.all, the
+    reserve) must be back before that: the session hook restores the levels first. Proven by effect: the
+    new user's own limit (the defaults, 400M) lets a 200 MiB allocation through, the parent's 150M total
+    does not."""
+    pid = os.getpid()
+    service = "fairshare-itest-boot%d" % pid
+    name = "fsboot%d" % pid
+    made = []
+    try:
+        wanted = [{"path": ".", "memory_max": "150M"}, {"user": limited.pw_name, "memory_max": "64M"}]
+        script = apply(wanted, persist=True)["persist_script"]
+        policy = {"defaults": {"memory": {"max": "400M"}}}
+        login = run_module("profile_host", {"login": {"policy": policy, "parent": PARENT}})
+        assert login["changed"] and os.access(LOGIN_TOOL, os.X_OK), login
+        with open("/etc/pam.d/" + service, "w") as fh:
+            fh.write("session optional pam_exec.so quiet %s session\n" % script)
+        subprocess.run(["useradd", "-M", "-s", "/bin/sh", name], check=True)
+        fresh = pwd.getpwnam(name)
+        made.append(fresh.pw_uid)
+        for root in LAYOUT["v1"].values():  # what a reboot does to cgroupfs (our cgroups, no process in them)
+            top = os.path.join(root, PARENT)
+            for path in sorted((d for d, _s, _f in os.walk(top)), key=len, reverse=True):
+                os.rmdir(path)
+        seen = pam_session(service, fresh, 200)
+        with open(os.path.join(LAYOUT["v1"]["memory"], PARENT, "memory.limit_in_bytes")) as fh:
+            total = int(fh.read())
+        with open(os.path.join(LAYOUT["v1"]["memory"], PARENT, "user-%d" % fresh.pw_uid, "memory.limit_in_bytes")) as fh:
+            own = int(fh.read())
+        print("after the reboot: %s's first login in %s (own limit %d MiB, the parent's %d MiB); 200 MiB -> signal %s"
+              % (name, seen["cgroups"].get("memory"), own >> 20, total >> 20, seen["signal"]))
+        assert seen["open"] == 0 and seen["cgroups"]["memory"] == "/%s/user-%d" % (PARENT, fresh.pw_uid), seen
+        assert own == 400 << 20 and total == 150 << 20
+        assert seen["signal"] == 9 and not seen["survived"], seen
+        assert apply(wanted, persist=True)["changed"] is False  # the restored tree is what the module wants
+    finally:
+        if os.path.exists("/etc/pam.d/" + service):
+            os.unlink("/etc/pam.d/" + service)
+        run_module("profile_host", {"login": {}})
+        for saved in made:  # what the resolver left for this test's user
+            if os.path.exists("/run/fairshare/login/%d.json" % saved):
+                os.unlink("/run/fairshare/login/%d.json" % saved)
+        subprocess.run(["userdel", name], check=False)
+        for directory in ("/run/fairshare/login", "/run/fairshare"):
+            if os.path.isdir(directory) and not os.listdir(directory):
+                os.rmdir(directory)

@@ -286,6 +286,36 @@ def test_cgroupfs_persist_script_restores_the_tree_and_moves_a_session(tmp_path)
     assert gone.persist(False)["changed"] and not script.exists()
 
 
+@pytest.mark.parametrize("total", [True, False])
+def test_a_login_the_script_does_not_list_restores_the_levels_above_users_first(tmp_path, total):
+    """After a reboot, the login of a user the last run did not list (a directory user, one made later) goes to
+    the host-side resolver, which makes a missing level without its limits: where the parent or a tier has a
+    total, the script runs restore first, so that the level is back with its limits. Without a total nothing is
+    restored for such a login (the listed users' own logins do that)."""
+    import shutil
+    layout = v1_layout(str(tmp_path / "cg"))
+    host = FakeKernel(FakeModule())
+    backend = b.CgroupfsBackend(host, layout, script_dir=str(tmp_path / "etc"))
+    plans = [plan(1, "user", "root", {"memory_max": "100M"}, uid=0),
+             plan(2, "path", "user-0/jobs", {"memory_max": "50M"})]
+    if total:
+        plans += [plan(0, "path", ".", {"memory_max": "300M"}), plan(3, "path", "tier-lab", {"pids_max": 64})]
+    backend.apply(plans, False)
+    script = backend.persist(True)["path"]
+    levels = [line for line in open(script).read().splitlines() if line.startswith("LEVELS=")]
+    want = " ".join(str(tmp_path / "cg" / c / r) for c, r in (("memory", "fairshare"), ("pids", "fairshare/tier-lab")))
+    assert levels == (["LEVELS='%s'" % want] if total else ["LEVELS=''"])  # no user's cgroup, no workload
+    for ctrl in ("memory", "pids"):
+        shutil.rmtree(str(tmp_path / "cg" / ctrl / "fairshare"), ignore_errors=not total)  # what a reboot does
+    assert _sh(script, "session", PAM_TYPE="open_session", PAM_USER="nobody").returncode == 0
+    parent = tmp_path / "cg" / "memory" / "fairshare"
+    if total:
+        assert (parent / "memory.limit_in_bytes").read_text().strip() == str(300 << 20)
+        assert (tmp_path / "cg" / "pids" / "fairshare" / "tier-lab" / "pids.max").read_text().strip() == "64"
+    else:
+        assert not parent.exists()
+
+
 def test_cgroupfs_persist_v2_session_goes_into_a_leaf(tmp_path):
     root = tmp_path / "cg"
     root.mkdir()
