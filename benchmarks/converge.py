@@ -12,6 +12,10 @@ Prints one line per measurement:
   <where> N=<users> first=<s> rerun=<s>
   host floor N=<users> make+write=<s> read=<s> user-files write=<s> read=<s> ratio_first=<x> ratio_rerun=<x>
   <where> naive N=<users> first=<s> ratio=<naive/role>
+  <where> ansible-core floor: no module=<s> three modules (ansible.builtin.ping)=<s>
+The last: ansible-core's own cost on that connection, before any work of ours - a playbook of one debug
+task, and one that adds three round trips of the smallest module (the role makes three: facts, cgroup_limit,
+profile_host). No run of the role can be faster than the second.
 The floor (this machine): a bare Python loop that makes the same cgroup directories (one per
 user and controller) and writes the same values, then one that reads them back - after the
 role's cgroups are removed again, so that both start from the same tree; and one that writes
@@ -62,6 +66,21 @@ NAIVE = """---
         limits: [{user: "{{ item }}", cpu_max: 200%%, cpu_weight: 100, memory_max: 2G, memory_high: 90%%, pids_max: 4096}]
       loop: "{{ bench_users }}"
 """ % PARENT
+
+# ansible-core's own cost on the same connection: a playbook that runs no module, and one that makes the three
+# module round trips the role makes (facts, cgroup_limit, profile_host), with the smallest module there is
+ANSIBLE_FLOOR = """---
+- name: ansible-core alone - %d module round trips
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: No module
+      ansible.builtin.debug:
+        msg: start
+%s"""
+PING = """    - name: A round trip
+      ansible.builtin.ping:
+"""
 
 
 def users(n):
@@ -315,6 +334,15 @@ def main():
     sizes += extra_sizes
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            took = []
+            target.make_users(0)
+            for trips in (0, 3):
+                path = os.path.join(tmp, "ansible-floor-%d.yml" % trips)
+                with open(path, "w") as fh:
+                    fh.write(ANSIBLE_FLOOR % (trips, PING * trips))
+                took.append(playbook(target, path, {}))
+            print("%s ansible-core floor: no module=%.2fs three modules (ansible.builtin.ping)=%.2fs"
+                  % (target.name, took[0], took[1]), flush=True)
             site = os.path.join(ROOT, "playbooks", "site.yml")
             extra = dict(EXTRA, profiles_cgroup_backend=target.backend, **POLICY)
             for n in sizes:
