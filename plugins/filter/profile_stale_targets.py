@@ -17,6 +17,9 @@ description:
   removed, made exempt, moved out of the uid range or deleted - their cgroup (by unit or path, so a deleted user needs
   no passwd entry) and their workloads', and a total for all users that the policy no longer sets.
 - Only the role's own targets - what other callers of cgroup_limit set is left alone.
+- On systemd hosts the slices outside the users' own slices (a tier's total, a tier's workloads) and a workload slice
+  that moved come with O(fairshare.resources.cgroup_limit#module:limits[].keep_running) - systemd does not move a
+  running unit, so what still runs there keeps those limits until it ends.
 positional: _input, profiles, init_system, masked, current
 options:
   _input:
@@ -49,7 +52,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: cgroup_limit entries, each with C(state=absent).
+  description: cgroup_limit entries, each with C(state=absent) (and C(keep_running) where said above).
   type: list
   elements: dict
   sample: [{slice: user-3005-jobs.slice, state: absent}, {slice: user-3005.slice, state: absent}]

@@ -125,9 +125,9 @@ class Target(object):
     """One validated target: what the user asked, resolved on this host. A user_defaults mask is a user
     target without limits (a drop-in that keeps the template off the user)."""
 
-    def __init__(self, index, kind, name, uid, state, limits, parent, under=None):
+    def __init__(self, index, kind, name, uid, state, limits, parent, under=None, keep_running=False):
         self.index, self.kind, self.name, self.uid = index, kind, name, uid
-        self.state, self.limits, self.under = state, limits, under
+        self.state, self.limits, self.under, self.keep_running = state, limits, under, keep_running
         self.relpath = cgroup_relpath(kind, name, uid, parent, under)
         self.unit = "user-%d.slice" % uid if kind == "user" else (name if kind == "slice" else None)
 
@@ -170,10 +170,14 @@ def build_targets(entries, state, force, parent, devnum, sys_uid_max=999, first=
             name, uid = resolve_user(name, where, accounts)
         check_protected(kind, name, uid, force, where, sys_uid_max)
         wanted = entry.get("state") or state
+        keep = bool(entry.get("keep_running"))
+        if keep and (wanted != "absent" or kind == "path"):
+            raise InputError("%s.keep_running: only for a user or slice target with state absent (this one: %s, %s)"
+                             % (where, kind, wanted))
         limits = normalize(entry, where) if wanted == "present" else {}
         for rule in limits.get("io_max", []):
             devnum(rule["device"])  # the device must exist now, not at apply time
-        plan = Target(index, kind, name, uid, wanted, limits, parent, under)
+        plan = Target(index, kind, name, uid, wanted, limits, parent, under, keep)
         key = plan.unit or plan.relpath
         if key in seen:
             raise InputError("%s: %s is the same target as %s" % (where, plan.label, seen[key]))
@@ -188,6 +192,9 @@ TEMPLATE_UNIT = "user-.slice"  # its drop-ins apply to every user-UID.slice (sys
 MASK_TEXT = MANAGED_HEADER + "\n[Slice]\n"  # a per-user drop-in of the template's name with no limit in it
 TEMPLATE_MIN_SYSTEMD = 239
 LOGIN_RUNTIME_DROPIN = "55-fairshare-login.conf"  # login.RUNTIME_DROPIN (login.py imports this module)
+# keep_running: a removed slice's limits for what still runs in it, until the next boot; named before ours
+# (50-fairshare.conf), so that a drop-in of ours on the same unit overrides it until the next run removes it
+KEPT_RUNTIME_DROPIN = "45-fairshare-running.conf"
 # Where systemd reads drop-ins from, highest priority first (systemd.unit(5)).
 DROPIN_ROOTS = ("/etc/systemd/system.control", "/run/systemd/system.control", "/run/systemd/transient",
                 "/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
@@ -312,8 +319,39 @@ class SystemdBackend(_Layout):
                 found[os.path.basename(os.path.dirname(path))[:-2]] = path
         return found
 
+    def kept_dropin(self, plan):
+        """The runtime drop-in a call with keep_running left on this unit while something ran in it, when
+        there is one of ours (a unit that gets limits again: the new drop-in is the one that holds)."""
+        if plan.state != "present" or self.runtime_dir is None or plan.unit + ".d" not in self._entries(self.runtime_dir):
+            return None
+        directory = os.path.join(self.runtime_dir, plan.unit + ".d")
+        if KEPT_RUNTIME_DROPIN not in self._entries(directory):  # a listing, not a failed open per unit
+            return None
+        path = os.path.join(directory, KEPT_RUNTIME_DROPIN)
+        return path if (self.host.read(path) or "").startswith(MANAGED_HEADER) else None
+
+    def keep_while_running(self, keep, changes, diffs):
+        """keep_running: systemd does not move a running unit to another slice, so a slice that loses its
+        drop-in while units run in it would leave them without limits. Where such a slice is active, its
+        limits go to a runtime drop-in (KEPT_RUNTIME_DROPIN in /run: gone at the next boot, with what ran)."""
+        if not keep or self.runtime_dir is None:
+            return
+        names = [plan.unit for plan, _res, _text in keep]
+        active = set(active_candidates(names, self.host.run(
+            ["systemctl", "list-units", "--no-legend", "--plain", "--full", "--state=active"]
+            + [n for n in names if plain_unit_name(n)])))
+        for plan, res, text in keep:
+            if plan.unit not in active:
+                continue
+            path = os.path.join(self.runtime_dir, plan.unit + ".d", KEPT_RUNTIME_DROPIN)
+            res["kept_running"] = path
+            if self.host.read(path) != text:
+                changes.append((path, text))
+                diffs.append({"before_header": path, "after_header": path, "before": self.host.read(path) or "",
+                              "after": text})
+
     def apply(self, plans, exclusive):
-        results, diffs, changes, applied = [], [], [], []
+        results, diffs, changes, applied, keep = [], [], [], [], []
         for plan in plans:
             res = plan.result()
             res.update(unit=plan.unit, path=self.dropin_path(plan.unit), cgroup_parent=plan.unit)
@@ -327,19 +365,22 @@ class SystemdBackend(_Layout):
                 wanted, limits = None, {}
                 res["after"] = {}
             res["before"] = _lines((current or "").splitlines()[1:]) if current else {}
+            if plan.state == "absent" and plan.keep_running and current and current.startswith(MANAGED_HEADER):
+                keep.append((plan, res, current))
             if current != wanted:
                 res["changed"] = True
                 changes.append((res["path"], wanted))
                 diffs.append({"before_header": res["path"], "after_header": res["path"],
                               "before": current or "", "after": wanted or ""})
-            runtime = self.login_dropin(plan)
-            if runtime:  # the login resolver's, from before the role listed this user: ours wins again
-                res["changed"] = True
-                changes.append((runtime, None))
-                diffs.append({"before_header": runtime, "after_header": runtime,
-                              "before": self.host.read(runtime) or "", "after": ""})
+            for runtime in (self.login_dropin(plan), self.kept_dropin(plan)):
+                if runtime:  # the login resolver's, or one kept while a unit ran: ours wins again
+                    res["changed"] = True
+                    changes.append((runtime, None))
+                    diffs.append({"before_header": runtime, "after_header": runtime,
+                                  "before": self.host.read(runtime) or "", "after": ""})
             results.append(res)
             applied.append(limits)
+        self.keep_while_running(keep, changes, diffs)
         removed = []
         if exclusive:
             listed = set(p.unit for p in plans)
@@ -1110,6 +1151,10 @@ def apply_call(host, layout, backend_name, targets, params, template_limits, rel
     user_defaults, warnings_extra. params: the module's (parent, exclusive, persist, adopt_processes,
     user_defaults_exempt). release: the host's systemd release (None: not known)."""
     cgfs = CgroupfsBackend(host, layout, params["parent"])
+    kept = [t for t in targets if t.keep_running]
+    if kept and backend_name != "systemd":  # before any change
+        raise InputError("%s: keep_running needs the systemd backend; without systemd a removed cgroup's processes "
+                         "go into the cgroup this call gives the same user" % kept[0].label)
     if backend_name == "systemd":
         nested = [t for t in targets if t.under]
         if nested:  # before any change

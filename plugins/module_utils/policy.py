@@ -392,6 +392,7 @@ TIER_SLICE_RE = re.compile(r"^(?!\.+$)[A-Za-z0-9_.:]+$")
 # go in; on systemd hosts (aggregate.<tier>.systemd: workloads) a slice in user.slice that its workloads go in.
 TIER_LEVEL = "tier-%s"
 TIER_SLICE = "user-tier_%s.slice"
+TIER_SLICE_PREFIX = "user-tier_"  # the tiers' totals and their workloads' slices: none inside a user's slice
 TIER_WORKLOAD_SLICE = "user-tier_%s-u%d_%s.slice"
 
 
@@ -518,7 +519,9 @@ def stale_targets(profiled, profiles, init_system="systemd", masked=(), current=
     path, so a deleted user needs no passwd entry) and their workloads'. profiled: resource_facts'
     `profiled` (the last run's users); masked: users the user-.slice template's masks already reset on
     systemd hosts (user_defaults_exempt); current: this run's other entries (its total), which stay.
-    Only the role's own targets: other callers' are left alone."""
+    Only the role's own targets: other callers' are left alone. On systemd hosts a slice outside the users'
+    own slices (a tier's total, a tier's workload) and a workload slice that moved go with keep_running:
+    systemd does not move a running unit, so what still runs there keeps those limits until it ends."""
     out = []
     listed = set(e.get("slice") or e.get("path") for e in current or [])
     uids = set(prof["uid"] for prof in profiles.values())
@@ -543,6 +546,9 @@ def stale_targets(profiled, profiles, init_system="systemd", masked=(), current=
         if name in masked:
             continue
         out.append(dict(user_target(uid, init_system, tier), state="absent"))
+    for entry in out:  # outside the users' own slices: what still runs there keeps the limits until it ends
+        if str(entry.get("slice", "")).startswith(TIER_SLICE_PREFIX):
+            entry["keep_running"] = True
     return out
 
 
@@ -557,7 +563,8 @@ def _left_by(prof, row, tier, init_system, masked):
     values = prof.get("values") or {}
     now = set(k[len("workloads."):] for k in values if k.startswith("workloads."))
     moved = init_system == "systemd" and total_tier(prof) != tier
-    out = [dict(workload_target(uid, work, init_system, tier), state="absent") for work in workloads
+    out = [dict(workload_target(uid, work, init_system, tier), state="absent",
+                **({"keep_running": True} if moved and work in now else {})) for work in workloads
            if work not in now or moved]
     had = "cgroup" in (row[3] if len(row) > 3 else ())
     if had and not user_level(prof, init_system) and not any(k in CGROUP_KEYS for k in values) \

@@ -74,6 +74,20 @@ options:
         description: Overrides the top-level O(state) for this target.
         type: str
         choices: [present, absent]
+      keep_running:
+        description:
+          - With O(limits[].state=absent), a O(limits[].user) or O(limits[].slice) target and the systemd backend
+            only - where the unit is active, its limits stay for what still runs in it, in a runtime drop-in
+            C(/run/systemd/system/<unit>.d/45-fairshare-running.conf) (gone at the next boot), while its drop-in in
+            C(/etc) goes. systemd does not move a running unit to another slice, so a slice that only moved (such
+            as a workload slice whose tier's total came or went) would otherwise leave its running jobs without
+            limits until they end.
+          - A later call that gives the unit limits again removes that runtime drop-in.
+          - The profiles role sets it for the slices it takes back outside the users' own slices (a tier's total
+            and its workloads) and for a workload slice that moved.
+          - Refused with the cgroupfs backend, whose removed cgroups' processes go into the user's new cgroup.
+        type: bool
+        version_added: "0.3.0"
       cpu_weight:
         description: Relative CPU weight, 1 to 10000 (default 100). cgroup v1 gets the equivalent C(cpu.shares).
         type: int
@@ -347,6 +361,11 @@ targets:
     active:
       description: Whether the unit is active (systemd backend).
       type: bool
+    kept_running:
+      description: With O(limits[].keep_running), the runtime drop-in that keeps the limits of an active unit.
+      type: str
+      sample: /run/systemd/system/user-tier_lab-u1000_jobs.slice.d/45-fairshare-running.conf
+      version_added: "0.3.0"
     cgroup_parent:
       description: The value a container engine takes as cgroup_parent for this target.
       type: str
@@ -449,7 +468,7 @@ IO_SPEC = dict(device=dict(type="str", required=True), rbps=dict(type="str"), wb
                riops=dict(type="str"), wiops=dict(type="str"))
 LIMIT_SPEC = dict(
     user=dict(type="str"), slice=dict(type="str"), path=dict(type="str"), under=dict(type="str"),
-    state=dict(type="str", choices=["present", "absent"]),
+    state=dict(type="str", choices=["present", "absent"]), keep_running=dict(type="bool"),
     cpu_weight=dict(type="int"), cpu_max=dict(type="str"), cpuset_cpus=dict(type="str"), cpuset_mems=dict(type="str"),
     memory_max=dict(type="str"), memory_high=dict(type="str"), memory_swap_max=dict(type="str"),
     memory_min=dict(type="str"), memory_low=dict(type="str"), pids_max=dict(type="str"),

@@ -9,6 +9,7 @@ not enumerate gets their tier from profile_host's login resolver. Everything by 
 outcomes through the role (site.yml, examples/policy.yml), and rootless podman, are proven in the
 molecule default scenario (molecule/shared/tests/test_profiles.py).
 """
+import json
 import os
 import shlex
 import sys
@@ -243,13 +244,24 @@ def test_a_total_for_all_users_holds_over_their_own_limits(guest):
     assert ssh("systemctl show -p MemoryMax --value user.slice").stdout.strip() == "infinity"
 
 
+# A job in the tier's workload slice of uid %d (run as uid %d): it holds 100M, says so, waits for /tmp/fstier-go, then
+# asks for 150M more; its output and exit status go to /tmp/fstier-grow.
+TIER_JOB = ("systemd-run --quiet --wait --pipe --slice=user-tier_lab-u%d_jobs.slice --uid=%d -p MemorySwapMax=0 python3 -c "
+            "\"import os, time; held = bytearray(100 << 20); print('held', flush=True); "
+            "[time.sleep(0.2) for _ in iter(lambda: os.path.exists('/tmp/fstier-go'), True)]; "
+            "more = bytearray(150 << 20); print('survived')\" > /tmp/fstier-grow 2>&1; echo rc=$? >> /tmp/fstier-grow")
+
+
 def test_a_tiers_total_holds_its_workloads_together(guest):
     """aggregate.lab memory.max 300M with systemd: workloads, over two users of the tier whose workload jobs has
     200M each: the workloads' slices are in the tier's slice user-tier_lab.slice (in user.slice), so either
     workload alone at 190M survives, both at once pass 300M and one is killed. The targets are the role's
-    (resolve, profile_cgroup_limits, profile_aggregate_limits); a second call changes nothing."""
+    (resolve, profile_cgroup_limits, profile_aggregate_limits); a second call changes nothing. Then the total
+    leaves the policy while a job runs in its old slice: the role's stale targets (keep_running) leave that
+    slice's limits in a runtime drop-in, and the job is still killed past its 200M (it survived before)."""
+    from ansible_collections.fairshare.resources.plugins.module_utils.facts import profiled_users
     from ansible_collections.fairshare.resources.plugins.module_utils.policy import (
-        aggregate_limits, resolve, to_cgroup_limits,
+        aggregate_limits, resolve, stale_targets, to_cgroup_limits,
     )
     ssh = guest["ssh"]
     users = {"fstiera": 3971, "fstierb": 3972}
@@ -279,9 +291,31 @@ def test_a_tiers_total_holds_its_workloads_together(guest):
         assert where.startswith("/user.slice/user-tier_lab.slice/user-tier_lab-u3971_jobs.slice/"), alone
         assert "survived" in alone and "rc=0" in alone
         assert both.count("survived") == 1 and both.count("rc=0") == 1, both
+
+        # The total taken out of the policy while a job runs in its workload's slice: the workloads now go to
+        # user-UID-jobs.slice, but systemd does not move a running unit, so the job stays where it is. The role's
+        # stale targets (keep_running) leave the old slice's limits for it: asking for 250M, it is still killed.
+        ssh("rm -f /tmp/fstier-go /tmp/fstier-grow; nohup sh -c %s >/dev/null 2>&1 &" % shlex.quote(TIER_JOB % (3971, 3971)))
+        ssh("for i in $(seq 60); do grep -q held /tmp/fstier-grow 2>/dev/null && exit 0; sleep 1; done; exit 1")
+        rows = profiled_users(json.dumps({"profiles": profiles, "aggregate": aggregate_limits(policy, "systemd")}))
+        after = dict((k, v) for k, v in policy.items() if k != "aggregate")
+        now = resolve(after, [{"name": n, "uid": u, "groups": []} for n, u in sorted(users.items())])
+        moved = to_cgroup_limits(now, "systemd") + stale_targets(rows, now, "systemd", (), [])
+        limits += [e for e in moved if e.get("state") != "absent"]
+        out = run_module("cgroup_limit", {"limits": moved}, guest=guest)
+        kept = dict((t["unit"], t.get("kept_running")) for t in out["targets"])
+        held = ssh("systemctl show -p MemoryMax --value user-tier_lab-u3971_jobs.slice").stdout.strip()
+        ssh("touch /tmp/fstier-go; for i in $(seq 90); do grep -q rc= /tmp/fstier-grow && break; sleep 1; done")
+        grown = ssh("cat /tmp/fstier-grow").stdout
+        print("total taken away while a job runs: kept %s; the old slice's MemoryMax %s; the job asking for 250M -> %s"
+              % (sorted(u for u, k in kept.items() if k), held, grown.split()))
+        assert kept["user-tier_lab-u3971_jobs.slice"] and kept["user-tier_lab.slice"], out["targets"]
+        assert not kept["user-tier_lab-u3972_jobs.slice"]  # nothing runs there: its limits simply go
+        assert held == str(200 << 20) and "held" in grown and "survived" not in grown and "rc=0" not in grown, grown
     finally:
         run_module("cgroup_limit", {"limits": [dict(slice=e["slice"], state="absent") for e in limits]}, guest=guest)
-        ssh("rm -f /tmp/fstier-a /tmp/fstier-b; userdel fstiera; userdel fstierb", check=False)
+        ssh("rm -f /tmp/fstier-a /tmp/fstier-b /tmp/fstier-go /tmp/fstier-grow; userdel fstiera; userdel fstierb; "
+            "rm -rf /run/systemd/system/user-tier_lab*.slice.d; systemctl daemon-reload", check=False)
     assert ssh("systemctl show -p MemoryMax --value user-tier_lab.slice").stdout.strip() == "infinity"
 
 

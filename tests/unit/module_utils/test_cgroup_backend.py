@@ -834,3 +834,52 @@ def test_cgroupfs_the_processes_of_a_workload_that_goes_stay_in_their_users_cgro
     (tmp_path / "memory" / "fairshare" / "user-2000" / "jobs" / "cgroup.procs").write_text("4646\n")
     call([plan(1, "path", "user-2000/jobs", None, state="absent")])
     assert _procs(tmp_path, "memory") == ["4646"]
+
+
+def test_systemd_keep_running_leaves_an_active_slices_limits_in_a_runtime_dropin(tmp_path):
+    """keep_running (state absent, systemd): the drop-in in /etc goes; where the unit is active (systemd moves no
+    running unit to another slice) the same text goes to a runtime drop-in named before ours, gone at the next
+    boot; an inactive unit gets none. A later call that gives the unit limits again removes it."""
+    units, run = tmp_path / "units", tmp_path / "run"
+    text = MANAGED_HEADER + "\n[Slice]\nMemoryMax=209715200\n"
+    busy, idle = "user-tier_lab-u1000_jobs.slice", "user-tier_lab-u1001_jobs.slice"
+    for unit in (busy, idle):
+        (units / (unit + ".d")).mkdir(parents=True)
+        (units / (unit + ".d") / "50-fairshare.conf").write_text(text)
+    layout = {"version": "v2", "v2_root": str(tmp_path), "v2_controllers": ["memory"], "v1": {}}
+    listed = {"list-units": "%s loaded active active Slice\n" % busy}
+    plans = [b.Target(0, "slice", busy, None, "absent", {}, "fairshare", keep_running=True),
+             b.Target(1, "slice", idle, None, "absent", {}, "fairshare", keep_running=True)]
+    kept = run / (busy + ".d") / b.KEPT_RUNTIME_DROPIN
+    check = b.SystemdBackend(Host(FakeModule(check_mode=True, outputs=listed)), layout, unit_dir=str(units),
+                             runtime_dir=str(run)).apply(plans, False)
+    assert check["changed"] and not kept.exists() and (units / (busy + ".d") / "50-fairshare.conf").exists()
+    module = FakeModule(outputs=listed)
+    out = b.SystemdBackend(Host(module), layout, unit_dir=str(units), runtime_dir=str(run)).apply(plans, False)
+    assert out["changed"] and out["daemon_reload"] and kept.read_text() == text
+    assert out["targets"][0]["kept_running"] == str(kept) and "kept_running" not in out["targets"][1]
+    assert not (run / (idle + ".d")).exists()  # nothing runs there: its limits simply go
+    assert not any((units / (u + ".d")).exists() for u in (busy, idle))
+    assert [c for c in module.calls if c[1] == "daemon-reload"] == [["systemctl", "daemon-reload"]]  # one reload
+    again = b.SystemdBackend(Host(FakeModule(outputs=listed)), layout, unit_dir=str(units),
+                             runtime_dir=str(run)).apply(plans, False)
+    assert not again["changed"] and kept.exists()
+    back = [b.Target(0, "slice", busy, None, "present", normalize_limits({"memory_max": "300M"}, "x"), "fairshare")]
+    out = b.SystemdBackend(Host(FakeModule(outputs=listed)), layout, unit_dir=str(units),
+                           runtime_dir=str(run)).apply(back, False)
+    assert out["changed"] and not kept.exists() and (units / (busy + ".d") / "50-fairshare.conf").exists()
+
+
+def test_keep_running_is_checked_before_anything(tmp_path):
+    for entry, why in (({"slice": "a.slice", "keep_running": True}, "slice, present"),
+                       ({"path": "w", "state": "absent", "keep_running": True}, "path, absent")):
+        with pytest.raises(b.InputError) as err:
+            b.build_targets([entry], "present", True, "fairshare", lambda d: d)
+        assert "limits[0].keep_running: only for a user or slice target with state absent (this one: %s)" % why \
+            in str(err.value)
+    plans = b.build_targets([{"slice": "a.slice", "state": "absent", "keep_running": True}], "present", True,
+                            "fairshare", lambda d: d)
+    with pytest.raises(b.InputError) as err:
+        b.apply_call(FakeKernel(FakeModule()), v1_layout(str(tmp_path)), "cgroupfs", plans,
+                     {"parent": "fairshare"}, None)
+    assert "slice:a.slice: keep_running needs the systemd backend" in str(err.value)

@@ -359,8 +359,11 @@ def test_a_tiers_total_is_a_level_its_users_go_under_on_hosts_without_systemd():
     assert p.cgroup_parents(prof, "systemd")["sam"]["build"] == "user-tier_student-u1001_build.slice"
     # a workload whose slice moved (the tier's total came): its old slice goes; a removed user's go where they were
     moved = [["sam", 1001, ["build"], []], ["gone", 1009, ["build"], ["total:student"]]]
+    # both keep their limits for what still runs there (systemd moves no running unit): the moved workload, and
+    # the removed user's tier workload, which is outside their own slice
     assert p.stale_targets(moved, prof, "systemd") == [
-        {"slice": "user-1001-build.slice", "state": "absent"}, {"slice": "user-tier_student-u1009_build.slice", "state": "absent"},
+        {"slice": "user-1001-build.slice", "state": "absent", "keep_running": True},
+        {"slice": "user-tier_student-u1009_build.slice", "state": "absent", "keep_running": True},
         {"slice": "user-1009.slice", "state": "absent"}]
     assert p.stale_targets(moved[:1], prof, "process_api") == []  # cgroup_limit moves a user's cgroup whole
     # a user the policy no longer covers is taken back where they were: under the level their row records
