@@ -843,13 +843,15 @@ def test_systemd_keep_running_leaves_an_active_slices_limits_in_a_runtime_dropin
     units, run = tmp_path / "units", tmp_path / "run"
     text = MANAGED_HEADER + "\n[Slice]\nMemoryMax=209715200\n"
     busy, idle = "user-tier_lab-u1000_jobs.slice", "user-tier_lab-u1001_jobs.slice"
-    for unit in (busy, idle):
+    odd = "x\\x2dy.slice"  # a name list-units cannot be asked about (fnmatch's \\): `systemctl show` says it is idle
+    for unit in (busy, idle, odd):
         (units / (unit + ".d")).mkdir(parents=True)
         (units / (unit + ".d") / "50-fairshare.conf").write_text(text)
     layout = {"version": "v2", "v2_root": str(tmp_path), "v2_controllers": ["memory"], "v1": {}}
-    listed = {"list-units": "%s loaded active active Slice\n" % busy}
+    listed = {"list-units": "%s loaded active active Slice\n" % busy, "show": "Id=%s\nActiveState=inactive\n" % odd}
     plans = [b.Target(0, "slice", busy, None, "absent", {}, "fairshare", keep_running=True),
-             b.Target(1, "slice", idle, None, "absent", {}, "fairshare", keep_running=True)]
+             b.Target(1, "slice", idle, None, "absent", {}, "fairshare", keep_running=True),
+             b.Target(2, "slice", odd, None, "absent", {}, "fairshare", keep_running=True)]
     kept = run / (busy + ".d") / b.KEPT_RUNTIME_DROPIN
     check = b.SystemdBackend(Host(FakeModule(check_mode=True, outputs=listed)), layout, unit_dir=str(units),
                              runtime_dir=str(run)).apply(plans, False)
@@ -859,7 +861,8 @@ def test_systemd_keep_running_leaves_an_active_slices_limits_in_a_runtime_dropin
     assert out["changed"] and out["daemon_reload"] and kept.read_text() == text
     assert out["targets"][0]["kept_running"] == str(kept) and "kept_running" not in out["targets"][1]
     assert not (run / (idle + ".d")).exists()  # nothing runs there: its limits simply go
-    assert not any((units / (u + ".d")).exists() for u in (busy, idle))
+    assert "kept_running" not in out["targets"][2] and not (run / (odd + ".d")).exists()
+    assert not any((units / (u + ".d")).exists() for u in (busy, idle, odd))
     assert [c for c in module.calls if c[1] == "daemon-reload"] == [["systemctl", "daemon-reload"]]  # one reload
     again = b.SystemdBackend(Host(FakeModule(outputs=listed)), layout, unit_dir=str(units),
                              runtime_dir=str(run)).apply(plans, False)
